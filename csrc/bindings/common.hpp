@@ -1,0 +1,43 @@
+// Helpers shared by the register_<area>.cpp binding files.  The Python wrappers validate
+// inputs first (src/medimg_edge/_validation.py); these checks are a second line of defence
+// so that C++ never sees an unchecked array even when _core is called directly.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "../dispatch.hpp"
+
+namespace medimg::bind {
+
+namespace py = pybind11;
+using farray = py::array_t<float, py::array::c_style>;
+
+// Returns the input as a C-contiguous float32 array of `ndim` dims (ndim < 0: any),
+// refusing (not converting) anything else.
+inline py::array_t<float> checked(const py::array& a, int ndim, const char* what) {
+  if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
+    throw std::invalid_argument(std::string(what) + ": expected a float32 array");
+  if (!(a.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string(what) + ": expected a C-contiguous array");
+  if (ndim >= 0 && a.ndim() != ndim)
+    throw std::invalid_argument(std::string(what) + ": expected a " + std::to_string(ndim) +
+                                "-D array");
+  if (a.size() == 0) throw std::invalid_argument(std::string(what) + ": empty array");
+  return py::reinterpret_borrow<py::array_t<float>>(a);
+}
+
+inline void check_window(int window, ptrdiff_t rows, ptrdiff_t cols) {
+  if (window < 3 || window > kMaxWindow || window % 2 == 0)
+    throw std::invalid_argument("window must be odd and in [3, " + std::to_string(kMaxWindow) +
+                                "]");
+  (void)rows;
+  (void)cols;
+}
+
+void register_denoise(py::module_& m);
+
+}  // namespace medimg::bind

@@ -1,0 +1,142 @@
+// Portable SIMD layer for medimg-edge kernels.
+//
+// Each target translation unit (csrc/targets/target_<name>.cpp) defines exactly one
+// MEDIMG_TARGET_<NAME> macro and is compiled with that target's instruction-set flags.
+// This header then provides, inside the anonymous namespace of that translation unit,
+// a vector type `vf` (float lanes), `vi` (int32 lanes) and the handful of operations the
+// kernels need.  Arithmetic uses GCC/Clang vector extensions, so one kernel source
+// compiles to SSE4, AVX2+FMA, AVX-512 or NEON code; the scalar target uses plain
+// `float` with auto-vectorisation disabled, which makes it an honest reference path.
+//
+// Everything here has internal linkage (anonymous namespace, static inline), so code
+// compiled with AVX-512 flags can never be merged by the linker into a function that a
+// baseline CPU calls (the classic ODR hazard of multi-target builds).  For the same
+// reason, kernel code must not instantiate std:: templates.  See csrc/README.md.
+#pragma once
+
+#include <stdint.h>
+#include <stddef.h>
+
+#if defined(MEDIMG_TARGET_SCALAR)
+#define MEDIMG_LANES 1
+#elif defined(MEDIMG_TARGET_SSE4)
+#define MEDIMG_LANES 4
+#include <immintrin.h>
+#elif defined(MEDIMG_TARGET_AVX2)
+#define MEDIMG_LANES 8
+#include <immintrin.h>
+#elif defined(MEDIMG_TARGET_AVX512)
+#define MEDIMG_LANES 16
+#include <immintrin.h>
+#elif defined(MEDIMG_TARGET_NEON)
+#define MEDIMG_LANES 4
+#include <arm_neon.h>
+#else
+#error "define one MEDIMG_TARGET_<NAME> before including simd.hpp"
+#endif
+
+namespace {
+namespace simd {
+
+constexpr int kLanes = MEDIMG_LANES;
+
+#if MEDIMG_LANES == 1
+using vf = float;
+using vi = int32_t;
+#else
+typedef float vf __attribute__((vector_size(MEDIMG_LANES * 4)));
+typedef int32_t vi __attribute__((vector_size(MEDIMG_LANES * 4)));
+#endif
+
+static inline vf load(const float* p) {
+  vf v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void store(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
+// Stores the first n lanes (0 < n <= kLanes).
+static inline void store_n(float* p, vf v, ptrdiff_t n) {
+  __builtin_memcpy(p, &v, static_cast<size_t>(n) * sizeof(float));
+}
+static inline vf set1(float x) { return vf{} + x; }
+static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+static inline vf clamp(vf x, vf lo, vf hi) { return vmin(vmax(x, lo), hi); }
+static inline vf vabs(vf a) { return vmax(a, -a); }
+
+static inline vf vsqrt(vf a) {
+#if defined(MEDIMG_TARGET_SCALAR)
+  return __builtin_sqrtf(a);
+#elif defined(MEDIMG_TARGET_SSE4)
+  return (vf)_mm_sqrt_ps((__m128)a);
+#elif defined(MEDIMG_TARGET_AVX2)
+  return (vf)_mm256_sqrt_ps((__m256)a);
+#elif defined(MEDIMG_TARGET_AVX512)
+  return (vf)_mm512_sqrt_ps((__m512)a);
+#elif defined(MEDIMG_TARGET_NEON)
+  return (vf)vsqrtq_f32((float32x4_t)a);
+#endif
+}
+
+static inline vi to_int(vf a) {  // truncation toward zero
+#if MEDIMG_LANES == 1
+  return static_cast<int32_t>(a);
+#else
+  return __builtin_convertvector(a, vi);
+#endif
+}
+static inline vf to_float(vi a) {
+#if MEDIMG_LANES == 1
+  return static_cast<float>(a);
+#else
+  return __builtin_convertvector(a, vf);
+#endif
+}
+static inline vf bits_to_float(vi a) {
+  vf r;
+  __builtin_memcpy(&r, &a, sizeof r);
+  return r;
+}
+static inline vf vfloor(vf a) {
+  vf t = to_float(to_int(a));
+  return t > a ? t - 1.0f : t;
+}
+
+// exp(x), relative error about 2e-7 (2 ulp) on [-80, 88]; inputs below -80 return
+// exp(-80) ~ 1.8e-35 (kept a normal number: denormals are slow on x86).
+// Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, a degree-6 Taylor
+// polynomial for exp(r) (truncation error < |r|^7/7! ~ 1.2e-7), scaling by 2^n
+// through the exponent bits.
+static inline vf vexp(vf x) {
+  x = clamp(x, set1(-80.0f), set1(88.3f));
+  vf n = vfloor(x * 1.44269504088896341f + 0.5f);
+  vf r = x - n * 0.693359375f;   // ln2 split: high part exact in float
+  r = r + n * 2.12194440e-4f;    // low part: ln2 = 0.693359375 - 2.12194440e-4
+  vf p = set1(1.0f / 720.0f);
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  vi e = (to_int(n) + 127) << 23;
+  return p * bits_to_float(e);
+}
+
+static inline float lane(vf v, int i) {
+#if MEDIMG_LANES == 1
+  (void)i;
+  return v;
+#else
+  return v[i];
+#endif
+}
+
+static inline double reduce_sum(vf v) {
+  double s = 0.0;
+  for (int i = 0; i < kLanes; ++i) s += static_cast<double>(lane(v, i));
+  return s;
+}
+
+}  // namespace simd
+}  // namespace

@@ -1,0 +1,64 @@
+"""medimg-edge: AI triage for point-of-care medical imaging, on the device.
+
+Public API (see README.md and DESIGN.md section 3)::
+
+    import medimg_edge as me
+    me.info()                     # version, SIMD targets, library versions
+    me.denoise.srad(frame)        # speckle reduction for ultrasound
+    me.denoise.xray(radiograph)   # Poisson-Gaussian denoising for X-ray
+
+Not for clinical use: the reference models and defaults are research tools.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any
+
+from . import denoise, simd
+from ._errors import DelegateError, InvalidInputError, MedimgEdgeError, ModelError
+from ._version import __version__
+
+__all__ = [
+    "DelegateError",
+    "InvalidInputError",
+    "MedimgEdgeError",
+    "ModelError",
+    "__version__",
+    "denoise",
+    "info",
+    "simd",
+]
+
+
+def info() -> dict[str, Any]:
+    """Describe this installation: version, SIMD targets, platform and library versions.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable; keys ``version``, ``simd`` (``compiled``, ``supported``,
+        ``active``, ``cap``), ``compiler``, ``python``, ``platform``, ``machine``,
+        ``numpy``, ``opencv``.
+    """
+    import cv2
+    import numpy as np
+
+    from . import _core
+
+    return {
+        "version": __version__,
+        "simd": {
+            "compiled": list(simd.compiled_targets()),
+            "supported": list(simd.supported_targets()),
+            "active": simd.active_target(),
+            "cap": simd.target_cap(),
+        },
+        "compiler": str(_core.compiler),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }

@@ -1,0 +1,21 @@
+"""Exception hierarchy of medimg-edge (the public contract, DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+__all__ = ["DelegateError", "InvalidInputError", "MedimgEdgeError", "ModelError"]
+
+
+class MedimgEdgeError(Exception):
+    """Base class of every error medimg-edge raises on purpose."""
+
+
+class InvalidInputError(MedimgEdgeError, ValueError):
+    """An input image or parameter is unusable; the message says how to fix it."""
+
+
+class ModelError(MedimgEdgeError):
+    """A model file or its sidecar is missing, corrupt, tampered with or unsupported."""
+
+
+class DelegateError(MedimgEdgeError):
+    """A requested hardware delegate (e.g. the Edge TPU) could not be used."""

@@ -1,0 +1,174 @@
+"""Input validation at the Python/C++ boundary.
+
+Every public function that hands an array to ``medimg_edge._core`` passes it through
+:func:`as_image2d` (or :func:`as_float_array`) first, so the C++ kernels only ever see
+non-empty, finite, C-contiguous float32 arrays of a sane size.  Errors are
+:class:`~medimg_edge.InvalidInputError` with a message that says how to fix the input.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import InvalidInputError
+
+__all__ = [
+    "ACCEPTED_DTYPES",
+    "MAX_PIXELS",
+    "MAX_SIDE",
+    "as_float_array",
+    "as_image2d",
+    "check_float",
+    "check_int",
+    "check_odd_window",
+]
+
+#: Pixel types the kernels accept; everything is computed in float32.
+ACCEPTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32),
+                   np.dtype(np.float64))
+#: Largest number of pixels in one image (a 16k x 16k detector is 268 M pixels).
+MAX_PIXELS = 1 << 28
+#: Longest side of one image.
+MAX_SIDE = 1 << 16
+
+_DTYPE_NAMES = ", ".join(str(d) for d in ACCEPTED_DTYPES)
+
+
+def _describe(obj: object) -> str:
+    return type(obj).__name__
+
+
+def as_float_array(
+    image: Any, *, name: str = "image", ndims: tuple[int, ...] = (2,), min_side: int = 1
+) -> npt.NDArray[np.float32]:
+    """Validate ``image`` and return it as a C-contiguous float32 array.
+
+    Parameters
+    ----------
+    image : array_like
+        The input.  Must be a NumPy array (or convertible without ambiguity) of one of
+        :data:`ACCEPTED_DTYPES`, with ``ndim`` in ``ndims``.
+    name : str
+        What to call the input in error messages.
+    ndims : tuple of int
+        Accepted numbers of dimensions.
+    min_side : int
+        Smallest accepted length of every axis.
+
+    Raises
+    ------
+    InvalidInputError
+        For anything the kernels cannot process correctly; the message says how to fix it.
+    """
+    if isinstance(image, np.ndarray):
+        arr = image
+    else:
+        if image is None or isinstance(image, (str, bytes, dict)):
+            raise InvalidInputError(
+                f"{name} must be a NumPy array, got {_describe(image)}; "
+                "pass e.g. numpy.asarray(frame)"
+            )
+        try:
+            arr = np.asarray(image)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"{name} could not be converted to a NumPy array ({exc}); pass a 2-D array"
+            ) from None
+    if arr.dtype not in ACCEPTED_DTYPES:
+        hint = ""
+        if arr.dtype == np.bool_:
+            hint = " (for a mask, use image.astype(np.uint8))"
+        elif arr.dtype.kind in "iu":
+            hint = " (convert with image.astype(np.float32))"
+        elif arr.dtype.kind == "c":
+            hint = " (pass the magnitude: numpy.abs(image).astype(np.float32))"
+        raise InvalidInputError(
+            f"{name} has dtype {arr.dtype}; accepted dtypes are {_DTYPE_NAMES}{hint}"
+        )
+    if arr.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        hint = ""
+        if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
+            hint = (
+                "; for a colour frame convert to grayscale first "
+                "(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)), for a single channel use "
+                "image[..., 0]"
+            )
+        raise InvalidInputError(
+            f"{name} must be {want}, got shape {arr.shape} ({arr.ndim}-D){hint}"
+        )
+    if arr.size == 0:
+        raise InvalidInputError(f"{name} is empty (shape {arr.shape}); pass a non-empty image")
+    if min(arr.shape) < min_side:
+        raise InvalidInputError(
+            f"{name} has shape {arr.shape}; every side must be at least {min_side} pixels"
+        )
+    if max(arr.shape) > MAX_SIDE or arr.size > MAX_PIXELS:
+        raise InvalidInputError(
+            f"{name} has shape {arr.shape}, beyond the limits of {MAX_SIDE} pixels per side "
+            f"and {MAX_PIXELS} pixels in all; crop or downsample it first"
+        )
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.kind == "f" and not np.isfinite(out).all():
+        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        overflow = " (float64 values beyond the float32 range count too)" if (
+            arr.dtype == np.float64 and np.isfinite(arr).all()) else ""
+        raise InvalidInputError(
+            f"{name} contains {bad} NaN or infinite value(s){overflow}; replace them, e.g. "
+            "numpy.nan_to_num(image), or mask the frame out"
+        )
+    return out
+
+
+def as_image2d(image: Any, *, name: str = "image", min_side: int = 1) -> npt.NDArray[np.float32]:
+    """Validate a 2-D grayscale image; see :func:`as_float_array`."""
+    return as_float_array(image, name=name, ndims=(2,), min_side=min_side)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: object, lo: int, hi: int) -> int:
+    """Return ``value`` as int if it is an integer in ``[lo, hi]``, else raise."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    v = int(value)
+    if not lo <= v <= hi:
+        raise InvalidInputError(f"{name} must be an integer in [{lo}, {hi}], got {v}")
+    return v
+
+
+def check_float(
+    name: str,
+    value: object,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
+    """Return ``value`` as float if it is a finite real in the given interval, else raise."""
+    lb = "(" if lo_open else "["
+    rb = ")" if hi_open else "]"
+    interval = f"{lb}{lo:g}, {hi:g}{rb}"
+    if not _is_real(value):
+        raise InvalidInputError(f"{name} must be a real number in {interval}, got {value!r}")
+    v = float(value)  # type: ignore[arg-type]
+    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    if not ok:
+        raise InvalidInputError(f"{name} must be a finite number in {interval}, got {v!r}")
+    return v
+
+
+def check_odd_window(name: str, value: object, max_window: int = 31) -> int:
+    """Return a valid odd filter window size in ``[3, max_window]``, else raise."""
+    w = check_int(name, value, 3, max_window)
+    if w % 2 == 0:
+        raise InvalidInputError(f"{name} must be odd (3, 5, 7, ...), got {w}; try {w + 1}")
+    return w

@@ -1,0 +1,160 @@
+"""Command-line interface: ``medimg-edge <command>``.
+
+Commands so far: ``info`` (installation, SIMD targets) and ``demo`` (denoises the sample
+frames with every method, prints timings and PSNR, writes comparison PNGs).  ``main``
+returns a process exit code: 0 success, 1 runtime failure, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _samples, denoise, info, simd
+from ._errors import MedimgEdgeError
+from ._version import __version__
+
+__all__ = ["main"]
+
+F32 = npt.NDArray[np.float32]
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    data = info()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    s = data["simd"]
+    print(f"medimg-edge {data['version']}")
+    print(f"  SIMD active     : {s['active']}" + (f" (capped at {s['cap']})" if s["cap"] else ""))
+    print(f"  SIMD compiled   : {', '.join(s['compiled'])}")
+    print(f"  SIMD supported  : {', '.join(s['supported'])}")
+    print(f"  compiler        : {data['compiler']}")
+    print(f"  python          : {data['python']} on {data['machine']}")
+    print(f"  numpy / opencv  : {data['numpy']} / {data['opencv']}")
+    print(f"  override        : set {simd.ENV_VAR}=scalar|sse4|avx2|avx512|neon to cap SIMD")
+    return 0
+
+
+def _psnr(x: F32, ref: F32, peak: float) -> float:
+    mse = float(np.mean((x.astype(np.float64) - ref) ** 2))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(peak * peak / mse))
+
+
+def _time_ms(fn: Callable[[], F32], repeat: int) -> tuple[F32, float]:
+    out = fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, (time.perf_counter() - t0) * 1e3)
+    return out, best
+
+
+def _to_u8(img: F32, lo: float, hi: float) -> npt.NDArray[np.uint8]:
+    scaled = (img.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-12))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import cv2
+
+    size = args.size
+    frames = [_samples.ultrasound_frame(size, seed=args.seed),
+              _samples.xray_frame(size, seed=args.seed)]
+    methods: dict[str, list[tuple[str, Callable[[F32], F32]]]] = {
+        "ultrasound": [
+            ("ultrasound preset (SRAD)", lambda f: denoise.ultrasound(f)),
+            ("lee 7x7", lambda f: denoise.ultrasound(f, method="lee")),
+            ("kuan 7x7", lambda f: denoise.ultrasound(f, method="kuan")),
+            ("frost 7x7", lambda f: denoise.ultrasound(f, method="frost")),
+        ],
+        "xray": [
+            ("xray preset (VST+Wiener)", lambda f: denoise.xray(f)),
+        ],
+    }
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"medimg-edge {__version__} demo: SIMD target {simd.active_target()} "
+          f"(compiled: {', '.join(simd.compiled_targets())}); frames {size}x{size}, "
+          f"best of {args.repeat} runs")
+    print("Not for clinical use.\n")
+    header = f"{'frame':<11} {'method':<26} {'ms':>8} {'PSNR in':>8} {'PSNR out':>9} {'gain dB':>8}"
+    print(header)
+    print("-" * len(header))
+    for frame in frames:
+        peak = 255.0 if frame.name == "ultrasound" else 4095.0
+        p_in = _psnr(frame.noisy, frame.clean, peak)
+        panels = [frame.noisy]
+        for label, fn in methods[frame.name]:
+            result, ms = _time_ms(lambda fn=fn: fn(frame.noisy), args.repeat)
+            p_out = _psnr(result, frame.clean, peak)
+            print(f"{frame.name:<11} {label:<26} {ms:8.2f} {p_in:8.2f} {p_out:9.2f} "
+                  f"{p_out - p_in:+8.2f}")
+            panels.append(result)
+        if frame.name == "ultrasound":
+            cu = denoise.estimate_speckle(frame.noisy)
+            print(f"{'':<11} estimated speckle CV {cu:.3f} (fully developed: "
+                  f"{frame.params['speckle_cv']:.3f})")
+        else:
+            g, s = denoise.estimate_poisson_gaussian(frame.noisy)
+            print(f"{'':<11} estimated gain {g:.2f} (true {frame.params['gain']:.2f}), "
+                  f"sigma {s:.1f} (true {frame.params['sigma']:.1f})")
+        lo, hi = np.percentile(frame.clean, [0.5, 99.5])
+        strip = np.concatenate([_to_u8(p, float(lo), float(hi)) for p in panels], axis=1)
+        path = out_dir / f"demo_{frame.name}.png"
+        if not cv2.imwrite(str(path), strip):
+            print(f"error: could not write {path}", file=sys.stderr)
+            return 1
+    print(f"\nWrote {out_dir / 'demo_ultrasound.png'} and {out_dir / 'demo_xray.png'} "
+          "(left to right: noisy input, then each method in table order).")
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medimg-edge",
+        description="AI triage for point-of-care medical imaging (not for clinical use).",
+    )
+    parser.add_argument("--version", action="version", version=f"medimg-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p_info = sub.add_parser("info", help="show version, SIMD targets and libraries")
+    p_info.add_argument("--json", action="store_true", help="print JSON")
+    p_info.set_defaults(func=_cmd_info)
+    p_demo = sub.add_parser("demo", help="denoise the sample frames and report ms and PSNR")
+    p_demo.add_argument("--out", default="medimg-edge-demo", help="folder for PNG output")
+    p_demo.add_argument("--size", type=int, default=512, help="frame side in pixels")
+    p_demo.add_argument("--repeat", type=int, default=5, help="timing runs per method")
+    p_demo.add_argument("--seed", type=int, default=0, help="seed of the sample frames")
+    p_demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    if args.command == "demo" and not (32 <= args.size <= 4096 and 1 <= args.repeat <= 1000):
+        parser.error("--size must be in [32, 4096] and --repeat in [1, 1000]")
+    try:
+        code: int = args.func(args)
+        return code
+    except MedimgEdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
