@@ -63,6 +63,30 @@ def _to_u8(img: F32, lo: float, hi: float) -> npt.NDArray[np.uint8]:
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
+def _display(name: str, img: F32) -> F32:
+    """Map a frame to display space: radiographs as -log(transmission), bone bright."""
+    if name == "xray":
+        return -np.log(np.maximum(img, 1.0)).astype(np.float32)
+    return img
+
+
+def _strip(name: str, clean: F32, panels: list[F32], labels: list[str]) -> npt.NDArray[np.uint8]:
+    import cv2
+
+    lo, hi = np.percentile(_display(name, clean), [0.5, 99.5])
+    tiles = []
+    for img, label in zip(panels, labels):
+        tile = cv2.cvtColor(_to_u8(_display(name, img), float(lo), float(hi)), cv2.COLOR_GRAY2BGR)
+        scale = max(tile.shape[0] / 512.0, 0.35)
+        org = (8, int(24 * scale) + 4)
+        cv2.putText(tile, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0),
+                    int(4 * scale) + 1, cv2.LINE_AA)
+        cv2.putText(tile, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (80, 255, 255),
+                    int(1.5 * scale) + 1, cv2.LINE_AA)
+        tiles.append(tile)
+    return np.concatenate(tiles, axis=1)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import cv2
 
@@ -107,8 +131,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             g, s = denoise.estimate_poisson_gaussian(frame.noisy)
             print(f"{'':<11} estimated gain {g:.2f} (true {frame.params['gain']:.2f}), "
                   f"sigma {s:.1f} (true {frame.params['sigma']:.1f})")
-        lo, hi = np.percentile(frame.clean, [0.5, 99.5])
-        strip = np.concatenate([_to_u8(p, float(lo), float(hi)) for p in panels], axis=1)
+        strip = _strip(frame.name, frame.clean, panels,
+                       ["noisy input"] + [label for label, _ in methods[frame.name]])
         path = out_dir / f"demo_{frame.name}.png"
         if not cv2.imwrite(str(path), strip):
             print(f"error: could not write {path}", file=sys.stderr)
