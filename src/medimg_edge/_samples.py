@@ -60,9 +60,17 @@ def ultrasound_frame(size: int = 512, *, seed: int = 0) -> SampleFrame:
     # E|h * s|^2 = (h^2 * echo): blur the echogenicity with the squared PSF.
     power = cv2.GaussianBlur(echo, ksize, sig_lateral / np.sqrt(2), sigmaY=sig_axial / np.sqrt(2))
     h = cv2.getGaussianKernel(ksize[1], sig_axial) @ cv2.getGaussianKernel(ksize[0], sig_lateral).T
-    power *= float((h * h).sum()) / float(
-        cv2.GaussianBlur(np.ones((64, 64), np.float32), ksize, sig_lateral / np.sqrt(2),
-                         sigmaY=sig_axial / np.sqrt(2))[32, 32]
+    power = (
+        power
+        * float((h * h).sum())
+        / float(
+            cv2.GaussianBlur(
+                np.ones((64, 64), np.float32),
+                ksize,
+                sig_lateral / np.sqrt(2),
+                sigmaY=sig_axial / np.sqrt(2),
+            )[32, 32]
+        )
     )
     clean = np.sqrt(np.pi / 4.0 * power)
     scale = 200.0 / float(np.percentile(env, 99.5))
@@ -74,18 +82,24 @@ def ultrasound_frame(size: int = 512, *, seed: int = 0) -> SampleFrame:
     )
 
 
-def xray_frame(size: int = 512, *, seed: int = 0, photons: float = 400.0,
-               gain: float = 4.0, sigma: float = 12.0) -> SampleFrame:
+def xray_frame(
+    size: int = 512,
+    *,
+    seed: int = 0,
+    photons: float = 400.0,
+    gain: float = 4.0,
+    sigma: float = 12.0,
+) -> SampleFrame:
     """Chest-radiograph-like frame with Poisson quantum and Gaussian electronic noise."""
     rng = np.random.default_rng(seed)
     s = (size, size)
-    p = 0.3 + 1.2 * _ellipse(s, 0.55 * size, 0.5 * size, 0.45 * size, 0.42 * size)
+    p: F32 = 0.3 + 1.2 * _ellipse(s, 0.55 * size, 0.5 * size, 0.45 * size, 0.42 * size)
     for cx in (0.32, 0.68):
         p -= 0.8 * _ellipse(s, 0.48 * size, cx * size, 0.28 * size, 0.14 * size)
     p += 0.5 * _ellipse(s, 0.62 * size, 0.55 * size, 0.14 * size, 0.16 * size)
-    p += 0.9 * (np.abs(np.arange(size) - 0.5 * size) < 0.03 * size)[None, :]
+    p += 0.9 * (np.abs(np.arange(size) - 0.5 * size) < 0.03 * size).astype(np.float32)[None, :]
     p += 0.35 * _ellipse(s, 0.4 * size, 0.3 * size, 0.025 * size, 0.025 * size)
-    p = cv2.GaussianBlur(p.astype(np.float32), (0, 0), 2.0)
+    p = np.asarray(cv2.GaussianBlur(p.astype(np.float32), (0, 0), 2.0), dtype=np.float32)
     expected = photons * np.exp(-p)
     counts = rng.poisson(expected).astype(np.float32)
     noisy = gain * counts + rng.normal(0.0, sigma, s).astype(np.float32)

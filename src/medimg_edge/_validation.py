@@ -29,8 +29,12 @@ __all__ = [
 ]
 
 #: Pixel types the kernels accept; everything is computed in float32.
-ACCEPTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32),
-                   np.dtype(np.float64))
+ACCEPTED_DTYPES = (
+    np.dtype(np.uint8),
+    np.dtype(np.uint16),
+    np.dtype(np.float32),
+    np.dtype(np.float64),
+)
 #: Largest number of pixels in one image (a 16k x 16k detector is 268 M pixels).
 MAX_PIXELS = 1 << 28
 #: Longest side of one image.
@@ -116,8 +120,11 @@ def as_float_array(
     out = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind == "f" and not np.isfinite(out).all():
         bad = int(out.size - np.count_nonzero(np.isfinite(out)))
-        overflow = " (float64 values beyond the float32 range count too)" if (
-            arr.dtype == np.float64 and np.isfinite(arr).all()) else ""
+        overflow = (
+            " (float64 values beyond the float32 range count too)"
+            if (arr.dtype == np.float64 and np.isfinite(arr).all())
+            else ""
+        )
         raise InvalidInputError(
             f"{name} contains {bad} NaN or infinite value(s){overflow}; replace them, e.g. "
             "numpy.nan_to_num(image), or mask the frame out"

@@ -8,6 +8,7 @@ returns a process exit code: 0 success, 1 runtime failure, 2 usage or input erro
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -60,7 +61,8 @@ def _time_ms(fn: Callable[[], F32], repeat: int) -> tuple[F32, float]:
 
 def _to_u8(img: F32, lo: float, hi: float) -> npt.NDArray[np.uint8]:
     scaled = (img.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-12))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    out: npt.NDArray[np.uint8] = np.clip(scaled, 0, 255).astype(np.uint8)
+    return out
 
 
 def _display(name: str, img: F32) -> F32:
@@ -79,10 +81,26 @@ def _strip(name: str, clean: F32, panels: list[F32], labels: list[str]) -> npt.N
         tile = cv2.cvtColor(_to_u8(_display(name, img), float(lo), float(hi)), cv2.COLOR_GRAY2BGR)
         scale = max(tile.shape[0] / 512.0, 0.35)
         org = (8, int(24 * scale) + 4)
-        cv2.putText(tile, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0),
-                    int(4 * scale) + 1, cv2.LINE_AA)
-        cv2.putText(tile, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (80, 255, 255),
-                    int(1.5 * scale) + 1, cv2.LINE_AA)
+        cv2.putText(
+            tile,
+            label,
+            org,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6 * scale,
+            (0, 0, 0),
+            int(4 * scale) + 1,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            tile,
+            label,
+            org,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6 * scale,
+            (80, 255, 255),
+            int(1.5 * scale) + 1,
+            cv2.LINE_AA,
+        )
         tiles.append(tile)
     return np.concatenate(tiles, axis=1)
 
@@ -91,8 +109,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import cv2
 
     size = args.size
-    frames = [_samples.ultrasound_frame(size, seed=args.seed),
-              _samples.xray_frame(size, seed=args.seed)]
+    frames = [
+        _samples.ultrasound_frame(size, seed=args.seed),
+        _samples.xray_frame(size, seed=args.seed),
+    ]
     methods: dict[str, list[tuple[str, Callable[[F32], F32]]]] = {
         "ultrasound": [
             ("ultrasound preset (SRAD)", lambda f: denoise.ultrasound(f)),
@@ -106,9 +126,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     }
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"medimg-edge {__version__} demo: SIMD target {simd.active_target()} "
-          f"(compiled: {', '.join(simd.compiled_targets())}); frames {size}x{size}, "
-          f"best of {args.repeat} runs")
+    print(
+        f"medimg-edge {__version__} demo: SIMD target {simd.active_target()} "
+        f"(compiled: {', '.join(simd.compiled_targets())}); frames {size}x{size}, "
+        f"best of {args.repeat} runs"
+    )
     print("Not for clinical use.\n")
     header = f"{'frame':<11} {'method':<26} {'ms':>8} {'PSNR in':>8} {'PSNR out':>9} {'gain dB':>8}"
     print(header)
@@ -118,27 +140,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         p_in = _psnr(frame.noisy, frame.clean, peak)
         panels = [frame.noisy]
         for label, fn in methods[frame.name]:
-            result, ms = _time_ms(lambda fn=fn: fn(frame.noisy), args.repeat)
+            result, ms = _time_ms(functools.partial(fn, frame.noisy), args.repeat)
             p_out = _psnr(result, frame.clean, peak)
-            print(f"{frame.name:<11} {label:<26} {ms:8.2f} {p_in:8.2f} {p_out:9.2f} "
-                  f"{p_out - p_in:+8.2f}")
+            print(
+                f"{frame.name:<11} {label:<26} {ms:8.2f} {p_in:8.2f} {p_out:9.2f} "
+                f"{p_out - p_in:+8.2f}"
+            )
             panels.append(result)
         if frame.name == "ultrasound":
             cu = denoise.estimate_speckle(frame.noisy)
-            print(f"{'':<11} estimated speckle CV {cu:.3f} (fully developed: "
-                  f"{frame.params['speckle_cv']:.3f})")
+            print(
+                f"{'':<11} estimated speckle CV {cu:.3f} (fully developed: "
+                f"{frame.params['speckle_cv']:.3f})"
+            )
         else:
             g, s = denoise.estimate_poisson_gaussian(frame.noisy)
-            print(f"{'':<11} estimated gain {g:.2f} (true {frame.params['gain']:.2f}), "
-                  f"sigma {s:.1f} (true {frame.params['sigma']:.1f})")
-        strip = _strip(frame.name, frame.clean, panels,
-                       ["noisy input"] + [label for label, _ in methods[frame.name]])
+            print(
+                f"{'':<11} estimated gain {g:.2f} (true {frame.params['gain']:.2f}), "
+                f"sigma {s:.1f} (true {frame.params['sigma']:.1f})"
+            )
+        strip = _strip(
+            frame.name,
+            frame.clean,
+            panels,
+            ["noisy input"] + [label for label, _ in methods[frame.name]],
+        )
         path = out_dir / f"demo_{frame.name}.png"
         if not cv2.imwrite(str(path), strip):
             print(f"error: could not write {path}", file=sys.stderr)
             return 1
-    print(f"\nWrote {out_dir / 'demo_ultrasound.png'} and {out_dir / 'demo_xray.png'} "
-          "(left to right: noisy input, then each method in table order).")
+    print(
+        f"\nWrote {out_dir / 'demo_ultrasound.png'} and {out_dir / 'demo_xray.png'} "
+        "(left to right: noisy input, then each method in table order)."
+    )
     return 0
 
 

@@ -40,7 +40,8 @@ def estimate_noise(image: Any) -> float:
     img = as_image2d(image, min_side=3)
     rows, cols = img.shape
     total = float(_core.immerkaer_abs_sum(img))
-    return math.sqrt(math.pi / 2.0) * total / (6.0 * (rows - 2) * (cols - 2))
+    sigma: float = math.sqrt(math.pi / 2.0) * total / (6.0 * (rows - 2) * (cols - 2))
+    return sigma
 
 
 def _local_mean_var(img: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
