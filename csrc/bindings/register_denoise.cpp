@@ -36,40 +36,43 @@ py::array_t<float> srad(const py::array& image, int iterations, float time_step,
   return out;
 }
 
-py::array_t<float> local_stats(const py::array& image, int window, float a, float b, float g,
-                               const std::string& target) {
+// Runs a window kernel `fn(src, dst, rows, cols, scratch)` on a checked 2-D image with
+// the GIL released.
+template <typename Fn>
+py::array_t<float> run_window_kernel(const py::array& image, int window, Fn fn) {
   auto in = checked(image, 2, "image");
   const ptrdiff_t rows = in.shape(0), cols = in.shape(1);
   check_window(window, rows, cols);
-  if (!(a >= 0.0f && b >= 0.0f && g >= 1.0f)) throw std::invalid_argument("bad filter coefficients");
-  const KernelTable* t = table_by_name(target);
   auto out = new_like(rows, cols);
   auto scratch = scratch_of(local_scratch(rows, cols, window));
   const float* src = in.data();
   float* dst = out.mutable_data();
   {
     py::gil_scoped_release release;
-    t->local_stats(src, dst, rows, cols, window, a, b, g, scratch.get());
+    fn(src, dst, rows, cols, scratch.get());
   }
   return out;
 }
 
+py::array_t<float> local_stats(const py::array& image, int window, float a, float b, float g,
+                               const std::string& target) {
+  if (!(a >= 0.0f && b >= 0.0f && g >= 1.0f))
+    throw std::invalid_argument("need a >= 0, b >= 0, g >= 1");
+  const KernelTable* t = table_by_name(target);
+  return run_window_kernel(image, window, [&](const float* s, float* d, ptrdiff_t rows,
+                                              ptrdiff_t cols, float* scratch) {
+    t->local_stats(s, d, rows, cols, window, a, b, g, scratch);
+  });
+}
+
 py::array_t<float> frost(const py::array& image, int window, float damping,
                          const std::string& target) {
-  auto in = checked(image, 2, "image");
-  const ptrdiff_t rows = in.shape(0), cols = in.shape(1);
-  check_window(window, rows, cols);
   if (!(damping >= 0.0f)) throw std::invalid_argument("damping must be >= 0");
   const KernelTable* t = table_by_name(target);
-  auto out = new_like(rows, cols);
-  auto scratch = scratch_of(local_scratch(rows, cols, window));
-  const float* src = in.data();
-  float* dst = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    t->frost(src, dst, rows, cols, window, damping, scratch.get());
-  }
-  return out;
+  return run_window_kernel(image, window, [&](const float* s, float* d, ptrdiff_t rows,
+                                              ptrdiff_t cols, float* scratch) {
+    t->frost(s, d, rows, cols, window, damping, scratch);
+  });
 }
 
 py::array_t<float> anscombe(const py::array& image, float gain, float sigma,

@@ -142,29 +142,48 @@ static inline void window_stats(const float* s1, const float* s2, ptrdiff_t x, i
   var = vmax(b * inv_n - mean * mean, set1(0.0f));
 }
 
-// Lee / Kuan / additive-Lee family (see KernelTable::local_stats).  Sums are taken over
-// values shifted by the mean of the middle row to limit float cancellation in E[x^2]-m^2.
+// Scratch layout and running statistics shared by the local-window filters: the image
+// padded (reflect-101) and shifted by the mean of its middle row, to limit float
+// cancellation in E[x^2] - m^2, followed by the two column-sum rows.
+struct LocalWindow {
+  int window, r;
+  ptrdiff_t stride, xe;
+  float* P;
+  float* s1;
+  float* s2;
+  float shift, inv_n;
+
+  LocalWindow(const float* in, ptrdiff_t rows, ptrdiff_t cols, int w, float* scratch)
+      : window(w), r(w / 2), stride(medimg::padded_stride(cols, w / 2)) {
+    xe = ((cols + simd::kLanes - 1) / simd::kLanes) * simd::kLanes + 2 * r;
+    P = scratch;
+    s1 = P + (rows + 2 * r) * stride;
+    s2 = s1 + stride;
+    shift = mean_of(in + (rows / 2) * cols, cols);
+    inv_n = 1.0f / static_cast<float>(window * window);
+    pad_image<true>(in, rows, cols, r, shift, P, stride);
+  }
+  void start_row(ptrdiff_t y) { column_sums(P, stride, window, xe, y, s1, s2); }
+  // Mean and variance (of shifted values) of the windows centred on columns x .. x+lanes-1.
+  void stats(ptrdiff_t x, simd::vf& mean, simd::vf& var) const {
+    window_stats(s1, s2, x, window, inv_n, mean, var);
+  }
+};
+
+// Lee / Kuan / additive-Lee family (see KernelTable::local_stats).
 static void local_stats_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t cols,
                                int window, float a, float b, float g, float* scratch) {
   using namespace simd;
-  const int r = window / 2;
-  const ptrdiff_t stride = medimg::padded_stride(cols, r);
-  float* P = scratch;
-  float* s1 = P + (rows + 2 * r) * stride;
-  float* s2 = s1 + stride;
-  const float shift = mean_of(in + (rows / 2) * cols, cols);
-  pad_image<true>(in, rows, cols, r, shift, P, stride);
-  const float inv_n = 1.0f / static_cast<float>(window * window);
-  const ptrdiff_t xe = ((cols + kLanes - 1) / kLanes) * kLanes + 2 * r;
+  LocalWindow lw(in, rows, cols, window, scratch);
   const vf zero = set1(0.0f), one = set1(1.0f), tiny = set1(1e-30f);
   for (ptrdiff_t y = 0; y < rows; ++y) {
-    column_sums(P, stride, window, xe, y, s1, s2);
-    const float* center = P + (y + r) * stride + r;
+    lw.start_row(y);
+    const float* center = lw.P + (y + lw.r) * lw.stride + lw.r;
     float* o = out + y * cols;
     for (ptrdiff_t x = 0; x < cols; x += kLanes) {
       vf m, v;
-      window_stats(s1, s2, x, window, inv_n, m, v);
-      const vf mt = m + shift;
+      lw.stats(x, m, v);
+      const vf mt = m + lw.shift;
       const vf w = clamp((v - a * (mt * mt) - b) / (vmax(v, tiny) * g), zero, one);
       store_row(o, mt + w * (load(center + x) - m), x, cols);
     }
@@ -178,15 +197,8 @@ static void local_stats_kernel(const float* in, float* out, ptrdiff_t rows, ptrd
 static void frost_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t cols,
                          int window, float damping, float* scratch) {
   using namespace simd;
-  const int r = window / 2;
-  const ptrdiff_t stride = medimg::padded_stride(cols, r);
-  float* P = scratch;
-  float* s1 = P + (rows + 2 * r) * stride;
-  float* s2 = s1 + stride;
-  const float shift = mean_of(in + (rows / 2) * cols, cols);
-  pad_image<true>(in, rows, cols, r, shift, P, stride);
-  const float inv_n = 1.0f / static_cast<float>(window * window);
-  const ptrdiff_t xe = ((cols + kLanes - 1) / kLanes) * kLanes + 2 * r;
+  LocalWindow lw(in, rows, cols, window, scratch);
+  const int r = lw.r;
 
   constexpr int kMaxR = medimg::kMaxWindow / 2;
   constexpr int kMaxDistinct = (kMaxR + 1) * (kMaxR + 2) / 2;
@@ -216,12 +228,12 @@ static void frost_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t 
   const vf tiny = set1(1e-30f);
   vf e[kMaxDistinct];
   for (ptrdiff_t y = 0; y < rows; ++y) {
-    column_sums(P, stride, window, xe, y, s1, s2);
+    lw.start_row(y);
     float* o = out + y * cols;
     for (ptrdiff_t x = 0; x < cols; x += kLanes) {
       vf m, v;
-      window_stats(s1, s2, x, window, inv_n, m, v);
-      const vf mt = m + shift;
+      lw.stats(x, m, v);
+      const vf mt = m + lw.shift;
       const vf alpha = vmin(damping * v / vmax(mt * mt, tiny), set1(1e6f));
       vf den = set1(0.0f);
       for (int k = 0; k < nd; ++k) {
@@ -231,10 +243,10 @@ static void frost_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t 
       vf num = set1(0.0f);
       const unsigned char* ki = kidx;
       for (int dy = 0; dy < window; ++dy) {
-        const float* row = P + (y + dy) * stride + x;
+        const float* row = lw.P + (y + dy) * lw.stride + x;
         for (int dx = 0; dx < window; ++dx) num += e[*ki++] * load(row + dx);
       }
-      store_row(o, num / den + shift, x, cols);
+      store_row(o, num / den + lw.shift, x, cols);
     }
   }
 }

@@ -81,26 +81,17 @@ def _strip(name: str, clean: F32, panels: list[F32], labels: list[str]) -> npt.N
         tile = cv2.cvtColor(_to_u8(_display(name, img), float(lo), float(hi)), cv2.COLOR_GRAY2BGR)
         scale = max(tile.shape[0] / 512.0, 0.35)
         org = (8, int(24 * scale) + 4)
-        cv2.putText(
-            tile,
-            label,
-            org,
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.6 * scale,
-            (0, 0, 0),
-            int(4 * scale) + 1,
-            cv2.LINE_AA,
-        )
-        cv2.putText(
-            tile,
-            label,
-            org,
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.6 * scale,
-            (80, 255, 255),
-            int(1.5 * scale) + 1,
-            cv2.LINE_AA,
-        )
+        for colour, thickness in (((0, 0, 0), 4.0), ((80, 255, 255), 1.5)):
+            cv2.putText(
+                tile,
+                label,
+                org,
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.6 * scale,
+                colour,
+                int(thickness * scale) + 1,
+                cv2.LINE_AA,
+            )
         tiles.append(tile)
     return np.concatenate(tiles, axis=1)
 
