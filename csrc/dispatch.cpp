@@ -82,8 +82,10 @@ const KernelTable* choose(const std::string& cap) {
 void set_target_cap(const std::string& name) {
   if (!name.empty() && find_compiled(name) == nullptr) {
     std::string names;
-    for (const KernelTable* t : compiled_tables()) names += std::string(names.empty() ? "" : ", ") + t->name;
-    throw std::invalid_argument("SIMD target '" + name + "' is not compiled into this build (compiled: " + names + ")");
+    for (const KernelTable* t : compiled_tables())
+      names += std::string(names.empty() ? "" : ", ") + t->name;
+    throw std::invalid_argument("SIMD target '" + name +
+                                "' is not compiled into this build (compiled: " + names + ")");
   }
   std::lock_guard<std::mutex> lock(g_mutex);
   g_cap = name;
@@ -104,8 +106,10 @@ const KernelTable* active_table() {
 const KernelTable* table_by_name(const std::string& name) {
   if (name.empty()) return active_table();
   const KernelTable* t = find_compiled(name);
-  if (t == nullptr) throw std::invalid_argument("SIMD target '" + name + "' is not compiled into this build");
-  if (!cpu_supports(name)) throw std::invalid_argument("this CPU cannot run SIMD target '" + name + "'");
+  if (t == nullptr)
+    throw std::invalid_argument("SIMD target '" + name + "' is not compiled into this build");
+  if (!cpu_supports(name))
+    throw std::invalid_argument("this CPU cannot run SIMD target '" + name + "'");
   return t;
 }
 

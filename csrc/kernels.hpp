@@ -60,6 +60,8 @@ struct KernelTable {
   // Exact unbiased inverse through the table, elementwise.
   void (*inverse_anscombe)(const float* in, float* out, ptrdiff_t n,
                            const InverseAnscombeTable* table);
+  // Input validation: true if all n values are finite; min and max into *mn, *mx.
+  bool (*scan)(const float* p, ptrdiff_t n, float* mn, float* mx);
   // Sum over interior pixels of |I * N|, N = [[1,-2,1],[-2,4,-2],[1,-2,1]] (Immerkaer 1996).
   double (*immerkaer_abs_sum)(const float* in, ptrdiff_t rows, ptrdiff_t cols);
 };

@@ -1,7 +1,7 @@
 // Portable SIMD layer for medimg-edge kernels.
 //
-// Each target translation unit (csrc/targets/target_<name>.cpp) defines exactly one
-// MEDIMG_TARGET_<NAME> macro and is compiled with that target's instruction-set flags.
+// csrc/kernels/target.cpp is compiled once per SIMD target with exactly one
+// MEDIMG_TARGET_<NAME> macro defined and that target's instruction-set flags.
 // This header then provides, inside the anonymous namespace of that translation unit,
 // a vector type `vf` (float lanes), `vi` (int32 lanes) and the handful of operations the
 // kernels need.  Arithmetic uses GCC/Clang vector extensions, so one kernel source
@@ -14,8 +14,8 @@
 // reason, kernel code must not instantiate std:: templates.  See csrc/README.md.
 #pragma once
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(MEDIMG_TARGET_SCALAR)
 #define MEDIMG_LANES 1
@@ -110,8 +110,8 @@ static inline vf vfloor(vf a) {
 static inline vf vexp(vf x) {
   x = clamp(x, set1(-80.0f), set1(88.3f));
   vf n = vfloor(x * 1.44269504088896341f + 0.5f);
-  vf r = x - n * 0.693359375f;   // ln2 split: high part exact in float
-  r = r + n * 2.12194440e-4f;    // low part: ln2 = 0.693359375 - 2.12194440e-4
+  vf r = x - n * 0.693359375f;  // ln2 split: high part exact in float
+  r = r + n * 2.12194440e-4f;   // low part: ln2 = 0.693359375 - 2.12194440e-4
   vf p = set1(1.0f / 720.0f);
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
@@ -121,6 +121,21 @@ static inline vf vexp(vf x) {
   p = p * r + 1.0f;
   vi e = (to_int(n) + 127) << 23;
   return p * bits_to_float(e);
+}
+
+// out[l] = base[idx[l]] for every lane (hardware gather on AVX2 / AVX-512).
+static inline vf gather(const float* base, vi idx) {
+#if defined(MEDIMG_TARGET_AVX2)
+  return (vf)_mm256_i32gather_ps(base, (__m256i)idx, 4);
+#elif defined(MEDIMG_TARGET_AVX512)
+  return (vf)_mm512_i32gather_ps((__m512i)idx, base, 4);
+#elif MEDIMG_LANES == 1
+  return base[idx];
+#else
+  vf r;
+  for (int l = 0; l < kLanes; ++l) r[l] = base[idx[l]];
+  return r;
+#endif
 }
 
 static inline float lane(vf v, int i) {

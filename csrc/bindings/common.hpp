@@ -3,11 +3,11 @@
 // so that C++ never sees an unchecked array even when _core is called directly.
 #pragma once
 
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-
 #include <stdexcept>
 #include <string>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
 
 #include "../dispatch.hpp"
 
@@ -39,5 +39,6 @@ inline void check_window(int window, ptrdiff_t rows, ptrdiff_t cols) {
 }
 
 void register_denoise(py::module_& m);
+void register_validation(py::module_& m);
 
 }  // namespace medimg::bind

@@ -20,7 +20,8 @@ py::array_t<float> srad(const py::array& image, int iterations, float time_step,
                         float rho, const std::string& target) {
   auto in = checked(image, 2, "image");
   if (iterations < 0) throw std::invalid_argument("iterations must be >= 0");
-  if (!(time_step > 0.0f && time_step <= 1.0f)) throw std::invalid_argument("time_step must be in (0, 1]");
+  if (!(time_step > 0.0f && time_step <= 1.0f))
+    throw std::invalid_argument("time_step must be in (0, 1]");
   if (!(q0 > 0.0f)) throw std::invalid_argument("q0 must be > 0");
   if (!(rho >= 0.0f)) throw std::invalid_argument("rho must be >= 0");
   const KernelTable* t = table_by_name(target);
@@ -59,20 +60,20 @@ py::array_t<float> local_stats(const py::array& image, int window, float a, floa
   if (!(a >= 0.0f && b >= 0.0f && g >= 1.0f))
     throw std::invalid_argument("need a >= 0, b >= 0, g >= 1");
   const KernelTable* t = table_by_name(target);
-  return run_window_kernel(image, window, [&](const float* s, float* d, ptrdiff_t rows,
-                                              ptrdiff_t cols, float* scratch) {
-    t->local_stats(s, d, rows, cols, window, a, b, g, scratch);
-  });
+  return run_window_kernel(
+      image, window, [&](const float* s, float* d, ptrdiff_t rows, ptrdiff_t cols, float* scratch) {
+        t->local_stats(s, d, rows, cols, window, a, b, g, scratch);
+      });
 }
 
 py::array_t<float> frost(const py::array& image, int window, float damping,
                          const std::string& target) {
   if (!(damping >= 0.0f)) throw std::invalid_argument("damping must be >= 0");
   const KernelTable* t = table_by_name(target);
-  return run_window_kernel(image, window, [&](const float* s, float* d, ptrdiff_t rows,
-                                              ptrdiff_t cols, float* scratch) {
-    t->frost(s, d, rows, cols, window, damping, scratch);
-  });
+  return run_window_kernel(
+      image, window, [&](const float* s, float* d, ptrdiff_t rows, ptrdiff_t cols, float* scratch) {
+        t->frost(s, d, rows, cols, window, damping, scratch);
+      });
 }
 
 py::array_t<float> anscombe(const py::array& image, float gain, float sigma,
@@ -132,16 +133,15 @@ double immerkaer_abs_sum(const py::array& image, const std::string& target) {
 
 void register_denoise(py::module_& m) {
   using namespace py::literals;
-  m.def("srad", &srad, "image"_a, "iterations"_a, "time_step"_a, "q0"_a, "rho"_a,
-        "target"_a = "", "Speckle Reducing Anisotropic Diffusion (unchecked kernel).");
-  m.def("local_stats", &local_stats, "image"_a, "window"_a, "a"_a, "b"_a, "g"_a,
-        "target"_a = "", "Lee/Kuan/additive-Lee local-statistics filter.");
-  m.def("frost", &frost, "image"_a, "window"_a, "damping"_a, "target"_a = "",
-        "Frost filter.");
+  m.def("srad", &srad, "image"_a, "iterations"_a, "time_step"_a, "q0"_a, "rho"_a, "target"_a = "",
+        "Speckle Reducing Anisotropic Diffusion (unchecked kernel).");
+  m.def("local_stats", &local_stats, "image"_a, "window"_a, "a"_a, "b"_a, "g"_a, "target"_a = "",
+        "Lee/Kuan/additive-Lee local-statistics filter.");
+  m.def("frost", &frost, "image"_a, "window"_a, "damping"_a, "target"_a = "", "Frost filter.");
   m.def("anscombe", &anscombe, "image"_a, "gain"_a, "sigma"_a, "target"_a = "",
         "Generalised Anscombe transform.");
-  m.def("inverse_anscombe", &inverse_anscombe, "image"_a, "table"_a, "d0"_a, "step"_a,
-        "sigma2"_a, "gain"_a, "target"_a = "", "Exact unbiased inverse via a table.");
+  m.def("inverse_anscombe", &inverse_anscombe, "image"_a, "table"_a, "d0"_a, "step"_a, "sigma2"_a,
+        "gain"_a, "target"_a = "", "Exact unbiased inverse via a table.");
   m.def("immerkaer_abs_sum", &immerkaer_abs_sum, "image"_a, "target"_a = "",
         "Sum of |I * N| over interior pixels (Immerkaer 1996).");
 }

@@ -18,8 +18,8 @@ namespace {
 // pixel (defined for black pixels) and, with c = M^2 / (M^2 + (num - q0^2 M^2) k),
 // one division per pixel.  M is floored at 1e-6 of the image maximum.
 // ---------------------------------------------------------------------------------------
-static void srad_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t cols,
-                        int iterations, float time_step, float q0, float rho, float* scratch) {
+static void srad_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t cols, int iterations,
+                        float time_step, float q0, float rho, float* scratch) {
   using namespace simd;
   const ptrdiff_t stride = medimg::padded_stride(cols, 1);
   const ptrdiff_t plane = (rows + 2) * stride;
@@ -192,61 +192,143 @@ static void local_stats_kernel(const float* in, float* out, ptrdiff_t rows, ptrd
 
 // Frost filter (Frost et al. 1982): out = sum_q w_q I_q / sum_q w_q over the window,
 // w_q = exp(-damping * Ci^2 * |p - q|), Ci^2 = var / mean^2 of the window at p.
-// The weights depend on the distance only through the (r+1)(r+2)/2 distinct values,
-// so each pixel evaluates that many exponentials, not window^2.
-static void frost_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t cols,
-                         int window, float damping, float* scratch) {
-  using namespace simd;
-  LocalWindow lw(in, rows, cols, window, scratch);
-  const int r = lw.r;
+//
+// Rings of equal distance: ring k holds the taps with {|dx|, |dy|} = {ax, ay}, ax <= ay,
+// k = ay (ay + 1) / 2 + ax.  The numerator is sum_k w_k * (sum of ring k), so the window
+// costs one add per tap and one multiply per ring.  exp(-alpha d) for d = m * d_base is
+// exp(-alpha d_base)^m: only rings whose squared distance has no square factor m^2
+// leaving another ring's distance need an exp (5 of the 10 rings of a 7x7 window).
+struct FrostPlan {
+  static constexpr int kMaxR = medimg::kMaxWindow / 2;
+  static constexpr int kMaxRings = (kMaxR + 1) * (kMaxR + 2) / 2;
+  static constexpr int kMaxTaps = medimg::kMaxWindow * medimg::kMaxWindow;
+  int r, window, nd;
+  int d2[kMaxRings], count[kMaxRings], start[kMaxRings + 1];
+  int order[kMaxRings], base[kMaxRings], power[kMaxRings];  // order: by distance
+  int tap_dy[kMaxTaps], tap_dx[kMaxTaps];                   // grouped by ring
 
-  constexpr int kMaxR = medimg::kMaxWindow / 2;
-  constexpr int kMaxDistinct = (kMaxR + 1) * (kMaxR + 2) / 2;
-  float dist[kMaxDistinct];
-  float count[kMaxDistinct];
-  unsigned char kidx[medimg::kMaxWindow * medimg::kMaxWindow];
-  int nd = 0;
-  for (int dy = 0; dy <= r; ++dy)
-    for (int dx = 0; dx <= dy; ++dx) {
-      dist[nd] = __builtin_sqrtf(static_cast<float>(dx * dx + dy * dy));
-      count[nd] = 0.0f;
-      ++nd;
+  static constexpr int ring_of(int r, int dy, int dx) {
+    int ay = dy < r ? r - dy : dy - r, ax = dx < r ? r - dx : dx - r;
+    if (ax > ay) {
+      const int t = ax;
+      ax = ay;
+      ay = t;
     }
-  for (int dy = -r; dy <= r; ++dy)
-    for (int dx = -r; dx <= r; ++dx) {
-      int ay = dy < 0 ? -dy : dy, ax = dx < 0 ? -dx : dx;
-      if (ax > ay) {
-        int t = ax;
-        ax = ay;
-        ay = t;
+    return ay * (ay + 1) / 2 + ax;
+  }
+
+  constexpr explicit FrostPlan(int radius)
+      : r(radius),
+        window(2 * radius + 1),
+        nd(0),
+        d2{},
+        count{},
+        start{},
+        order{},
+        base{},
+        power{},
+        tap_dy{},
+        tap_dx{} {
+    for (int ay = 0; ay <= r; ++ay)
+      for (int ax = 0; ax <= ay; ++ax, ++nd) d2[nd] = ax * ax + ay * ay;
+    for (int dy = 0; dy < window; ++dy)
+      for (int dx = 0; dx < window; ++dx) ++count[ring_of(r, dy, dx)];
+    for (int k = 0; k < nd; ++k) start[k + 1] = start[k] + count[k];
+    int fill[kMaxRings] = {};
+    for (int dy = 0; dy < window; ++dy)
+      for (int dx = 0; dx < window; ++dx) {
+        const int k = ring_of(r, dy, dx);
+        const int i = start[k] + fill[k]++;
+        tap_dy[i] = dy;
+        tap_dx[i] = dx;
       }
-      const int k = ay * (ay + 1) / 2 + ax;
-      kidx[(dy + r) * window + (dx + r)] = static_cast<unsigned char>(k);
-      count[k] += 1.0f;
+    for (int k = 0; k < nd; ++k) order[k] = k;
+    for (int i = 1; i < nd; ++i)
+      for (int j = i; j > 0 && d2[order[j - 1]] > d2[order[j]]; --j) {
+        const int t = order[j];
+        order[j] = order[j - 1];
+        order[j - 1] = t;
+      }
+    for (int k = 0; k < nd; ++k) {
+      base[k] = k;
+      power[k] = 1;
+      for (int m = r; m > 1 && power[k] == 1; --m) {
+        if (d2[k] == 0 || d2[k] % (m * m) != 0) continue;
+        for (int j = 0; j < nd; ++j)
+          if (d2[j] * m * m == d2[k]) {
+            base[k] = j;
+            power[k] = m;
+            break;
+          }
+      }
     }
+  }
+};
 
+// Compile-time plans for the common windows: with the plan a constant, the compiler
+// unrolls the ring loops completely.
+constexpr FrostPlan kFrost3(1), kFrost5(2), kFrost7(3);
+
+__attribute__((always_inline)) static inline void frost_rows(const FrostPlan& plan, LocalWindow& lw,
+                                                             float* out, ptrdiff_t rows,
+                                                             ptrdiff_t cols, float damping) {
+  using namespace simd;
+  float dist[FrostPlan::kMaxRings];
+  for (int k = 0; k < plan.nd; ++k) dist[k] = __builtin_sqrtf(static_cast<float>(plan.d2[k]));
+  const ptrdiff_t stride = lw.stride;
   const vf tiny = set1(1e-30f);
-  vf e[kMaxDistinct];
+  vf e[FrostPlan::kMaxRings];
   for (ptrdiff_t y = 0; y < rows; ++y) {
     lw.start_row(y);
     float* o = out + y * cols;
+    const float* top = lw.P + y * stride;
     for (ptrdiff_t x = 0; x < cols; x += kLanes) {
       vf m, v;
       lw.stats(x, m, v);
       const vf mt = m + lw.shift;
       const vf alpha = vmin(damping * v / vmax(mt * mt, tiny), set1(1e6f));
-      vf den = set1(0.0f);
-      for (int k = 0; k < nd; ++k) {
-        e[k] = vexp(-alpha * dist[k]);
-        den += count[k] * e[k];
-      }
-      vf num = set1(0.0f);
-      const unsigned char* ki = kidx;
-      for (int dy = 0; dy < window; ++dy) {
-        const float* row = lw.P + (y + dy) * lw.stride + x;
-        for (int dx = 0; dx < window; ++dx) num += e[*ki++] * load(row + dx);
+      const float* p = top + x;
+      vf num = load(p + plan.r * stride + plan.r);  // ring 0: the centre, weight 1
+      vf den = set1(1.0f);
+#pragma GCC unroll 16
+      for (int i = 1; i < plan.nd; ++i) {
+        const int k = plan.order[i];
+        vf w;
+        if (plan.power[k] == 1) {
+          w = vexp(-alpha * dist[k]);
+        } else {
+          w = e[plan.base[k]];
+          for (int n = 1; n < plan.power[k]; ++n) w *= e[plan.base[k]];
+        }
+        e[k] = w;
+        vf ring = set1(0.0f);
+#pragma GCC unroll 8
+        for (int j = plan.start[k]; j < plan.start[k + 1]; ++j)
+          ring += load(p + plan.tap_dy[j] * stride + plan.tap_dx[j]);
+        num += w * ring;
+        den += static_cast<float>(plan.count[k]) * w;
       }
       store_row(o, num / den + lw.shift, x, cols);
+    }
+  }
+}
+
+static void frost_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t cols, int window,
+                         float damping, float* scratch) {
+  LocalWindow lw(in, rows, cols, window, scratch);
+  switch (window) {
+    case 3:
+      frost_rows(kFrost3, lw, out, rows, cols, damping);
+      return;
+    case 5:
+      frost_rows(kFrost5, lw, out, rows, cols, damping);
+      return;
+    case 7:
+      frost_rows(kFrost7, lw, out, rows, cols, damping);
+      return;
+    default: {
+      const FrostPlan plan(window / 2);
+      frost_rows(plan, lw, out, rows, cols, damping);
     }
   }
 }

@@ -5,6 +5,7 @@
 #include "../simd.hpp"
 #include "common.hpp"
 #include "noise.hpp"
+#include "scan.hpp"
 #include "speckle.hpp"
 #include "vst.hpp"
 
@@ -29,9 +30,13 @@ namespace medimg {
 
 const KernelTable* MEDIMG_CAT(table_, MEDIMG_TARGET_ID)() {
   static const KernelTable table = {
-      MEDIMG_STR(MEDIMG_TARGET_ID), srad_kernel,
-      local_stats_kernel,           frost_kernel,
-      anscombe_kernel,              inverse_anscombe_kernel,
+      MEDIMG_STR(MEDIMG_TARGET_ID),
+      srad_kernel,
+      local_stats_kernel,
+      frost_kernel,
+      anscombe_kernel,
+      inverse_anscombe_kernel,
+      scan_kernel,
       immerkaer_abs_sum_kernel,
   };
   return &table;

@@ -5,8 +5,7 @@ namespace {
 
 // Generalised Anscombe transform (Murtagh, Starck & Bijaoui 1995; Makitalo & Foi 2013,
 // eq. 4 with mu = 0):  f(z) = 2/gain * sqrt(max(gain z + 3/8 gain^2 + sigma^2, 0)).
-static void anscombe_kernel(const float* in, float* out, ptrdiff_t n, float gain,
-                            float sigma) {
+static void anscombe_kernel(const float* in, float* out, ptrdiff_t n, float gain, float sigma) {
   using namespace simd;
   const float k = 2.0f / gain;
   const float c = 0.375f * gain * gain + sigma * sigma;
@@ -28,8 +27,8 @@ template <typename T>
 static inline T inverse_tail(T d, float sigma2) {
   const T id = 1.0f / d;
   const float s32 = 1.224744871391589f;  // sqrt(3/2)
-  return 0.25f * d * d + (0.25f * s32) * id - 1.375f * (id * id) +
-         (0.625f * s32) * (id * id * id) - (0.125f + sigma2);
+  return 0.25f * d * d + (0.25f * s32) * id - 1.375f * (id * id) + (0.625f * s32) * (id * id * id) -
+         (0.125f + sigma2);
 }
 
 static void inverse_anscombe_kernel(const float* in, float* out, ptrdiff_t n,
@@ -50,20 +49,10 @@ static void inverse_anscombe_kernel(const float* in, float* out, ptrdiff_t n,
       d = load(tmp);
     }
     const vf t = (d - tab->d0) * tab->inv_step;
-    const vf tc = clamp(t, zero, set1(last - 1.0f));
-    const vi idx = to_int(tc);
+    const vf tc = clamp(t, zero, set1(last));
+    const vi idx = to_int(vmin(tc, set1(last - 1.0f)));  // last interval: frac in [0, 1]
     const vf frac = tc - to_float(idx);
-    float lo[kLanes], hi[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-#if MEDIMG_LANES == 1
-      const int32_t k = idx;
-#else
-      const int32_t k = idx[l];
-#endif
-      lo[l] = v[k];
-      hi[l] = v[k + 1];
-    }
-    const vf a = load(lo), b = load(hi);
+    const vf a = gather(v, idx), b = gather(v + 1, idx);
     vf y = a + frac * (b - a);
     const vf tail = inverse_tail(vmax(d, set1(1.0f)), tab->sigma2);
     y = t >= last ? tail : y;

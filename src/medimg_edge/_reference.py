@@ -45,6 +45,7 @@ def srad(
     maximum), which equals the paper's ``(G2/2 - L^2/16) / (1 + L/4)^2`` for I > 0.
     """
     img = np.asarray(image, dtype=dtype)
+    time_step, q0, rho = float(time_step), float(q0), float(rho)
     floor = max(float(img.max()) * 1e-6, 1e-18)
     for n in range(iterations):
         q = q0 * math.exp(-rho * time_step * n)
@@ -96,6 +97,7 @@ def local_stats(
     dtype: npt.DTypeLike = np.float64,
 ) -> Array:
     """``m + clamp((v - a m^2 - b) / (g v), 0, 1) (x - m)``; see ``KernelTable::local_stats``."""
+    a, b, g = float(a), float(b), float(g)
     img = np.asarray(image, dtype=dtype)
     w = _windows(img, window, dtype)
     m = w.mean(axis=(-2, -1))
@@ -132,6 +134,7 @@ def frost(
     image: npt.ArrayLike, window: int, damping: float, dtype: npt.DTypeLike = np.float64
 ) -> Array:
     """Frost et al. (1982): weights ``exp(-damping Ci^2 d)``, Euclidean ``d``."""
+    damping = float(damping)
     img = np.asarray(image, dtype=dtype)
     w = _windows(img, window, dtype)
     m = w.mean(axis=(-2, -1))
@@ -150,6 +153,7 @@ def anscombe(
 ) -> Array:
     """Generalised Anscombe transform ``2/gain sqrt(max(gain z + 3/8 gain^2 + sigma^2, 0))``."""
     z = np.asarray(image, dtype=dtype)
+    gain, sigma = float(gain), float(sigma)
     return 2.0 / gain * np.sqrt(np.maximum(gain * z + 0.375 * gain**2 + sigma**2, 0.0))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _core
 from ._errors import InvalidInputError
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "check_float",
     "check_int",
     "check_odd_window",
+    "value_range",
 ]
 
 #: Pixel types the kernels accept; everything is computed in float32.
@@ -118,7 +120,7 @@ def as_float_array(
             f"and {MAX_PIXELS} pixels in all; crop or downsample it first"
         )
     out = np.ascontiguousarray(arr, dtype=np.float32)
-    if arr.dtype.kind == "f" and not np.isfinite(out).all():
+    if arr.dtype.kind == "f" and not _core.scan(out)[0]:
         bad = int(out.size - np.count_nonzero(np.isfinite(out)))
         overflow = (
             " (float64 values beyond the float32 range count too)"
@@ -130,6 +132,12 @@ def as_float_array(
             "numpy.nan_to_num(image), or mask the frame out"
         )
     return out
+
+
+def value_range(image: npt.NDArray[np.float32]) -> tuple[float, float]:
+    """Minimum and maximum of an array returned by :func:`as_float_array` (one SIMD pass)."""
+    _, lo, hi = _core.scan(image)
+    return float(lo), float(hi)
 
 
 def as_image2d(image: Any, *, name: str = "image", min_side: int = 1) -> npt.NDArray[np.float32]:

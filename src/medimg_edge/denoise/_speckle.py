@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from .. import _core
 from .._errors import InvalidInputError
-from .._validation import as_image2d, check_float, check_int, check_odd_window
+from .._validation import as_image2d, check_float, check_int, check_odd_window, value_range
 from ._noise import estimate_speckle
 
 __all__ = ["frost", "kuan", "lee", "srad", "wiener"]
@@ -64,7 +64,7 @@ def srad(
     iterations = check_int("iterations", iterations, 0, 100_000)
     time_step = check_float("time_step", time_step, 0.0, 1.0, lo_open=True)
     rho = check_float("rho", rho, 0.0)
-    if float(img.min()) < 0.0:
+    if value_range(img)[0] < 0.0:
         raise InvalidInputError(
             "srad needs non-negative intensities (speckle is multiplicative); "
             "shift or clip the image, e.g. numpy.clip(image, 0, None)"
@@ -78,17 +78,13 @@ def srad(
     return out
 
 
-def _local(image: Any, window: int, a: float, b: float, g: float) -> F32:
-    img = as_image2d(image)
-    out: F32 = _core.local_stats(img, window, a, b, g)
-    return out
-
-
-def _noise_cv(image: Any, noise_cv: float | None, window: int) -> tuple[Any, float]:
+def _noise_cv(image: Any, noise_cv: float | None, window: int) -> tuple[F32, float]:
+    if noise_cv is not None:
+        noise_cv = check_float("noise_cv", noise_cv, 0.0, 10.0)
     img = as_image2d(image)
     if noise_cv is None:
-        noise_cv = estimate_speckle(img, window=window)
-    return img, check_float("noise_cv", noise_cv, 0.0, 10.0)
+        noise_cv = min(estimate_speckle(img, window=window), 10.0)
+    return img, noise_cv
 
 
 def lee(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
@@ -120,7 +116,8 @@ def lee(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
     """
     window = check_odd_window("window", window)
     img, cu = _noise_cv(image, noise_cv, window)
-    return _local(img, window, cu * cu, 0.0, 1.0)
+    out: F32 = _core.local_stats(img, window, cu * cu, 0.0, 1.0)
+    return out
 
 
 def kuan(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
@@ -149,7 +146,8 @@ def kuan(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
     """
     window = check_odd_window("window", window)
     img, cu = _noise_cv(image, noise_cv, window)
-    return _local(img, window, cu * cu, 0.0, 1.0 + cu * cu)
+    out: F32 = _core.local_stats(img, window, cu * cu, 0.0, 1.0 + cu * cu)
+    return out
 
 
 def wiener(image: Any, *, noise_sigma: float, window: int = 5) -> F32:
@@ -178,7 +176,9 @@ def wiener(image: Any, *, noise_sigma: float, window: int = 5) -> F32:
     """
     window = check_odd_window("window", window)
     sigma = check_float("noise_sigma", noise_sigma, 0.0)
-    return _local(image, window, 0.0, sigma * sigma, 1.0)
+    img = as_image2d(image)
+    out: F32 = _core.local_stats(img, window, 0.0, sigma * sigma, 1.0)
+    return out
 
 
 def frost(image: Any, *, window: int = 7, damping: float = 2.0) -> F32:
