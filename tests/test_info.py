@@ -9,8 +9,7 @@ import numpy as np
 
 import medimg_edge as me
 
-# TODO: tests of the `medimg-edge info` CLI (exit code 0, JSON/text output matching
-# me.info(), MEDIMG_EDGE_SIMD honoured) once src/medimg_edge/cli.py lands.
+# The `medimg-edge info` command is tested in tests/test_cli.py.
 
 
 def test_version():
