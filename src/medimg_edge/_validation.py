@@ -20,6 +20,7 @@ from ._errors import InvalidInputError
 
 __all__ = [
     "ACCEPTED_DTYPES",
+    "MAX_ABS_VALUE",
     "MAX_PIXELS",
     "MAX_SIDE",
     "as_float_array",
@@ -39,8 +40,11 @@ ACCEPTED_DTYPES = (
 )
 #: Largest number of pixels in one image (a 16k x 16k detector is 268 M pixels).
 MAX_PIXELS = 1 << 28
-#: Longest side of one image.
+#: Longest side of one image (1-D signals are limited by MAX_PIXELS only).
 MAX_SIDE = 1 << 16
+#: Largest accepted magnitude of a float pixel value: local variances square the
+#: values in float32 (max 3.4e38), and no detector or display produces more.
+MAX_ABS_VALUE = 1e15
 
 _DTYPE_NAMES = ", ".join(str(d) for d in ACCEPTED_DTYPES)
 
@@ -85,7 +89,9 @@ def as_float_array(
             raise InvalidInputError(
                 f"{name} could not be converted to a NumPy array ({exc}); pass a 2-D array"
             ) from None
-    if arr.dtype not in ACCEPTED_DTYPES:
+    # Byte order does not matter (big-endian DICOM/FITS data convert on the copy below).
+    native = arr.dtype.newbyteorder("=") if arr.dtype.byteorder in "<>" else arr.dtype
+    if native not in ACCEPTED_DTYPES:
         hint = ""
         if arr.dtype == np.bool_:
             hint = " (for a mask, use image.astype(np.uint8))"
@@ -114,23 +120,32 @@ def as_float_array(
         raise InvalidInputError(
             f"{name} has shape {arr.shape}; every side must be at least {min_side} pixels"
         )
-    if max(arr.shape) > MAX_SIDE or arr.size > MAX_PIXELS:
+    if (arr.ndim > 1 and max(arr.shape) > MAX_SIDE) or arr.size > MAX_PIXELS:
         raise InvalidInputError(
             f"{name} has shape {arr.shape}, beyond the limits of {MAX_SIDE} pixels per side "
             f"and {MAX_PIXELS} pixels in all; crop or downsample it first"
         )
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    if arr.dtype.kind == "f" and not _core.scan(out)[0]:
-        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
-        overflow = (
-            " (float64 values beyond the float32 range count too)"
-            if (arr.dtype == np.float64 and np.isfinite(arr).all())
-            else ""
-        )
-        raise InvalidInputError(
-            f"{name} contains {bad} NaN or infinite value(s){overflow}; replace them, e.g. "
-            "numpy.nan_to_num(image), or mask the frame out"
-        )
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.kind == "f":
+        finite, lo, hi = _core.scan(out)
+        if not finite:
+            bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+            overflow = (
+                " (float64 values beyond the float32 range count too)"
+                if (native == np.float64 and np.isfinite(arr).all())
+                else ""
+            )
+            raise InvalidInputError(
+                f"{name} contains {bad} NaN or infinite value(s){overflow}; replace them, "
+                "e.g. numpy.nan_to_num(image), or mask the frame out"
+            )
+        if max(-lo, hi) > MAX_ABS_VALUE:
+            raise InvalidInputError(
+                f"{name} has values up to {max(-lo, hi):.3g} in magnitude, beyond the "
+                f"supported {MAX_ABS_VALUE:.0e} (float32 squares of such values overflow); "
+                "rescale the image, e.g. image / numpy.abs(image).max()"
+            )
     return out
 
 

@@ -39,7 +39,7 @@ def ultrasound(image: Any, *, method: str = "srad") -> F32:
     -------
     (M, N) float32 ndarray
     """
-    if method not in _US_METHODS:
+    if not isinstance(method, str) or method not in _US_METHODS:
         raise InvalidInputError(f"method must be one of {', '.join(_US_METHODS)}, got {method!r}")
     img = as_image2d(image)
     cu = estimate_speckle(img)
