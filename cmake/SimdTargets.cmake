@@ -6,6 +6,7 @@
 # that tell csrc/dispatch.cpp which tables exist.
 #
 # The scalar target disables auto-vectorisation so that it stays an honest reference.
+# -ffp-contract=off everywhere: FMAs only where a kernel asks for them (simd::fmadd).
 function(medimg_add_simd_targets objects_var defs_var)
   set(src ${PROJECT_SOURCE_DIR}/csrc/kernels/target.cpp)
   set(objects "")
@@ -28,7 +29,7 @@ function(medimg_add_simd_targets objects_var defs_var)
     string(TOUPPER ${t} T)
     add_library(medimg_simd_${t} OBJECT ${src})
     target_compile_definitions(medimg_simd_${t} PRIVATE MEDIMG_TARGET_${T}=1)
-    target_compile_options(medimg_simd_${t} PRIVATE -O3 -fno-math-errno ${flags_${t}})
+    target_compile_options(medimg_simd_${t} PRIVATE -O3 -fno-math-errno -ffp-contract=off ${flags_${t}})
     set_target_properties(medimg_simd_${t} PROPERTIES POSITION_INDEPENDENT_CODE ON)
     list(APPEND objects $<TARGET_OBJECTS:medimg_simd_${t}>)
     if(NOT t STREQUAL "scalar")

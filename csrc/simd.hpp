@@ -40,12 +40,18 @@ namespace simd {
 
 constexpr int kLanes = MEDIMG_LANES;
 
+// vf: float lanes; vi: int32 lanes; vd: double lanes (same lane count as vf, so twice
+// the register width: the compiler splits it into two native vectors); vl: int64 lanes.
 #if MEDIMG_LANES == 1
 using vf = float;
 using vi = int32_t;
+using vd = double;
+using vl = int64_t;
 #else
 typedef float vf __attribute__((vector_size(MEDIMG_LANES * 4)));
 typedef int32_t vi __attribute__((vector_size(MEDIMG_LANES * 4)));
+typedef double vd __attribute__((vector_size(MEDIMG_LANES * 8)));
+typedef int64_t vl __attribute__((vector_size(MEDIMG_LANES * 8)));
 #endif
 
 static inline vf load(const float* p) {
@@ -59,6 +65,80 @@ static inline void store_n(float* p, vf v, ptrdiff_t n) {
   __builtin_memcpy(p, &v, static_cast<size_t>(n) * sizeof(float));
 }
 static inline vf set1(float x) { return vf{} + x; }
+
+// Fused multiply-add a * b + c where the target has it (AVX2, AVX-512, NEON), else
+// a * b + c with two roundings (scalar, SSE4).  Every target TU is compiled with
+// -ffp-contract=off, so this is the only place FMAs appear: results are reproducible
+// across compilers, and kernels that must match float64 references bit for bit (LBP)
+// are not perturbed by contraction.
+static inline vf fmadd(vf a, vf b, vf c) {
+#if defined(MEDIMG_TARGET_AVX2)
+  return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#elif defined(MEDIMG_TARGET_AVX512)
+  return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(MEDIMG_TARGET_NEON)
+  return (vf)vfmaq_f32((float32x4_t)c, (float32x4_t)a, (float32x4_t)b);
+#else
+  return a * b + c;
+#endif
+}
+
+// ---- double lanes --------------------------------------------------------------------
+static inline vd load_d(const double* p) {
+  vd v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void store_d(double* p, vd v) { __builtin_memcpy(p, &v, sizeof v); }
+static inline void store_d_n(double* p, vd v, ptrdiff_t n) {
+  __builtin_memcpy(p, &v, static_cast<size_t>(n) * sizeof(double));
+}
+static inline vd set1d(double x) { return vd{} + x; }
+static inline vd vmind(vd a, vd b) { return a < b ? a : b; }
+static inline vd vmaxd(vd a, vd b) { return a > b ? a : b; }
+static inline vl to_long(vd a) {  // truncation toward zero
+#if MEDIMG_LANES == 1
+  return static_cast<int64_t>(a);
+#else
+  return __builtin_convertvector(a, vl);
+#endif
+}
+static inline vd to_double(vl a) {
+#if MEDIMG_LANES == 1
+  return static_cast<double>(a);
+#else
+  return __builtin_convertvector(a, vd);
+#endif
+}
+// floor / ceil for |x| < 2^62 (exact, like C floor/ceil on that range).
+static inline vd vfloord(vd a) {
+  vd t = to_double(to_long(a));
+  return t > a ? t - 1.0 : t;
+}
+static inline vd vceild(vd a) {
+  vd t = to_double(to_long(a));
+  return t < a ? t + 1.0 : t;
+}
+static inline vd f2d(vf a) {
+#if MEDIMG_LANES == 1
+  return static_cast<double>(a);
+#else
+  return __builtin_convertvector(a, vd);
+#endif
+}
+static inline double lane_d(vd v, int i) {
+#if MEDIMG_LANES == 1
+  (void)i;
+  return v;
+#else
+  return v[i];
+#endif
+}
+static inline double reduce_sum_d(vd v) {
+  double s = 0.0;
+  for (int i = 0; i < kLanes; ++i) s += lane_d(v, i);
+  return s;
+}
 static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
 static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 static inline vf clamp(vf x, vf lo, vf hi) { return vmin(vmax(x, lo), hi); }
@@ -113,12 +193,12 @@ static inline vf vexp(vf x) {
   vf r = x - n * 0.693359375f;  // ln2 split: high part exact in float
   r = r + n * 2.12194440e-4f;   // low part: ln2 = 0.693359375 - 2.12194440e-4
   vf p = set1(1.0f / 720.0f);
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  p = fmadd(p, r, set1(1.0f / 120.0f));
+  p = fmadd(p, r, set1(1.0f / 24.0f));
+  p = fmadd(p, r, set1(1.0f / 6.0f));
+  p = fmadd(p, r, set1(0.5f));
+  p = fmadd(p, r, set1(1.0f));
+  p = fmadd(p, r, set1(1.0f));
   vi e = (to_int(n) + 127) << 23;
   return p * bits_to_float(e);
 }

@@ -59,7 +59,7 @@ static void srad_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t c
         const vf dN = load(jn + x) - Jc, dS = load(js + x) - Jc;
         const vf dW = load(jc + x - 1) - Jc, dE = load(jc + x + 1) - Jc;
         const vf s1 = (dN + dS) + (dW + dE);
-        const vf s2 = (dN * dN + dS * dS) + (dW * dW + dE * dE);
+        const vf s2 = fmadd(dN, dN, dS * dS) + fmadd(dW, dW, dE * dE);
         const vf m = vmax(Jc + 0.25f * s1, floor_v);
         const vf m2 = m * m;
         const vf num = 0.5f * s2 - 0.0625f * (s1 * s1);
@@ -79,8 +79,8 @@ static void srad_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t c
         const vf Jc = load(jc + x);
         const vf dN = load(jn + x) - Jc, dS = load(js + x) - Jc;
         const vf dW = load(jc + x - 1) - Jc, dE = load(jc + x + 1) - Jc;
-        const vf div = load(cc + x) * (dN + dW) + load(cs + x) * dS + load(cc + x + 1) * dE;
-        store_row(kk, Jc + k4 * div, x, cols);
+        const vf div = fmadd(load(cc + x), dN + dW, fmadd(load(cs + x), dS, load(cc + x + 1) * dE));
+        store_row(kk, fmadd(set1(k4), div, Jc), x, cols);
       }
       kk[-1] = kk[0];  // replicate west / east border
       kk[cols] = kk[cols - 1];
@@ -113,7 +113,7 @@ static inline void column_sums(const float* P, ptrdiff_t stride, int window, ptr
       for (int k = 1; k < window; ++k) {
         v = load(p + k * stride + x);
         a += v;
-        b += v * v;
+        b = fmadd(v, v, b);
       }
       store(s1 + x, a);
       store(s2 + x, b);
@@ -185,7 +185,7 @@ static void local_stats_kernel(const float* in, float* out, ptrdiff_t rows, ptrd
       lw.stats(x, m, v);
       const vf mt = m + lw.shift;
       const vf w = clamp((v - a * (mt * mt) - b) / (vmax(v, tiny) * g), zero, one);
-      store_row(o, mt + w * (load(center + x) - m), x, cols);
+      store_row(o, fmadd(w, load(center + x) - m, mt), x, cols);
     }
   }
 }
@@ -305,8 +305,8 @@ __attribute__((always_inline)) static inline void frost_rows(const FrostPlan& pl
 #pragma GCC unroll 8
         for (int j = plan.start[k]; j < plan.start[k + 1]; ++j)
           ring += load(p + plan.tap_dy[j] * stride + plan.tap_dx[j]);
-        num += w * ring;
-        den += static_cast<float>(plan.count[k]) * w;
+        num = fmadd(w, ring, num);
+        den = fmadd(set1(static_cast<float>(plan.count[k])), w, den);
       }
       store_row(o, num / den + lw.shift, x, cols);
     }
