@@ -17,15 +17,15 @@ constexpr int kMaxWindow = 31;
 // Row stride (in floats) of the padded scratch images used by the neighbourhood kernels:
 // room for a `radius` border on both sides plus slack so that full-width vector loads
 // past the last column stay inside the buffer (16 lanes = AVX-512).
-inline ptrdiff_t padded_stride(ptrdiff_t cols, int radius) {
+static inline ptrdiff_t padded_stride(ptrdiff_t cols, int radius) {
   return ((cols + 2 * radius + 32 + 15) / 16) * 16;
 }
 
 // Scratch floats needed by each kernel for an image of `rows` x `cols`.
-inline size_t srad_scratch(ptrdiff_t rows, ptrdiff_t cols) {
+static inline size_t srad_scratch(ptrdiff_t rows, ptrdiff_t cols) {
   return static_cast<size_t>(3 * (rows + 2) * padded_stride(cols, 1));
 }
-inline size_t local_scratch(ptrdiff_t rows, ptrdiff_t cols, int window) {
+static inline size_t local_scratch(ptrdiff_t rows, ptrdiff_t cols, int window) {
   const int r = window / 2;
   return static_cast<size_t>((rows + 2 * r + 2) * padded_stride(cols, r));
 }
@@ -40,6 +40,191 @@ struct InverseAnscombeTable {
   float sigma2;  // (sigma / gain)^2, used by the closed-form tail beyond the table
   float gain;
 };
+
+// ---- features: GLCM (glcm.hpp) ---------------------------------------------------------
+// Grey-level co-occurrence matrices (the counts of skimage.feature.graycomatrix) and their
+// properties.  The K = n_dist * n_angle matrices (L x L, L = levels) are stored one after
+// another, matrix k at out + k * glcm_matrix_stride(L): the padding keeps the K counters
+// one pixel increments from being a multiple of 4 KiB apart (see glcm.hpp).
+constexpr ptrdiff_t kGlcmMaxLevels = 65536;
+enum GlcmDtype : int { kGlcmU8 = 0, kGlcmU16 = 1 };
+struct GlcmArgs {
+  const void* image;  // rows x cols, C-contiguous, element type `dtype`
+  int dtype;          // GlcmDtype
+  ptrdiff_t rows, cols;
+  ptrdiff_t levels;     // L, 1 .. kGlcmMaxLevels
+  ptrdiff_t n_offsets;  // K >= 1
+  const ptrdiff_t* dr;  // K row offsets, |dr| <= rows (skimage's rounded d sin(angle))
+  const ptrdiff_t* dc;  // K column offsets, |dc| <= cols (rounded d cos(angle))
+  int symmetric;        // non-zero: every matrix becomes P + P^T
+  uint32_t* out;        // glcm_out_words(L, K) words (zeroed by the kernel)
+};
+static inline ptrdiff_t glcm_matrix_stride(ptrdiff_t L) { return L * L + 48; }
+// Two partial copies of the counts (odd columns count into the second) when one copy is
+// at most 64 KiB; they live in the same buffer, glcm_copy_shift(L, K) words apart.
+static inline int glcm_copies(ptrdiff_t L, ptrdiff_t K) { return L * L * K <= 16384 ? 2 : 1; }
+static inline ptrdiff_t glcm_copy_shift(ptrdiff_t L, ptrdiff_t K) {
+  return K * glcm_matrix_stride(L) + 16;
+}
+static inline size_t glcm_out_words(ptrdiff_t L, ptrdiff_t K) {
+  const ptrdiff_t one = K * glcm_matrix_stride(L);
+  return static_cast<size_t>(glcm_copies(L, K) > 1 ? glcm_copy_shift(L, K) + one : one);
+}
+static inline size_t glcm_props_scratch(ptrdiff_t L) { return static_cast<size_t>(7 * L + 64); }
+// What glcm_props computes beyond the marginals (ASM, energy, correlation, mean, variance,
+// std, autocorrelation, maximum_probability): the |i - j| histogram (contrast,
+// dissimilarity, homogeneity, difference_*, id, idmn, idn, inverse_variance), the i + j
+// histogram (cluster_*, sum_*), sum p ln p (entropy, joint_entropy, imc1, imc2).
+enum GlcmNeed : int { kGlcmNeedDif = 1, kGlcmNeedSum = 2, kGlcmNeedLog = 4, kGlcmNeedAll = 7 };
+// Outputs of glcm_props, in this order (out[p * K + k]).  Definitions:
+// src/medimg_edge/features/_glcm.py.
+enum GlcmProp : int {
+  kGlcmContrast,
+  kGlcmDissimilarity,
+  kGlcmHomogeneity,
+  kGlcmASM,
+  kGlcmEnergy,
+  kGlcmCorrelation,
+  kGlcmMean,
+  kGlcmVariance,
+  kGlcmStd,
+  kGlcmEntropy,
+  kGlcmAutocorrelation,
+  kGlcmClusterProminence,
+  kGlcmClusterShade,
+  kGlcmClusterTendency,
+  kGlcmDifferenceAverage,
+  kGlcmDifferenceEntropy,
+  kGlcmDifferenceVariance,
+  kGlcmId,
+  kGlcmIdmn,
+  kGlcmIdn,
+  kGlcmImc1,
+  kGlcmImc2,
+  kGlcmInverseVariance,
+  kGlcmJointEntropy,
+  kGlcmMaximumProbability,
+  kGlcmSumAverage,
+  kGlcmSumEntropy,
+  kGlcmProps  // number of properties
+};
+constexpr const char* kGlcmPropNames[kGlcmProps] = {"contrast",
+                                                    "dissimilarity",
+                                                    "homogeneity",
+                                                    "ASM",
+                                                    "energy",
+                                                    "correlation",
+                                                    "mean",
+                                                    "variance",
+                                                    "std",
+                                                    "entropy",
+                                                    "autocorrelation",
+                                                    "cluster_prominence",
+                                                    "cluster_shade",
+                                                    "cluster_tendency",
+                                                    "difference_average",
+                                                    "difference_entropy",
+                                                    "difference_variance",
+                                                    "id",
+                                                    "idmn",
+                                                    "idn",
+                                                    "imc1",
+                                                    "imc2",
+                                                    "inverse_variance",
+                                                    "joint_entropy",
+                                                    "maximum_probability",
+                                                    "sum_average",
+                                                    "sum_entropy"};
+
+// ---- features: LBP (lbp.hpp) ----------------------------------------------------------
+// Local binary patterns, bit-identical to skimage.feature.local_binary_pattern.
+constexpr int kLbpMaxP = 32;       // codes are skimage's int32 words (see features/_lbp.py)
+constexpr int kLbpSlack = 32;      // columns read past the last pixel of a row
+constexpr int kLbpGroupSlots = 8;  // rows cached per column offset (at least)
+constexpr int kLbpTableMaxP = 10;  // ror/uniform/nri_uniform through a 2^P table up to here
+enum LbpDtype : int { kLbpU8 = 0, kLbpU16 = 1, kLbpF32 = 2, kLbpF64 = 3 };
+enum LbpMethod : int { kLbpDefault, kLbpRor, kLbpUniform, kLbpNriUniform, kLbpVar };
+struct LbpArgs {
+  const void* image;  // rows x cols, C-contiguous, element type `dtype`
+  int dtype;          // LbpDtype
+  ptrdiff_t rows, cols;
+  int P;                        // 1 .. kLbpMaxP neighbours
+  int method;                   // LbpMethod
+  const double* rp;             // P row offsets (skimage's -R sin(2 pi i / P) rounded to 1e-5)
+  const double* cp;             // P column offsets; |rp|, |cp| <= 2^17
+  double max_abs;               // a larger |value| (or NaN, Inf) makes the kernel return false
+  ptrdiff_t pad, hlen, stride;  // lbp_pad(), lbp_hlen(), lbp_stride()
+  double* scratch;              // lbp_scratch() doubles
+  double* out;                  // rows x cols
+};
+// Zero columns on each side of a converted image row: the widest column offset, at most
+// cols + 1 (a sample further out is outside the image for every pixel and reads a zero),
+// rounded up to a multiple of 8 so that rows start on 64-byte boundaries.
+static inline ptrdiff_t lbp_pad(const double* cp, int P, ptrdiff_t cols) {
+  double widest = 0.0;
+  for (int i = 0; i < P; ++i) widest = cp[i] > widest ? cp[i] : (-cp[i] > widest ? -cp[i] : widest);
+  ptrdiff_t w = static_cast<ptrdiff_t>(widest);
+  if (static_cast<double>(w) < widest) ++w;  // ceil
+  w = w > cols + 1 ? cols + 1 : w;
+  return (w + 7) / 8 * 8;
+}
+// Length of an interpolated row and of a column-weight table.
+static inline ptrdiff_t lbp_hlen(ptrdiff_t cols) { return (cols + 7) / 8 * 8 + kLbpSlack; }
+// Length of a converted image row.
+static inline ptrdiff_t lbp_stride(ptrdiff_t cols, ptrdiff_t pad) {
+  return lbp_hlen(cols) + 2 * pad;
+}
+static inline size_t lbp_scratch(ptrdiff_t cols, int P, ptrdiff_t pad) {
+  // 2P + 1 image rows and a zero row; (kLbpGroupSlots + 2) P interpolated rows, a zero
+  // row and two weight tables per column offset; the code table; 8 to align to 64 bytes.
+  return static_cast<size_t>((2 * P + 2) * lbp_stride(cols, pad) +
+                             ((kLbpGroupSlots + 4) * P + 1) * lbp_hlen(cols) +
+                             (1 << kLbpTableMaxP) + 8);
+}
+
+// ---- features: first-order statistics, gradients, quality (stats.hpp) -----------------
+// Summaries of the values selected by an optional mask (see csrc/kernels/stats.hpp for the
+// exact definitions; they match numpy.histogram / numpy.percentile / numpy.median).
+constexpr int kStatsMaxQuantiles = 16;
+constexpr int kStatsMaxBins = 4096;   // entropy histogram bins
+constexpr int kGradientMaxBins = 64;  // orientation histogram bins
+constexpr int kSharpnessBox = 9;      // re-blur box of the blur-effect measure
+struct SummaryRequest {
+  const uint8_t* mask;  // nullptr: all n values; else the values where mask[i] != 0
+  int bins;             // 0..kStatsMaxBins: numpy.histogram(v, bins, range=(min, max)) -> hist
+  uint32_t* hist;
+  int nq;           // 0..kStatsMaxQuantiles: numpy.percentile(v, 100 * q[i]) -> qout[i]
+  const double* q;  // fractions in [0, 1]
+  double* qout;
+  int mad;             // non-zero: median(|v - median(v)|) -> Summary::mad
+  double rmad_lo;      // if 0 <= rmad_lo <= rmad_hi <= 1: mean |v - m| over the v in
+  double rmad_hi;      // [Q(rmad_lo), Q(rmad_hi)], m their mean -> Summary::rmad
+  float below, above;  // count values <= below, >= above
+};
+struct Summary {
+  double count, min, max, mean, sumsq;
+  double m2, m3, m4, absdev;  // central moments mean((v - mean)^k), mean |v - mean|
+  double mad, rmad;
+  double n_below, n_above;
+  int counting;  // 1: integral values spanning < 65536 (counting path); 0: radix path
+};
+// Sums over the image of the sharpness measures (reflect-101 border): 4-neighbour
+// Laplacian L, Sobel gx, gy, and the blur effect of Crete-Roffet et al. (2007): D the
+// absolute difference of horizontally (h) / vertically (v) adjacent pixels, lost = max(0,
+// D - D') with D' the same difference after a kSharpnessBox box blur along that axis.
+struct Sharpness {
+  double lap_sum, lap_sumsq, tenengrad_sum;
+  double diff_h, lost_h, diff_v, lost_v;
+};
+// uint32 words of summary() scratch for n values.
+static inline size_t summary_scratch(ptrdiff_t n) { return static_cast<size_t>(65536 + 20480 + n); }
+static inline size_t gradient_scratch(ptrdiff_t rows, ptrdiff_t cols) {
+  return static_cast<size_t>((rows + 2) * padded_stride(cols, 1));
+}
+static inline size_t sharpness_scratch(ptrdiff_t rows, ptrdiff_t cols) {
+  return static_cast<size_t>((rows + 2 * (kSharpnessBox / 2)) *
+                             padded_stride(cols, kSharpnessBox / 2));
+}
 
 struct KernelTable {
   const char* name;
@@ -64,6 +249,35 @@ struct KernelTable {
   bool (*scan)(const float* p, ptrdiff_t n, float* mn, float* mx);
   // Sum over interior pixels of |I * N|, N = [[1,-2,1],[-2,4,-2],[1,-2,1]] (Immerkaer 1996).
   double (*immerkaer_abs_sum)(const float* in, ptrdiff_t rows, ptrdiff_t cols);
+  // ---- features: GLCM (glcm.hpp) ----
+  // Co-occurrence counts of a.image into a.out; false (a.out undefined) if a pixel value
+  // is >= a.levels.  *max_value: the largest pixel value (0 if not scanned: uint8, L=256).
+  bool (*glcm)(const GlcmArgs& a, int64_t* max_value);
+  // out[k * cells + t] = counts[k * stride + t] / sum of matrix k (divided by 1 if 0).
+  void (*glcm_normalize)(const uint32_t* counts, ptrdiff_t K, ptrdiff_t cells, ptrdiff_t stride,
+                         double* out);
+  // The properties of the K L x L matrices at P + k * stride (uint32 counts, or float64 if
+  // is_double) into out[p * K + k]: those `need` (GlcmNeed bits) asks for, NaN for the
+  // others; false if a float64 entry is negative, NaN or infinite.  scratch:
+  // glcm_props_scratch(L) doubles.
+  bool (*glcm_props)(const void* P, int is_double, int need, ptrdiff_t L, ptrdiff_t K,
+                     ptrdiff_t stride, double* out, double* scratch);
+  // ---- features: LBP (lbp.hpp) ----
+  // Local binary patterns of a.image into a.out; false (nothing computed) if the image
+  // has a NaN, an infinity or a value beyond +-a.max_abs.
+  bool (*lbp)(const LbpArgs& a);
+  // ---- features: first-order statistics, gradients, quality (stats.hpp) ----
+  // Moments, histogram, quantiles, MAD of the (masked) values. scratch: summary_scratch(n).
+  void (*summary)(const float* in, ptrdiff_t n, const SummaryRequest* req, Summary* out,
+                  uint32_t* scratch);
+  // Sobel (3x3, reflect-101) magnitude of every pixel into magnitude; magnitude-weighted
+  // histogram of the orientation folded into [0, pi) over the masked pixels (mask may be
+  // nullptr) into hist[bins].  scratch: gradient_scratch().
+  void (*gradient)(const float* in, const uint8_t* mask, ptrdiff_t rows, ptrdiff_t cols, int bins,
+                   float* magnitude, double* hist, float* scratch);
+  // Sharpness sums (see Sharpness).  scratch: sharpness_scratch().
+  void (*sharpness)(const float* in, ptrdiff_t rows, ptrdiff_t cols, Sharpness* out,
+                    float* scratch);
 };
 
 }  // namespace medimg

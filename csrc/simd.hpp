@@ -233,5 +233,135 @@ static inline double reduce_sum(vf v) {
   return s;
 }
 
+// ---- masks and native-width doubles (used by csrc/kernels/stats.hpp) -----------------
+// kLanes bytes p[0..kLanes) widened to int32 lanes (0..255).
+static inline vi load_u8(const uint8_t* p) {
+#if defined(MEDIMG_TARGET_SSE4)
+  int32_t w;
+  __builtin_memcpy(&w, p, sizeof w);
+  return (vi)_mm_cvtepu8_epi32(_mm_cvtsi32_si128(w));
+#elif defined(MEDIMG_TARGET_AVX2)
+  long long w;
+  __builtin_memcpy(&w, p, sizeof w);
+  return (vi)_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(w));
+#elif defined(MEDIMG_TARGET_AVX512)
+  return (vi)_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+#elif defined(MEDIMG_TARGET_NEON)
+  uint32_t w;
+  __builtin_memcpy(&w, p, sizeof w);
+  const uint16x8_t h = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(w)));
+  return (vi)vmovl_u16(vget_low_u16(h));
+#else
+  return static_cast<int32_t>(*p);
+#endif
+}
+static inline int32_t lane_i(vi v, int i) {
+#if MEDIMG_LANES == 1
+  (void)i;
+  return v;
+#else
+  return v[i];
+#endif
+}
+
+// vdn: double lanes filling ONE native register (kLanes / 2 lanes; scalar: 1 lane).  Use it
+// for double accumulators in hot loops: `vd` is twice the register width, and GCC keeps
+// such wide accumulators in memory.  f2d_lo / f2d_hi convert the low / high half of a vf
+// (the scalar target has no high half: use f2d_hi only when kLanes > 1).
+#if MEDIMG_LANES == 1
+using vdn = double;
+constexpr int kLanesD = 1;
+#else
+typedef double vdn __attribute__((vector_size(MEDIMG_LANES * 4)));
+constexpr int kLanesD = MEDIMG_LANES / 2;
+#endif
+static inline vdn f2d_lo(vf a) {
+#if defined(MEDIMG_TARGET_SSE4)
+  return (vdn)_mm_cvtps_pd((__m128)a);
+#elif defined(MEDIMG_TARGET_AVX2)
+  return (vdn)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)a));
+#elif defined(MEDIMG_TARGET_AVX512)
+  return (vdn)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)a));
+#elif defined(MEDIMG_TARGET_NEON)
+  return (vdn)vcvt_f64_f32(vget_low_f32((float32x4_t)a));
+#else
+  return static_cast<double>(a);
+#endif
+}
+static inline vdn f2d_hi(vf a) {
+#if defined(MEDIMG_TARGET_SSE4)
+  return (vdn)_mm_cvtps_pd(_mm_movehl_ps((__m128)a, (__m128)a));
+#elif defined(MEDIMG_TARGET_AVX2)
+  return (vdn)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)a, 1));
+#elif defined(MEDIMG_TARGET_AVX512)
+  return (vdn)_mm512_cvtps_pd(
+      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd((__m512)a), 1)));
+#elif defined(MEDIMG_TARGET_NEON)
+  return (vdn)vcvt_high_f64_f32((float32x4_t)a);
+#else
+  (void)a;
+  return 0.0;
+#endif
+}
+static inline vdn set1dn(double x) { return vdn{} + x; }
+// vun / vmn: uint64 / int64 lanes matching vdn (bit patterns, masks of vdn comparisons).
+#if MEDIMG_LANES == 1
+using vun = uint64_t;
+using vmn = int64_t;
+#else
+typedef uint64_t vun __attribute__((vector_size(MEDIMG_LANES * 4)));
+typedef int64_t vmn __attribute__((vector_size(MEDIMG_LANES * 4)));
+#endif
+static inline vdn load_dn(const double* p) {
+  vdn v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void store_dn(double* p, vdn v) { __builtin_memcpy(p, &v, sizeof v); }
+static inline void store_dn_n(double* p, vdn v, ptrdiff_t n) {
+  __builtin_memcpy(p, &v, static_cast<size_t>(n) * sizeof(double));
+}
+static inline vun set1un(uint64_t x) { return vun{} + x; }
+static inline vun bits_of_dn(vdn x) {
+  vun u;
+  __builtin_memcpy(&u, &x, sizeof u);
+  return u;
+}
+static inline vdn double_of_un(vun u) {
+  vdn x;
+  __builtin_memcpy(&x, &u, sizeof x);
+  return x;
+}
+// Two vdn (low half, high half) rounded to one vf (scalar target: lo only).
+static inline vf dn2f(vdn lo, vdn hi) {
+#if defined(MEDIMG_TARGET_SSE4)
+  return (vf)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)lo), _mm_cvtpd_ps((__m128d)hi));
+#elif defined(MEDIMG_TARGET_AVX2)
+  return (vf)_mm256_set_m128(_mm256_cvtpd_ps((__m256d)hi), _mm256_cvtpd_ps((__m256d)lo));
+#elif defined(MEDIMG_TARGET_AVX512)
+  return (vf)_mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps((__m512d)lo)),
+                                _mm512_cvtpd_ps((__m512d)hi), 1);
+#elif defined(MEDIMG_TARGET_NEON)
+  return (vf)vcvt_high_f32_f64(vcvt_f32_f64((float64x2_t)lo), (float64x2_t)hi);
+#else
+  (void)hi;
+  return static_cast<float>(lo);
+#endif
+}
+static inline vi float_bits(vf a) {
+  vi r;
+  __builtin_memcpy(&r, &a, sizeof r);
+  return r;
+}
+static inline double reduce_sum_dn(vdn v) {
+#if MEDIMG_LANES == 1
+  return v;
+#else
+  double s = 0.0;
+  for (int i = 0; i < kLanesD; ++i) s += v[i];
+  return s;
+#endif
+}
+
 }  // namespace simd
 }  // namespace

@@ -40,5 +40,8 @@ inline void check_window(int window, ptrdiff_t rows, ptrdiff_t cols) {
 
 void register_denoise(py::module_& m);
 void register_validation(py::module_& m);
+void register_glcm(py::module_& m);
+void register_lbp(py::module_& m);
+void register_stats(py::module_& m);
 
 }  // namespace medimg::bind

@@ -43,4 +43,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
   medimg::bind::register_denoise(m);
   medimg::bind::register_validation(m);
+  medimg::bind::register_glcm(m);
+  medimg::bind::register_lbp(m);
+  medimg::bind::register_stats(m);
 }

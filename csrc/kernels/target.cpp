@@ -4,9 +4,12 @@
 #include "../kernels.hpp"
 #include "../simd.hpp"
 #include "common.hpp"
+#include "glcm.hpp"
+#include "lbp.hpp"
 #include "noise.hpp"
 #include "scan.hpp"
 #include "speckle.hpp"
+#include "stats.hpp"
 #include "vst.hpp"
 
 #if defined(MEDIMG_TARGET_SCALAR)
@@ -28,17 +31,36 @@
 
 namespace medimg {
 
+namespace {
+// Members are assigned one by one (not aggregate-initialised) so that each kernel family
+// adds its own lines without depending on the order of KernelTable's members.
+KernelTable make_table() {
+  KernelTable t{};
+  t.name = MEDIMG_STR(MEDIMG_TARGET_ID);
+  // denoise (speckle.hpp, vst.hpp, noise.hpp) and validation (scan.hpp)
+  t.srad = srad_kernel;
+  t.local_stats = local_stats_kernel;
+  t.frost = frost_kernel;
+  t.anscombe = anscombe_kernel;
+  t.inverse_anscombe = inverse_anscombe_kernel;
+  t.scan = scan_kernel;
+  t.immerkaer_abs_sum = immerkaer_abs_sum_kernel;
+  // features: GLCM (glcm.hpp)
+  t.glcm = glcm_count_kernel;
+  t.glcm_normalize = glcm_normalize_kernel;
+  t.glcm_props = glcm_props_kernel;
+  // features: LBP (lbp.hpp)
+  t.lbp = lbp_kernel;
+  // features: first-order statistics, gradients, quality (stats.hpp)
+  t.summary = summary_kernel;
+  t.gradient = gradient_kernel;
+  t.sharpness = sharpness_kernel;
+  return t;
+}
+}  // namespace
+
 const KernelTable* MEDIMG_CAT(table_, MEDIMG_TARGET_ID)() {
-  static const KernelTable table = {
-      MEDIMG_STR(MEDIMG_TARGET_ID),
-      srad_kernel,
-      local_stats_kernel,
-      frost_kernel,
-      anscombe_kernel,
-      inverse_anscombe_kernel,
-      scan_kernel,
-      immerkaer_abs_sum_kernel,
-  };
+  static const KernelTable table = make_table();
   return &table;
 }
 

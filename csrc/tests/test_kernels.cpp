@@ -608,6 +608,977 @@ void test_scan(const Targets& T, const Image& im) {
   }
 }
 
+// ---- LBP (csrc/kernels/lbp.hpp) ----------------------------------------------------------
+// Exact: the scalar table must equal a plain per-pixel transcription of scikit-image's
+// algorithm (skimage/feature/_texture.pyx, bilinear_interpolation with mode 'C'), and every
+// other target must equal the scalar table bit for bit.  Products go through lbp_mul so
+// that the compiler cannot contract them into FMAs (aarch64 GCC would).
+
+double lbp_mul(double a, double b) {
+  volatile double r = a * b;
+  return r;
+}
+
+struct LbpImage {
+  std::string name;
+  int dtype;
+  ptrdiff_t rows, cols;
+  std::vector<uint8_t> bytes;  // the image in its own element type
+  std::vector<double> px;      // the same values as float64
+};
+
+template <typename T>
+LbpImage lbp_image_of(const std::vector<double>& v, ptrdiff_t rows, ptrdiff_t cols, int dtype,
+                      const std::string& name) {
+  LbpImage im{name, dtype, rows, cols, std::vector<uint8_t>(v.size() * sizeof(T)), {}};
+  for (size_t i = 0; i < v.size(); ++i) {
+    const T t = static_cast<T>(v[i]);
+    std::memcpy(im.bytes.data() + i * sizeof(T), &t, sizeof(T));
+    im.px.push_back(static_cast<double>(t));
+  }
+  return im;
+}
+
+std::vector<LbpImage> lbp_images(ptrdiff_t rows, ptrdiff_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> small(0, 5), byte(0, 255), word(0, 65535);
+  std::normal_distribution<double> gauss(0.0, 3.0);
+  const size_t n = size_t(rows * cols);
+  std::vector<double> a(n), b(n), c(n), d(n);
+  for (size_t i = 0; i < n; ++i) {
+    a[i] = small(rng);  // many ties: exercises t - I >= 0 at 0
+    b[i] = word(rng);
+    c[i] = gauss(rng);
+    d[i] = byte(rng) / 7.0;
+  }
+  return {lbp_image_of<uint8_t>(a, rows, cols, medimg::kLbpU8, "u8[0,5]"),
+          lbp_image_of<uint16_t>(b, rows, cols, medimg::kLbpU16, "u16[0,65535]"),
+          lbp_image_of<float>(c, rows, cols, medimg::kLbpF32, "f32 N(0,3)"),
+          lbp_image_of<double>(d, rows, cols, medimg::kLbpF64, "f64 k/7")};
+}
+
+// scikit-image's offsets: R as float32, -R sin / R cos of 2 pi i / P, rounded to 1e-5.
+void lbp_offsets(int P, double R, std::vector<double>& rp, std::vector<double>& cp) {
+  const double r = static_cast<float>(R);
+  rp.assign(size_t(P), 0.0);
+  cp.assign(size_t(P), 0.0);
+  for (int i = 0; i < P; ++i) {
+    const double angle = 2.0 * M_PI * i / P;
+    rp[size_t(i)] = std::nearbyint(-r * std::sin(angle) * 1e5) / 1e5;
+    cp[size_t(i)] = std::nearbyint(r * std::cos(angle) * 1e5) / 1e5;
+  }
+}
+
+std::vector<double> lbp_reference(const LbpImage& im, int P, const std::vector<double>& rp,
+                                  const std::vector<double>& cp, int method) {
+  const ptrdiff_t rows = im.rows, cols = im.cols;
+  auto pixel = [&](long r, long c) {
+    return (r < 0 || r >= rows || c < 0 || c >= cols) ? 0.0 : im.px[size_t(r * cols + c)];
+  };
+  std::vector<double> out(size_t(rows * cols));
+  std::vector<double> t(static_cast<size_t>(P));
+  std::vector<int> s(static_cast<size_t>(P));
+  for (ptrdiff_t r = 0; r < rows; ++r)
+    for (ptrdiff_t c = 0; c < cols; ++c) {
+      for (int i = 0; i < P; ++i) {
+        const double y = static_cast<double>(r) + rp[size_t(i)];
+        const double x = static_cast<double>(c) + cp[size_t(i)];
+        const long y0 = long(std::floor(y)), x0 = long(std::floor(x));
+        const long y1 = long(std::ceil(y)), x1 = long(std::ceil(x));
+        const double dy = y - double(y0), dx = x - double(x0);
+        const double top = lbp_mul(1 - dx, pixel(y0, x0)) + lbp_mul(dx, pixel(y0, x1));
+        const double bottom = lbp_mul(1 - dx, pixel(y1, x0)) + lbp_mul(dx, pixel(y1, x1));
+        t[size_t(i)] = lbp_mul(1 - dy, top) + lbp_mul(dy, bottom);
+        s[size_t(i)] = t[size_t(i)] - pixel(long(r), long(c)) >= 0 ? 1 : 0;
+      }
+      double v = 0.0;
+      if (method == medimg::kLbpVar) {
+        double sum = 0.0, sq = 0.0;
+        for (int i = 0; i < P; ++i) {
+          sum += t[size_t(i)];
+          sq += lbp_mul(t[size_t(i)], t[size_t(i)]);
+        }
+        sq = (sq - lbp_mul(sum, sum) / P) / P;
+        v = sq != 0 ? sq : std::nan("");
+      } else if (method == medimg::kLbpUniform || method == medimg::kLbpNriUniform) {
+        int changes = 0, ones = 0, first_one = -1, first_zero = -1;
+        for (int i = 0; i + 1 < P; ++i) changes += s[size_t(i)] != s[size_t(i) + 1];
+        for (int i = 0; i < P; ++i) {
+          if (s[size_t(i)]) {
+            ++ones;
+            if (first_one < 0) first_one = i;
+          } else if (first_zero < 0) {
+            first_zero = i;
+          }
+        }
+        if (method == medimg::kLbpUniform) {
+          v = changes <= 2 ? ones : P + 1;
+        } else if (changes > 2) {
+          v = P * (P - 1) + 2;
+        } else if (ones == 0) {
+          v = 0;
+        } else if (ones == P) {
+          v = P * (P - 1) + 1;
+        } else {
+          const int rot = first_one == 0 ? ones - first_zero : P - first_one;
+          v = 1 + (ones - 1) * P + rot;
+        }
+      } else {
+        // int32 weights 2^i (2^31 wraps to -2^31), summed into a double, as skimage.
+        for (int i = 0; i < P; ++i)
+          if (s[size_t(i)]) v += i == 31 ? -2147483648.0 : double(int64_t(1) << i);
+        if (method == medimg::kLbpRor) {
+          // Right rotations of the C int with its arithmetic shift; the minimum.
+          int32_t cur = int32_t(v), best = cur;
+          for (int k = 1; k < P; ++k) {
+            const uint32_t low = uint32_t(cur & 1) << (P - 1);
+            cur = int32_t(uint32_t(cur >> 1) | low);
+            best = cur < best ? cur : best;
+          }
+          v = best;
+        }
+      }
+      out[size_t(r * cols + c)] = v;
+    }
+  return out;
+}
+
+// Runs the kernel of table t with the scratch filled with `fill` (NaN, or garbage when
+// fill is 0); returns the kernel's status.
+bool lbp_run(const KernelTable& t, const LbpImage& im, int P, const std::vector<double>& rp,
+             const std::vector<double>& cp, int method, double max_abs, uint32_t garbage_seed,
+             std::vector<double>& out) {
+  medimg::LbpArgs a{};
+  a.image = im.bytes.data();
+  a.dtype = im.dtype;
+  a.rows = im.rows;
+  a.cols = im.cols;
+  a.P = P;
+  a.method = method;
+  a.rp = rp.data();
+  a.cp = cp.data();
+  a.max_abs = max_abs;
+  a.pad = medimg::lbp_pad(a.cp, P, im.cols);
+  a.hlen = medimg::lbp_hlen(im.cols);
+  a.stride = medimg::lbp_stride(im.cols, a.pad);
+  std::vector<double> scratch(medimg::lbp_scratch(im.cols, P, a.pad));
+  if (garbage_seed == 0) {
+    std::fill(scratch.begin(), scratch.end(), std::nan(""));
+  } else {
+    std::mt19937_64 rng(garbage_seed);
+    for (double& v : scratch) {
+      const uint64_t bits = rng();
+      std::memcpy(&v, &bits, sizeof v);
+    }
+  }
+  out.assign(size_t(im.rows * im.cols), std::nan(""));
+  a.scratch = scratch.data();
+  a.out = out.data();
+  return t.lbp(a);
+}
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b, size_t* where) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    const bool nan_a = std::isnan(a[i]), nan_b = std::isnan(b[i]);
+    if (nan_a != nan_b || (!nan_a && a[i] != b[i])) {
+      *where = i;
+      return false;
+    }
+  }
+  return a.size() == b.size();
+}
+
+void test_lbp(const Targets& T) {
+  const std::pair<ptrdiff_t, ptrdiff_t> sizes[] = {{1, 1}, {1, 19},  {23, 1}, {3, 3},
+                                                   {7, 5}, {17, 33}, {40, 37}};
+  const std::pair<int, double> params[] = {{1, 1.0},  {4, 1.0},  {8, 1.0},  {8, 1.5}, {12, 2.5},
+                                           {16, 2.0}, {24, 3.0}, {32, 5.0}, {5, 0.3}, {8, 40.0}};
+  const char* methods[] = {"default", "ror", "uniform", "nri_uniform", "var"};
+  uint32_t seed = 77;
+  for (const auto& sz : sizes) {
+    for (const LbpImage& im : lbp_images(sz.first, sz.second, seed++)) {
+      for (const auto& pr : params) {
+        std::vector<double> rp, cp;
+        lbp_offsets(pr.first, pr.second, rp, cp);
+        for (int m = 0; m < 5; ++m) {
+          const std::string where = im.name + " " + std::to_string(im.rows) + "x" +
+                                    std::to_string(im.cols) +
+                                    fmt(" P=%g R=%g ", pr.first, pr.second) + methods[m];
+          const std::vector<double> ref = lbp_reference(im, pr.first, rp, cp, m);
+          std::vector<double> expected, got, again;
+          size_t at = 0;
+          const bool ok = lbp_run(*T.scalar, im, pr.first, rp, cp, m, 1e15, 0, expected);
+          record(ok && same_bits(expected, ref, &at), "scalar lbp " + where + " vs reference",
+                 ok ? fmt("pixel %g: %.17g, expected %.17g", double(at), expected[at], ref[at])
+                    : "kernel refused the image");
+          std::vector<const KernelTable*> all{T.scalar};
+          all.insert(all.end(), T.others.begin(), T.others.end());
+          for (const KernelTable* t : all) {
+            const bool ok1 = lbp_run(*t, im, pr.first, rp, cp, m, 1e15, 0, got);
+            const bool ok2 = lbp_run(*t, im, pr.first, rp, cp, m, 1e15, seed * 31u + 7u, again);
+            record(ok1 && ok2 && same_bits(got, expected, &at) && same_bits(again, got, &at),
+                   std::string(t->name) + " lbp " + where + " vs scalar (NaN / garbage scratch)",
+                   fmt("pixel %g: %.17g / %.17g, scalar %.17g", double(at), got[at], again[at],
+                       expected[at]));
+          }
+        }
+      }
+    }
+  }
+  // Refused inputs: NaN, infinity, |value| > max_abs anywhere (first, middle, last).
+  std::vector<double> rp, cp, out;
+  lbp_offsets(8, 1.0, rp, cp);
+  std::vector<const KernelTable*> all{T.scalar};
+  all.insert(all.end(), T.others.begin(), T.others.end());
+  for (const KernelTable* t : all)
+    for (double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL, 2e15})
+      for (size_t pos : {size_t(0), size_t(300), size_t(17 * 33 - 1)}) {
+        std::vector<double> v(17 * 33, 1.0);
+        v[pos] = bad;
+        const LbpImage f64 = lbp_image_of<double>(v, 17, 33, medimg::kLbpF64, "f64");
+        const LbpImage f32 = lbp_image_of<float>(v, 17, 33, medimg::kLbpF32, "f32");
+        for (const LbpImage* im : {&f64, &f32})
+          record(!lbp_run(*t, *im, 8, rp, cp, medimg::kLbpUniform, 1e15, 0, out),
+                 std::string(t->name) + " lbp refuses " + im->name +
+                     fmt(" %g at %g", bad, double(pos)));
+      }
+}
+
+// ---- first-order statistics, gradients, sharpness (csrc/kernels/stats.hpp) ----------------
+// summary: the scalar table against a sort-based float64 reference of the documented NumPy
+// semantics (histogram bins, "linear" percentiles, median absolute deviation, PyRadiomics'
+// robust mean absolute deviation, central moments); every other target against scalar:
+// counts, order statistics and deviations bit-identical, moments to 1e-12 relative.
+// gradient / sharpness: scalar against float64 re-implementations (reflect-101 border),
+// targets against scalar.  Scratch is NaN- then garbage-filled: results must not change.
+
+struct StatsCase {
+  std::string name;
+  ptrdiff_t rows, cols;
+  std::vector<float> px;
+  std::vector<uint8_t> mask;  // empty: no mask
+};
+
+std::vector<StatsCase> stats_cases(ptrdiff_t rows, ptrdiff_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255), word(0, 4095), wide(-200000, 200000);
+  std::uniform_real_distribution<double> real(-50.0, 1000.0), u01(0.0, 1.0);
+  const size_t n = size_t(rows * cols);
+  std::vector<StatsCase> out;
+  auto add = [&](const std::string& name, auto gen) {
+    StatsCase c{name, rows, cols, std::vector<float>(n), {}};
+    for (float& v : c.px) v = gen();
+    out.push_back(c);
+    StatsCase m = c;
+    m.name += "+mask";
+    m.mask.resize(n);
+    for (uint8_t& b : m.mask) b = u01(rng) < 0.4 ? 1 : 0;
+    m.mask[n / 2] = 1;  // never empty
+    out.push_back(m);
+  };
+  add("uint8", [&] { return float(byte(rng)); });
+  add("uint12", [&] { return float(word(rng)); });
+  add("wide-int", [&] { return float(wide(rng)); });
+  add("real", [&] { return float(real(rng)); });
+  add("ties", [&] { return float(byte(rng) % 3) * 0.5f; });
+  add("constant", [&] { return 137.25f; });
+  return out;
+}
+
+struct StatsRef {
+  double count = 0, mn = 0, mx = 0, mean = 0, sumsq = 0, m2 = 0, m3 = 0, m4 = 0, absdev = 0;
+  double mad = 0, rmad = 0, below = 0, above = 0;
+  std::vector<uint32_t> hist;
+  std::vector<double> q;
+};
+
+// A product the compiler cannot contract into an FMA (aarch64 GCC contracts by default;
+// the kernels are compiled with -ffp-contract=off and NumPy rounds every operation).
+double stats_mul(double a, double b) {
+  volatile double r = a * b;
+  return r;
+}
+
+double np_lerp_ref(double a, double b, double t) {
+  const double d = b - a;
+  return t >= 0.5 ? b - stats_mul(d, 1.0 - t) : a + stats_mul(d, t);
+}
+
+double percentile_ref(const std::vector<double>& s, double q) {
+  const double n = double(s.size());
+  const double v = (n - 1.0) * q;
+  if (v >= n - 1.0) return s.back();
+  const double f = std::floor(v);
+  const size_t i = size_t(f);
+  return np_lerp_ref(s[i], s[i + 1], v - f);
+}
+
+double median_ref(const std::vector<double>& s) {
+  const size_t n = s.size();
+  return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2.0;
+}
+
+StatsRef stats_reference(const StatsCase& c, int bins, const std::vector<double>& qs, float below,
+                         float above, bool round_dev) {
+  StatsRef r;
+  std::vector<double> v;
+  for (size_t i = 0; i < c.px.size(); ++i)
+    if (c.mask.empty() || c.mask[i]) v.push_back(c.px[i]);
+  std::sort(v.begin(), v.end());
+  const double n = double(v.size());
+  r.count = n;
+  r.mn = v.front();
+  r.mx = v.back();
+  for (double x : v) {
+    r.mean += x;
+    r.sumsq += x * x;
+    r.below += x <= below;
+    r.above += x >= above;
+  }
+  r.mean /= n;
+  for (double x : v) {
+    const double d = x - r.mean;
+    r.m2 += d * d / n;
+    r.m3 += d * d * d / n;
+    r.m4 += d * d * d * d / n;
+    r.absdev += std::fabs(d) / n;
+  }
+  // numpy.histogram: edges i * step + first (numpy.linspace), bin = the edge interval.
+  double first = r.mn, last = r.mx;
+  if (first == last) first -= 0.5, last += 0.5;
+  const double step = (last - first) / bins;
+  auto edge = [&](int i) { return i == bins ? last : stats_mul(double(i), step) + first; };
+  r.hist.assign(size_t(bins), 0u);
+  for (double x : v) {
+    int b = bins - 1;
+    for (int i = 1; i < bins; ++i)
+      if (x < edge(i)) {
+        b = i - 1;
+        break;
+      }
+    ++r.hist[size_t(b)];
+  }
+  for (double q : qs) r.q.push_back(percentile_ref(v, q));
+  const double med = median_ref(v);
+  std::vector<double> dev;
+  for (double x : v) {
+    const double d = std::fabs(x - med);
+    dev.push_back(round_dev ? double(float(d)) : d);
+  }
+  std::sort(dev.begin(), dev.end());
+  r.mad = median_ref(dev);
+  const double lo = percentile_ref(v, 0.1), hi = percentile_ref(v, 0.9);
+  double wn = 0, ws = 0;
+  for (double x : v)
+    if (x >= lo && x <= hi) wn += 1, ws += x;
+  if (wn > 0) {
+    const double wm = ws / wn;
+    for (double x : v)
+      if (x >= lo && x <= hi) r.rmad += std::fabs(x - wm) / wn;
+  }
+  return r;
+}
+
+struct StatsRun {
+  medimg::Summary s{};
+  std::vector<uint32_t> hist;
+  std::vector<double> q;
+};
+
+StatsRun stats_run(const KernelTable& t, const StatsCase& c, int bins,
+                   const std::vector<double>& qs, float below, float above, bool garbage) {
+  StatsRun r;
+  r.hist.assign(size_t(bins), 0xdeadbeefu);
+  r.q.assign(qs.size(), std::nan(""));
+  const ptrdiff_t n = ptrdiff_t(c.px.size());
+  std::vector<uint32_t> scratch(medimg::summary_scratch(n));
+  std::mt19937 rng(99);
+  for (uint32_t& w : scratch) w = garbage ? uint32_t(rng()) : 0x7fc00000u;
+  medimg::SummaryRequest rq{};
+  rq.mask = c.mask.empty() ? nullptr : c.mask.data();
+  rq.bins = bins;
+  rq.hist = r.hist.data();
+  rq.nq = int(qs.size());
+  rq.q = qs.data();
+  rq.qout = r.q.data();
+  rq.mad = 1;
+  rq.rmad_lo = 0.1;
+  rq.rmad_hi = 0.9;
+  rq.below = below;
+  rq.above = above;
+  t.summary(c.px.data(), n, &rq, &r.s, scratch.data());
+  return r;
+}
+
+bool near_rel(double a, double b, double rel, double abs_tol = 0.0) {
+  return std::fabs(a - b) <= rel * std::fabs(b) + abs_tol;
+}
+
+void test_summary(const Targets& T, const StatsCase& c) {
+  const std::vector<double> qs = {0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0};
+  const int bins = 37;
+  const float below = 10.0f, above = 500.0f;
+  const std::string where = c.name + " " + std::to_string(c.rows) + "x" + std::to_string(c.cols);
+  const StatsRun s = stats_run(*T.scalar, c, bins, qs, below, above, false);
+  const StatsRun s2 = stats_run(*T.scalar, c, bins, qs, below, above, true);
+  const StatsRef ref = stats_reference(c, bins, qs, below, above, s.s.counting == 0);
+  const double scale = std::max({std::fabs(ref.mn), std::fabs(ref.mx), 1.0});
+  record(s.s.count == ref.count && s.s.min == ref.mn && s.s.max == ref.mx &&
+             s.s.n_below == ref.below && s.s.n_above == ref.above,
+         "scalar summary " + where + " counts, min, max",
+         fmt("count %g/%g min %g/%g", s.s.count, ref.count, s.s.min, ref.mn));
+  record(s.hist == ref.hist, "scalar summary " + where + " histogram == numpy.histogram");
+  bool q_ok = s.q.size() == ref.q.size();
+  for (size_t i = 0; q_ok && i < ref.q.size(); ++i) q_ok = s.q[i] == ref.q[i];
+  size_t qbad = 0;
+  while (qbad + 1 < ref.q.size() && s.q[qbad] == ref.q[qbad]) ++qbad;
+  record(q_ok, "scalar summary " + where + " percentiles == numpy.percentile",
+         fmt("q %g: %.17g vs %.17g", qs[qbad], s.q[qbad], ref.q[qbad]));
+  record(s.s.mad == ref.mad, "scalar summary " + where + " median absolute deviation",
+         fmt("%.17g vs %.17g (counting %g)", s.s.mad, ref.mad, s.s.counting));
+  record(near_rel(s.s.rmad, ref.rmad, 1e-12, 1e-12 * scale),
+         "scalar summary " + where + " robust mean absolute deviation",
+         fmt("%.17g vs %.17g", s.s.rmad, ref.rmad));
+  const double m2s = ref.m2 > 0 ? ref.m2 : 1.0;
+  record(near_rel(s.s.mean, ref.mean, 1e-13, 1e-13 * scale) &&
+             near_rel(s.s.sumsq, ref.sumsq, 1e-12) && near_rel(s.s.m2, ref.m2, 1e-10, 1e-14) &&
+             std::fabs(s.s.m3 - ref.m3) <= 1e-9 * std::pow(m2s, 1.5) + 1e-14 &&
+             std::fabs(s.s.m4 - ref.m4) <= 1e-9 * m2s * m2s + 1e-14 &&
+             near_rel(s.s.absdev, ref.absdev, 1e-10, 1e-12 * scale),
+         "scalar summary " + where + " moments vs float64",
+         fmt("m2 %.17g vs %.17g, m3 %.6g vs %.6g", s.s.m2, ref.m2, s.s.m3, ref.m3));
+  const bool same_scratch = s2.hist == s.hist && s2.q == s.q && s2.s.mad == s.s.mad &&
+                            s2.s.m2 == s.s.m2 && s2.s.rmad == s.s.rmad;
+  record(same_scratch, "scalar summary " + where + " independent of scratch contents");
+  for (const KernelTable* t : T.others) {
+    const StatsRun o = stats_run(*t, c, bins, qs, below, above, true);
+    const bool exact = o.hist == s.hist && o.q == s.q && o.s.count == s.s.count &&
+                       o.s.min == s.s.min && o.s.max == s.s.max && o.s.mad == s.s.mad &&
+                       o.s.n_below == s.s.n_below && o.s.n_above == s.s.n_above &&
+                       o.s.counting == s.s.counting;
+    record(exact, std::string(t->name) + " summary " + where + " counts/order stats == scalar");
+    const bool close = near_rel(o.s.mean, s.s.mean, 1e-13, 1e-13 * scale) &&
+                       near_rel(o.s.sumsq, s.s.sumsq, 1e-12) &&
+                       near_rel(o.s.m2, s.s.m2, 1e-12, 1e-14) &&
+                       std::fabs(o.s.m3 - s.s.m3) <= 1e-11 * std::pow(m2s, 1.5) + 1e-14 &&
+                       std::fabs(o.s.m4 - s.s.m4) <= 1e-11 * m2s * m2s + 1e-14 &&
+                       near_rel(o.s.absdev, s.s.absdev, 1e-12, 1e-13 * scale) &&
+                       near_rel(o.s.rmad, s.s.rmad, 1e-12, 1e-13 * scale);
+    note_margin("summary moments target vs scalar",
+                std::fabs(o.s.m2 - s.s.m2) / (1e-12 * std::fabs(s.s.m2) + 1e-14));
+    record(close, std::string(t->name) + " summary " + where + " moments vs scalar",
+           fmt("m2 %.17g vs %.17g", o.s.m2, s.s.m2));
+  }
+}
+
+double at_reflect(const StatsCase& c, ptrdiff_t y, ptrdiff_t x) {
+  return c.px[size_t(reflect101(y, c.rows) * c.cols + reflect101(x, c.cols))];
+}
+
+// Exact orientation boundaries at multiples of pi/4 (as documented in stats.hpp).
+void boundary_ref(int bins, int k, double* cs, double* sn) {
+  if ((4 * k) % bins == 0) {
+    const int e = 4 * k / bins;
+    const double r = std::sqrt(0.5);
+    const double c4[4] = {1.0, r, 0.0, -r}, s4[4] = {0.0, r, 1.0, r};
+    *cs = c4[e];
+    *sn = s4[e];
+  } else {
+    *cs = std::cos(M_PI * k / bins);
+    *sn = std::sin(M_PI * k / bins);
+  }
+}
+
+void test_gradient(const Targets& T, const StatsCase& c) {
+  const std::string where = c.name + " " + std::to_string(c.rows) + "x" + std::to_string(c.cols);
+  const size_t n = c.px.size();
+  for (int bins : {1, 4, 8, 9, 36}) {
+    std::vector<double> mag(n), hist(static_cast<size_t>(bins), 0.0);
+    double total = 0.0;
+    for (ptrdiff_t y = 0; y < c.rows; ++y)
+      for (ptrdiff_t x = 0; x < c.cols; ++x) {
+        auto p = [&](ptrdiff_t dy, ptrdiff_t dx) { return at_reflect(c, y + dy, x + dx); };
+        const double gx = (p(-1, 1) - p(-1, -1)) + 2 * (p(0, 1) - p(0, -1)) + (p(1, 1) - p(1, -1));
+        const double gy =
+            (p(1, -1) + 2 * p(1, 0) + p(1, 1)) - (p(-1, -1) + 2 * p(-1, 0) + p(-1, 1));
+        const size_t i = size_t(y * c.cols + x);
+        mag[i] = std::sqrt(gx * gx + gy * gy);
+        if (!c.mask.empty() && !c.mask[i]) continue;
+        const bool neg = gy < 0 || (gy == 0 && gx < 0);
+        const double fx = neg ? -gx : gx, fy = neg ? -gy : gy;
+        int b = 0;
+        for (int k = 1; k < bins; ++k) {
+          double cs, sn;
+          boundary_ref(bins, k, &cs, &sn);
+          if (stats_mul(fy, cs) - stats_mul(fx, sn) >= 0) b = k;
+        }
+        hist[size_t(b)] += mag[i];
+        total += mag[i];
+      }
+    std::vector<std::vector<float>> mags;
+    std::vector<std::vector<double>> hists;
+    std::vector<const KernelTable*> all{T.scalar};
+    all.insert(all.end(), T.others.begin(), T.others.end());
+    for (const KernelTable* t : all) {
+      std::vector<float> m(n), scratch(medimg::gradient_scratch(c.rows, c.cols));
+      std::vector<double> h(static_cast<size_t>(bins));
+      fill_nan(scratch);
+      t->gradient(c.px.data(), c.mask.empty() ? nullptr : c.mask.data(), c.rows, c.cols, bins,
+                  m.data(), h.data(), scratch.data());
+      std::vector<float> m2(n);
+      std::vector<double> h2(static_cast<size_t>(bins));
+      fill_garbage(scratch);
+      t->gradient(c.px.data(), c.mask.empty() ? nullptr : c.mask.data(), c.rows, c.cols, bins,
+                  m2.data(), h2.data(), scratch.data());
+      const std::string label =
+          std::string(t->name) + " gradient(bins=" + std::to_string(bins) + ") " + where;
+      record(m == m2 && h == h2, label + " independent of scratch contents");
+      mags.push_back(m);
+      hists.push_back(h);
+    }
+    std::string detail;
+    record(close(mags[0], mag, 1e-6, "gradient magnitude scalar vs float64", nullptr, &detail),
+           "scalar gradient magnitude " + where + " vs float64", detail);
+    double herr = 0.0;
+    for (int k = 0; k < bins; ++k)
+      herr = std::max(herr, std::fabs(hists[0][size_t(k)] - hist[size_t(k)]));
+    note_margin("gradient hist scalar vs float64", herr / (1e-6 * (1.0 + total)));
+    record(herr <= 1e-6 * (1.0 + total),
+           "scalar gradient hist(bins=" + std::to_string(bins) + ") " + where + " vs float64",
+           fmt("max err %g (total %g)", herr, total));
+    for (size_t j = 1; j < all.size(); ++j) {
+      record(close(mags[j], std::vector<double>(mags[0].begin(), mags[0].end()), 1e-6,
+                   "gradient magnitude target vs scalar", nullptr, &detail),
+             std::string(all[j]->name) + " gradient magnitude " + where + " vs scalar", detail);
+      double e = 0.0;
+      for (int k = 0; k < bins; ++k)
+        e = std::max(e, std::fabs(hists[j][size_t(k)] - hists[0][size_t(k)]));
+      note_margin("gradient hist target vs scalar", e / (1e-6 * (1.0 + total)));
+      record(e <= 1e-6 * (1.0 + total),
+             std::string(all[j]->name) + " gradient hist " + where + " vs scalar",
+             fmt("max err %g", e));
+    }
+  }
+}
+
+void test_sharpness(const Targets& T, const StatsCase& c) {
+  if (!c.mask.empty()) return;
+  const std::string where = c.name + " " + std::to_string(c.rows) + "x" + std::to_string(c.cols);
+  // float64 reference and the sums of absolute terms (the tolerance scale).
+  double ref[7] = {0}, mag[7] = {0};
+  const int r = medimg::kSharpnessBox / 2;
+  auto box_h = [&](ptrdiff_t y, ptrdiff_t x) {
+    double s = 0;
+    for (int k = -r; k <= r; ++k) s += at_reflect(c, y, x + k);
+    return s / medimg::kSharpnessBox;
+  };
+  auto box_v = [&](ptrdiff_t y, ptrdiff_t x) {
+    double s = 0;
+    for (int k = -r; k <= r; ++k) s += at_reflect(c, y + k, x);
+    return s / medimg::kSharpnessBox;
+  };
+  for (ptrdiff_t y = 0; y < c.rows; ++y)
+    for (ptrdiff_t x = 0; x < c.cols; ++x) {
+      auto p = [&](ptrdiff_t dy, ptrdiff_t dx) { return at_reflect(c, y + dy, x + dx); };
+      const double lap = p(-1, 0) + p(1, 0) + p(0, -1) + p(0, 1) - 4 * p(0, 0);
+      const double gx = (p(-1, 1) - p(-1, -1)) + 2 * (p(0, 1) - p(0, -1)) + (p(1, 1) - p(1, -1));
+      const double gy = (p(1, -1) + 2 * p(1, 0) + p(1, 1)) - (p(-1, -1) + 2 * p(-1, 0) + p(-1, 1));
+      ref[0] += lap, mag[0] += std::fabs(lap);
+      ref[1] += lap * lap, mag[1] += lap * lap;
+      ref[2] += gx * gx + gy * gy, mag[2] += gx * gx + gy * gy;
+      if (x >= 1) {
+        const double d = std::fabs(p(0, 0) - p(0, -1));
+        const double db = std::fabs(box_h(y, x) - box_h(y, x - 1));
+        ref[3] += d, mag[3] += d;
+        ref[4] += std::max(d - db, 0.0), mag[4] += d;
+      }
+      if (y >= 1) {
+        const double d = std::fabs(p(0, 0) - p(-1, 0));
+        const double db = std::fabs(box_v(y, x) - box_v(y - 1, x));
+        ref[5] += d, mag[5] += d;
+        ref[6] += std::max(d - db, 0.0), mag[6] += d;
+      }
+    }
+  std::vector<const KernelTable*> all{T.scalar};
+  all.insert(all.end(), T.others.begin(), T.others.end());
+  medimg::Sharpness s0{};
+  for (const KernelTable* t : all) {
+    std::vector<float> scratch(medimg::sharpness_scratch(c.rows, c.cols));
+    medimg::Sharpness a{}, b{};
+    fill_nan(scratch);
+    t->sharpness(c.px.data(), c.rows, c.cols, &a, scratch.data());
+    fill_garbage(scratch);
+    t->sharpness(c.px.data(), c.rows, c.cols, &b, scratch.data());
+    const double got[7] = {a.lap_sum, a.lap_sumsq, a.tenengrad_sum, a.diff_h,
+                           a.lost_h,  a.diff_v,    a.lost_v};
+    const double again[7] = {b.lap_sum, b.lap_sumsq, b.tenengrad_sum, b.diff_h,
+                             b.lost_h,  b.diff_v,    b.lost_v};
+    const std::string label = std::string(t->name) + " sharpness " + where;
+    record(std::memcmp(got, again, sizeof got) == 0, label + " independent of scratch contents");
+    if (t == T.scalar) s0 = a;
+    const double base[7] = {s0.lap_sum, s0.lap_sumsq, s0.tenengrad_sum, s0.diff_h,
+                            s0.lost_h,  s0.diff_v,    s0.lost_v};
+    for (int i = 0; i < 7; ++i) {
+      const double tol = 1e-5 * (1.0 + mag[i]);
+      const double vs = t == T.scalar ? ref[i] : base[i];
+      note_margin(t == T.scalar ? "sharpness scalar vs float64" : "sharpness target vs scalar",
+                  std::fabs(got[i] - vs) / tol);
+      record(std::isfinite(got[i]) && std::fabs(got[i] - vs) <= tol,
+             label + fmt(" sum %g vs ", i) + (t == T.scalar ? "float64" : "scalar"),
+             fmt("%.12g vs %.12g", got[i], vs));
+    }
+  }
+}
+
+void test_stats(const Targets& T) {
+  const std::pair<ptrdiff_t, ptrdiff_t> sizes[] = {{1, 1}, {1, 19},  {23, 1},  {3, 3},
+                                                   {7, 5}, {17, 33}, {64, 64}, {100, 131}};
+  uint32_t seed = 4242;
+  for (const auto& sz : sizes)
+    for (const StatsCase& c : stats_cases(sz.first, sz.second, seed++)) {
+      test_summary(T, c);
+      test_gradient(T, c);
+      test_sharpness(T, c);
+    }
+}
+
+// ---- GLCM (glcm.hpp) ----------------------------------------------------------------------
+
+// Co-occurrence counts by the definition (skimage's _glcm_loop): every pixel (r, c) whose
+// partner (r + dr, c + dc) is inside adds one to P[v(r, c), v(r + dr, c + dc)]; symmetric:
+// P + P^T.  Matrices contiguous, k-major.
+template <typename T>
+std::vector<uint32_t> ref_glcm(const std::vector<T>& img, ptrdiff_t rows, ptrdiff_t cols,
+                               ptrdiff_t L, const std::vector<ptrdiff_t>& dr,
+                               const std::vector<ptrdiff_t>& dc, bool symmetric) {
+  const size_t K = dr.size(), LL = size_t(L * L);
+  std::vector<uint32_t> P(K * LL, 0);
+  for (size_t k = 0; k < K; ++k)
+    for (ptrdiff_t r = 0; r < rows; ++r)
+      for (ptrdiff_t c = 0; c < cols; ++c) {
+        const ptrdiff_t rr = r + dr[k], cc = c + dc[k];
+        if (rr < 0 || rr >= rows || cc < 0 || cc >= cols) continue;
+        ++P[k * LL + size_t(img[size_t(r * cols + c)]) * size_t(L) + img[size_t(rr * cols + cc)]];
+      }
+  if (symmetric) {
+    const std::vector<uint32_t> Q = P;
+    for (size_t k = 0; k < K; ++k)
+      for (ptrdiff_t i = 0; i < L; ++i)
+        for (ptrdiff_t j = 0; j < L; ++j)
+          P[k * LL + size_t(i * L + j)] =
+              Q[k * LL + size_t(i * L + j)] + Q[k * LL + size_t(j * L + i)];
+  }
+  return P;
+}
+
+// The properties of one L x L matrix by their formulas (src/medimg_edge/features/_glcm.py),
+// summed cell by cell in float64.
+std::vector<double> ref_glcm_props(const double* M, ptrdiff_t L) {
+  std::vector<double> out(medimg::kGlcmProps, 0.0);
+  double n = 0.0;
+  for (ptrdiff_t t = 0; t < L * L; ++t) n += M[t];
+  if (n == 0.0) {
+    out[medimg::kGlcmCorrelation] = 1.0;
+    return out;
+  }
+  std::vector<double> px(size_t(L), 0.0), py(size_t(L), 0.0), pd(size_t(L), 0.0),
+      ps(size_t(2 * L), 0.0);
+  double mux = 0, muy = 0, maxp = 0;
+  for (ptrdiff_t i = 0; i < L; ++i)
+    for (ptrdiff_t j = 0; j < L; ++j) {
+      const double p = M[i * L + j] / n;
+      px[size_t(i)] += p;
+      py[size_t(j)] += p;
+      pd[size_t(std::abs(i - j))] += p;
+      ps[size_t(i + j)] += p;
+      mux += double(i) * p;
+      muy += double(j) * p;
+      maxp = std::max(maxp, p);
+    }
+  auto h2 = [](const std::vector<double>& v) {
+    double h = 0;
+    for (double q : v)
+      if (q > 0) h -= q * std::log2(q);
+    return h;
+  };
+  double vx = 0, vy = 0, cov = 0, con = 0, dis = 0, hom = 0, asm_ = 0, ent = 0, ac = 0;
+  double ct = 0, cs = 0, cp = 0, hxy1 = 0;
+  for (ptrdiff_t i = 0; i < L; ++i)
+    for (ptrdiff_t j = 0; j < L; ++j) {
+      const double p = M[i * L + j] / n, di = double(i) - mux, dj = double(j) - muy;
+      const double d = double(i - j), e = double(i + j) - mux - muy;
+      vx += p * di * di;
+      vy += p * dj * dj;
+      cov += p * di * dj;
+      con += p * d * d;
+      dis += p * std::fabs(d);
+      hom += p / (1 + d * d);
+      asm_ += p * p;
+      ac += p * double(i + 1) * double(j + 1);
+      ct += p * e * e;
+      cs += p * e * e * e;
+      cp += p * e * e * e * e;
+      if (p > 0) {
+        ent -= p * std::log(p);
+        hxy1 -= p * std::log2(px[size_t(i)] * py[size_t(j)]);
+      }
+    }
+  double da = 0, dv = 0, id = 0, idn = 0, idmn = 0, iv = 0, sa = 0;
+  for (ptrdiff_t k = 0; k < L; ++k) da += double(k) * pd[size_t(k)];
+  for (ptrdiff_t k = 0; k < L; ++k) {
+    const double q = pd[size_t(k)], kk = double(k), dl = double(L);
+    dv += (kk - da) * (kk - da) * q;
+    id += q / (1 + kk);
+    idn += q / (1 + kk / dl);
+    idmn += q / (1 + kk * kk / (dl * dl));
+    if (k > 0) iv += q / (kk * kk);
+  }
+  for (ptrdiff_t k = 0; k < 2 * L - 1; ++k) sa += double(k + 2) * ps[size_t(k)];
+  const double sx = std::sqrt(vx), sy = std::sqrt(vy);
+  const double hx = h2(px), hy = h2(py), hxy = ent / std::log(2.0);
+  using namespace medimg;
+  out[kGlcmContrast] = con;
+  out[kGlcmDissimilarity] = dis;
+  out[kGlcmHomogeneity] = hom;
+  out[kGlcmASM] = asm_;
+  out[kGlcmEnergy] = std::sqrt(asm_);
+  out[kGlcmCorrelation] = (sx < 1e-15 || sy < 1e-15) ? 1.0 : cov / (sx * sy);
+  out[kGlcmMean] = mux;
+  out[kGlcmVariance] = vx;
+  out[kGlcmStd] = sx;
+  out[kGlcmEntropy] = ent;
+  out[kGlcmAutocorrelation] = ac;
+  out[kGlcmClusterProminence] = cp;
+  out[kGlcmClusterShade] = cs;
+  out[kGlcmClusterTendency] = ct;
+  out[kGlcmDifferenceAverage] = da;
+  out[kGlcmDifferenceEntropy] = h2(pd);
+  out[kGlcmDifferenceVariance] = dv;
+  out[kGlcmId] = id;
+  out[kGlcmIdmn] = idmn;
+  out[kGlcmIdn] = idn;
+  out[kGlcmImc1] = std::max(hx, hy) > 0 ? (hxy - hxy1) / std::max(hx, hy) : 0.0;
+  out[kGlcmImc2] = hxy1 > hxy ? std::sqrt(1 - std::exp(-2 * (hxy1 - hxy))) : 0.0;
+  out[kGlcmInverseVariance] = iv;
+  out[kGlcmJointEntropy] = hxy;
+  out[kGlcmMaximumProbability] = maxp;
+  out[kGlcmSumAverage] = sa;
+  out[kGlcmSumEntropy] = h2(ps);
+  return out;
+}
+
+// Which GlcmNeed bit a property needs (0: always computed).
+int glcm_need_of(int p) {
+  using namespace medimg;
+  switch (p) {
+    case kGlcmContrast:
+    case kGlcmDissimilarity:
+    case kGlcmHomogeneity:
+    case kGlcmDifferenceAverage:
+    case kGlcmDifferenceEntropy:
+    case kGlcmDifferenceVariance:
+    case kGlcmId:
+    case kGlcmIdmn:
+    case kGlcmIdn:
+    case kGlcmInverseVariance:
+      return kGlcmNeedDif;
+    case kGlcmClusterProminence:
+    case kGlcmClusterShade:
+    case kGlcmClusterTendency:
+    case kGlcmSumAverage:
+    case kGlcmSumEntropy:
+      return kGlcmNeedSum;
+    case kGlcmEntropy:
+    case kGlcmJointEntropy:
+    case kGlcmImc1:
+    case kGlcmImc2:
+      return kGlcmNeedLog;
+    default:
+      return 0;
+  }
+}
+
+// props of every target on K matrices (uint32 counts at stride `stride`, or float64):
+// scalar vs the float64 formulas, other targets vs scalar, every `need` subset equal to
+// the full computation and NaN elsewhere.
+void check_glcm_props(const Targets& T, const void* P, bool is_double, ptrdiff_t L, ptrdiff_t K,
+                      ptrdiff_t stride, const std::string& where) {
+  std::vector<double> dense(size_t(L * L));
+  std::vector<const KernelTable*> all{T.scalar};
+  all.insert(all.end(), T.others.begin(), T.others.end());
+  std::vector<double> scalar_out;
+  for (const KernelTable* t : all) {
+    const std::string label = std::string(t->name) + " " + where;
+    std::vector<double> out(size_t(medimg::kGlcmProps * K), -7.0);
+    std::vector<double> scratch(medimg::glcm_props_scratch(L), std::nan(""));
+    const bool ok =
+        t->glcm_props(P, is_double, medimg::kGlcmNeedAll, L, K, stride, out.data(), scratch.data());
+    record(ok, label + " glcm_props accepts valid input");
+    if (t == T.scalar) {
+      scalar_out = out;
+      for (ptrdiff_t k = 0; k < K; ++k) {
+        for (ptrdiff_t c = 0; c < L * L; ++c)
+          dense[size_t(c)] = is_double ? static_cast<const double*>(P)[k * stride + c]
+                                       : double(static_cast<const uint32_t*>(P)[k * stride + c]);
+        const std::vector<double> ref = ref_glcm_props(dense.data(), L);
+        for (int p = 0; p < medimg::kGlcmProps; ++p) {
+          double got = out[size_t(p * K + k)], want = ref[size_t(p)];
+          if (p == medimg::kGlcmImc2) {  // sqrt(1 - e^-2m) magnifies the rounding of m
+            got *= got;
+            want *= want;
+          }
+          const double tol = 1e-9 * std::max(1.0, std::fabs(want));
+          note_margin("glcm_props scalar vs float64", std::fabs(got - want) / tol);
+          record(std::fabs(got - want) <= tol,
+                 label + " " + medimg::kGlcmPropNames[p] + " vs formula",
+                 fmt("k=%g got %.15g ref %.15g", double(k), got, ref[size_t(p)]));
+        }
+      }
+    } else {
+      for (size_t i = 0; i < out.size(); ++i) {
+        // Summation order differs: odd moments (cluster_shade) cancel to ~1e-12.
+        const double tol = 1e-10 * std::max(1.0, std::fabs(scalar_out[i]));
+        note_margin("glcm_props target vs scalar", std::fabs(out[i] - scalar_out[i]) / tol);
+        record(std::fabs(out[i] - scalar_out[i]) <= tol,
+               label + " " + medimg::kGlcmPropNames[i / size_t(K)] + " vs scalar",
+               fmt("got %.15g scalar %.15g", out[i], scalar_out[i]));
+      }
+    }
+    for (int need = 0; need < medimg::kGlcmNeedAll; ++need) {
+      std::vector<double> sub(out.size(), -7.0);
+      t->glcm_props(P, is_double, need, L, K, stride, sub.data(), scratch.data());
+      bool same = true;
+      for (size_t i = 0; i < out.size(); ++i) {
+        const int p = int(i / size_t(K)), bit = glcm_need_of(p);
+        const bool empty_matrix =
+            out[size_t(medimg::kGlcmMaximumProbability) * size_t(K) + i % size_t(K)] == 0.0;
+        if (bit == 0 || (need & bit) || empty_matrix)
+          same = same && std::memcmp(&sub[i], &out[i], sizeof(double)) == 0;
+        else
+          same = same && std::isnan(sub[i]);
+      }
+      record(same, label + fmt(" need=%g subset equals the full computation", need));
+    }
+  }
+}
+
+template <typename T>
+void check_glcm_case(const Targets& Tt, const std::vector<T>& img, ptrdiff_t rows, ptrdiff_t cols,
+                     ptrdiff_t L, const std::vector<ptrdiff_t>& dr,
+                     const std::vector<ptrdiff_t>& dc, bool symmetric, const std::string& name) {
+  const ptrdiff_t K = ptrdiff_t(dr.size()), stride = medimg::glcm_matrix_stride(L);
+  const std::string where = name + " " + std::to_string(rows) + "x" + std::to_string(cols) +
+                            " L=" + std::to_string(L) + " K=" + std::to_string(K) +
+                            (symmetric ? " symmetric" : "");
+  const std::vector<uint32_t> ref = ref_glcm(img, rows, cols, L, dr, dc, symmetric);
+  std::vector<const KernelTable*> all{Tt.scalar};
+  all.insert(all.end(), Tt.others.begin(), Tt.others.end());
+  std::vector<uint32_t> counts;
+  static std::mt19937 garbage(99);
+  for (const KernelTable* t : all) {
+    const std::string label = std::string(t->name) + " " + where;
+    std::vector<uint32_t> out(medimg::glcm_out_words(L, K));
+    for (uint32_t& w : out) w = garbage();  // the kernel must zero what it counts into
+    medimg::GlcmArgs a{img.data(),
+                       sizeof(T) == 1 ? medimg::kGlcmU8 : medimg::kGlcmU16,
+                       rows,
+                       cols,
+                       L,
+                       K,
+                       dr.data(),
+                       dc.data(),
+                       symmetric ? 1 : 0,
+                       out.data()};
+    int64_t mx = -1;
+    record(t->glcm(a, &mx), label + " glcm accepts values < levels");
+    bool same = true;
+    for (ptrdiff_t k = 0; k < K && same; ++k)
+      same = std::memcmp(out.data() + k * stride, ref.data() + k * L * L,
+                         size_t(L * L) * sizeof(uint32_t)) == 0;
+    record(same, label + " glcm counts equal the definition");
+    // normalize: a true division of every count by its matrix's sum.
+    std::vector<double> nrm(size_t(K * L * L), std::nan(""));
+    t->glcm_normalize(out.data(), K, L * L, stride, nrm.data());
+    bool exact = true;
+    for (ptrdiff_t k = 0; k < K; ++k) {
+      double s = 0;
+      for (ptrdiff_t c = 0; c < L * L; ++c) s += ref[size_t(k * L * L + c)];
+      if (s == 0) s = 1;
+      for (ptrdiff_t c = 0; c < L * L; ++c) {
+        const double want = double(ref[size_t(k * L * L + c)]) / s;
+        exact = exact && std::memcmp(&want, &nrm[size_t(k * L * L + c)], sizeof(double)) == 0;
+      }
+    }
+    record(exact, label + " glcm_normalize divides by the sum");
+    if (t == Tt.scalar) counts = out;
+    if (t == Tt.scalar && K > 0) {
+      check_glcm_props(Tt, counts.data(), false, L, K, stride, where + " counts");
+      check_glcm_props(Tt, nrm.data(), true, L, K, L * L, where + " normalised");
+    }
+  }
+}
+
+void test_glcm(const Targets& T) {
+  const std::pair<ptrdiff_t, ptrdiff_t> sizes[] = {{1, 1}, {1, 19},  {23, 1},  {3, 3},
+                                                   {7, 5}, {17, 33}, {64, 64}, {100, 131}};
+  std::mt19937 rng(777);
+  for (const auto& sz : sizes) {
+    const ptrdiff_t rows = sz.first, cols = sz.second;
+    // skimage's four angles at distance 1; then offsets of every sign, (0, 0), offsets that
+    // leave the image (clamped to its size, as the wrapper passes them), five of them.
+    const std::vector<ptrdiff_t> dr4{0, -1, -1, -1}, dc4{1, 1, 0, -1};
+    const std::vector<ptrdiff_t> drx{0, 2, -5, rows, 1}, dcx{0, -3, 1, 0, -cols};
+    for (ptrdiff_t L : {ptrdiff_t(2), ptrdiff_t(7), ptrdiff_t(32), ptrdiff_t(256)}) {
+      std::vector<uint8_t> img(size_t(rows * cols));
+      std::uniform_int_distribution<int> v(0, int(L) - 1);
+      for (auto& p : img) p = uint8_t(v(rng));
+      for (bool sym : {false, true}) {
+        check_glcm_case(T, img, rows, cols, L, dr4, dc4, sym, "u8");
+        check_glcm_case(T, img, rows, cols, L, drx, dcx, sym, "u8");
+      }
+      // a flat image: every pixel increments the same cells
+      std::vector<uint8_t> flat(size_t(rows * cols), uint8_t(L - 1));
+      check_glcm_case(T, flat, rows, cols, L, dr4, dc4, false, "u8-flat");
+    }
+    for (ptrdiff_t L : {ptrdiff_t(300), ptrdiff_t(1024)}) {
+      std::vector<uint16_t> img(size_t(rows * cols));
+      std::uniform_int_distribution<int> v(0, int(L) - 1);
+      for (auto& p : img) p = uint16_t(v(rng));
+      check_glcm_case(T, img, rows, cols, L, L == 300 ? drx : dr4, L == 300 ? dcx : dc4, L == 300,
+                      "u16");
+    }
+  }
+  // A pixel value >= levels: false with the maximum, on every target.
+  std::vector<const KernelTable*> all{T.scalar};
+  all.insert(all.end(), T.others.begin(), T.others.end());
+  for (const KernelTable* t : all) {
+    std::vector<uint16_t> img(77, 3);
+    img[76] = 40;
+    const std::vector<ptrdiff_t> dr{0}, dc{1};
+    std::vector<uint32_t> out(medimg::glcm_out_words(40, 1));
+    medimg::GlcmArgs a{img.data(), medimg::kGlcmU16, 7,         11, 40,
+                       1,          dr.data(),        dc.data(), 0,  out.data()};
+    int64_t mx = -1;
+    record(!t->glcm(a, &mx) && mx == 40, std::string(t->name) + " glcm refuses a value >= levels");
+    std::vector<uint8_t> img8(77, 3);
+    img8[0] = 200;
+    medimg::GlcmArgs b{img8.data(), medimg::kGlcmU8, 7,         11, 200,
+                       1,           dr.data(),       dc.data(), 0,  out.data()};
+    record(!t->glcm(b, &mx) && mx == 200, std::string(t->name) + " glcm refuses uint8 >= levels");
+  }
+  // Negative, NaN and infinite float64 entries anywhere (first, tail lane, last) are refused.
+  for (const KernelTable* t : all)
+    for (double bad : {-1.0, std::nan(""), HUGE_VAL})
+      for (ptrdiff_t pos :
+           {ptrdiff_t(0), ptrdiff_t(2 * 19 * 19 + 18 * 19 + 17), ptrdiff_t(3 * 19 * 19 - 1)}) {
+        std::vector<double> P(size_t(3 * 19 * 19), 1.0), out(size_t(medimg::kGlcmProps * 3));
+        std::vector<double> scratch(medimg::glcm_props_scratch(19));
+        P[size_t(pos)] = bad;
+        record(!t->glcm_props(P.data(), 1, medimg::kGlcmNeedAll, 19, 3, 19 * 19, out.data(),
+                              scratch.data()),
+               std::string(t->name) + fmt(" glcm_props refuses %g at %g", bad, double(pos)));
+      }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -676,6 +1647,10 @@ int main(int argc, char** argv) {
       test_scan(T, im);
     }
   }
+
+  test_lbp(T);
+  test_stats(T);
+  test_glcm(T);
 
   std::printf("worst error / tolerance observed (1.0 = at the tolerance):\n");
   for (const auto& kv : g_worst) std::printf("  %-36s %.3g\n", kv.first.c_str(), kv.second);

@@ -16,7 +16,7 @@ import platform
 import sys
 from typing import Any
 
-from . import denoise, simd
+from . import denoise, features, quality, simd
 from ._errors import DelegateError, InvalidInputError, MedimgEdgeError, ModelError
 from ._version import __version__
 
@@ -27,7 +27,9 @@ __all__ = [
     "ModelError",
     "__version__",
     "denoise",
+    "features",
     "info",
+    "quality",
     "simd",
 ]
 

@@ -29,3 +29,55 @@ def inverse_anscombe(
 ) -> F32: ...
 def immerkaer_abs_sum(image: F32, target: str = "") -> float: ...
 def scan(image: F32, target: str = "") -> tuple[bool, float, float]: ...
+
+# features: LBP (register_lbp.cpp)
+def lbp(
+    image: npt.NDArray[np.generic],
+    P: int,
+    rp: npt.NDArray[np.float64],
+    cp: npt.NDArray[np.float64],
+    method: int,
+    max_abs: float,
+    target: str = "",
+) -> tuple[npt.NDArray[np.float64], bool]: ...
+
+# features: first-order statistics, gradients, quality (register_stats.cpp)
+def summary(
+    values: F32,
+    mask: npt.NDArray[np.uint8] | None,
+    bins: int,
+    q: npt.NDArray[np.float64],
+    mad: bool,
+    rmad_lo: float,
+    rmad_hi: float,
+    below: float,
+    above: float,
+    target: str = "",
+) -> tuple[dict[str, float], npt.NDArray[np.uint32], npt.NDArray[np.float64]]: ...
+def gradient(
+    image: F32, mask: npt.NDArray[np.uint8] | None, bins: int, target: str = ""
+) -> tuple[F32, npt.NDArray[np.float64]]: ...
+def gradient_summary(
+    image: F32,
+    mask: npt.NDArray[np.uint8] | None,
+    bins: int,
+    q: npt.NDArray[np.float64],
+    target: str = "",
+) -> tuple[dict[str, float], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def sharpness(image: F32, target: str = "") -> dict[str, float]: ...
+
+# features: GLCM (register_glcm.cpp)
+def glcm(
+    image: npt.NDArray[np.generic],
+    levels: int,
+    dr: npt.NDArray[np.int64],
+    dc: npt.NDArray[np.int64],
+    symmetric: bool,
+    normed: bool,
+    target: str = "",
+) -> tuple[npt.NDArray[np.generic] | None, int]: ...
+def glcm_props(
+    P: npt.NDArray[np.generic], need: int = 7, target: str = ""
+) -> tuple[bool, npt.NDArray[np.float64]]: ...
+def glcm_need_bits() -> tuple[int, int, int]: ...
+def glcm_prop_names() -> list[str]: ...

@@ -1,0 +1,227 @@
+// Bindings of csrc/kernels/stats.hpp: first-order statistics (summary), Sobel gradient
+// magnitude / orientation histogram, and the sharpness sums of the quality measures.
+// Public wrappers: src/medimg_edge/features/_firstorder.py, src/medimg_edge/quality.py.
+#include <cmath>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include <pybind11/stl.h>
+
+#include "common.hpp"
+
+namespace medimg::bind {
+
+namespace {
+
+using u8array = py::array_t<uint8_t, py::array::c_style>;
+using f64array = py::array_t<double, py::array::c_style>;
+
+// Scratch memory reused across the calls of one thread (one buffer per kSlot): a fresh
+// multi-megabyte buffer per call costs page faults (glibc returns large blocks to the OS),
+// which take longer than the kernels themselves on a 512x512 frame.  Requests beyond
+// kCacheMax bytes get a temporary buffer and are not kept.
+constexpr size_t kCacheMax = size_t(64) << 20;
+
+template <typename T, int kSlot>
+T* reuse(size_t n, std::unique_ptr<T[]>* fallback) {
+  thread_local std::vector<T> cache;
+  if (n * sizeof(T) > kCacheMax) {
+    fallback->reset(new T[n]);
+    return fallback->get();
+  }
+  if (cache.size() < n) cache.resize(n);
+  return cache.data();
+}
+
+// nullptr for None; else a C-contiguous uint8 array of exactly `size` elements.
+const uint8_t* checked_mask(const py::object& mask, ptrdiff_t size, u8array* keep) {
+  if (mask.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(mask))
+    throw std::invalid_argument("mask: expected a uint8 array or None");
+  const py::array a = py::reinterpret_borrow<py::array>(mask);
+  if (a.dtype().kind() != 'u' || a.itemsize() != 1)
+    throw std::invalid_argument("mask: expected a uint8 array");
+  if (!(a.flags() & py::array::c_style))
+    throw std::invalid_argument("mask: expected a C-contiguous array");
+  if (a.size() != size) throw std::invalid_argument("mask: size differs from the image's");
+  *keep = py::reinterpret_borrow<u8array>(a);
+  return keep->data();
+}
+
+f64array checked_quantiles(const py::array& q) {
+  if (!py::isinstance<py::array_t<double>>(q) || q.dtype().kind() != 'f' || q.itemsize() != 8 ||
+      q.ndim() != 1 || !(q.flags() & py::array::c_style))
+    throw std::invalid_argument("q: expected a C-contiguous 1-D float64 array");
+  if (q.size() > kStatsMaxQuantiles)
+    throw std::invalid_argument("q: at most " + std::to_string(kStatsMaxQuantiles) + " quantiles");
+  auto qa = py::reinterpret_borrow<f64array>(q);
+  for (ptrdiff_t i = 0; i < qa.size(); ++i)
+    if (!(qa.data()[i] >= 0.0 && qa.data()[i] <= 1.0))
+      throw std::invalid_argument("q: quantiles must be in [0, 1]");
+  return qa;
+}
+
+void check_bins(int bins, int lo, int hi) {
+  if (bins < lo || bins > hi)
+    throw std::invalid_argument("bins must be in [" + std::to_string(lo) + ", " +
+                                std::to_string(hi) + "]");
+}
+
+py::dict summary_dict(const Summary& s) {
+  py::dict d;
+  d["count"] = s.count;
+  d["min"] = s.min;
+  d["max"] = s.max;
+  d["mean"] = s.mean;
+  d["sumsq"] = s.sumsq;
+  d["m2"] = s.m2;
+  d["m3"] = s.m3;
+  d["m4"] = s.m4;
+  d["absdev"] = s.absdev;
+  d["mad"] = s.mad;
+  d["rmad"] = s.rmad;
+  d["n_below"] = s.n_below;
+  d["n_above"] = s.n_above;
+  d["counting"] = s.counting != 0;
+  return d;
+}
+
+// (measures, hist, quantiles)
+std::tuple<py::dict, py::array_t<uint32_t>, py::array_t<double>> summary(
+    const py::array& values, const py::object& mask, int bins, const py::array& q, bool mad,
+    double rmad_lo, double rmad_hi, float below, float above, const std::string& target) {
+  auto in = checked(values, -1, "values");
+  u8array keep;
+  const uint8_t* m = checked_mask(mask, in.size(), &keep);
+  check_bins(bins, 0, kStatsMaxBins);
+  const f64array qa = checked_quantiles(q);
+  if (std::isnan(rmad_lo) || std::isnan(rmad_hi))
+    throw std::invalid_argument("rmad bounds must not be NaN");
+  const KernelTable* t = table_by_name(target);
+  py::array_t<uint32_t> hist(bins);
+  py::array_t<double> qout(qa.size());
+  SummaryRequest rq{};
+  rq.mask = m;
+  rq.bins = bins;
+  rq.hist = hist.mutable_data();
+  rq.nq = static_cast<int>(qa.size());
+  rq.q = qa.data();
+  rq.qout = qout.mutable_data();
+  rq.mad = mad ? 1 : 0;
+  rq.rmad_lo = rmad_lo;
+  rq.rmad_hi = rmad_hi;
+  rq.below = below;
+  rq.above = above;
+  Summary s{};
+  const float* src = in.data();
+  const ptrdiff_t n = in.size();
+  std::unique_ptr<uint32_t[]> fallback;
+  uint32_t* scratch = reuse<uint32_t, 0>(summary_scratch(n), &fallback);
+  {
+    py::gil_scoped_release release;
+    t->summary(src, n, &rq, &s, scratch);
+  }
+  return {summary_dict(s), hist, qout};
+}
+
+// (magnitude, orientation histogram)
+std::tuple<py::array_t<float>, py::array_t<double>> gradient(const py::array& image,
+                                                             const py::object& mask, int bins,
+                                                             const std::string& target) {
+  auto in = checked(image, 2, "image");
+  const ptrdiff_t rows = in.shape(0), cols = in.shape(1);
+  u8array keep;
+  const uint8_t* m = checked_mask(mask, in.size(), &keep);
+  check_bins(bins, 1, kGradientMaxBins);
+  const KernelTable* t = table_by_name(target);
+  py::array_t<float> mag({rows, cols});
+  py::array_t<double> hist(bins);
+  std::unique_ptr<float[]> fallback;
+  float* scratch = reuse<float, 1>(gradient_scratch(rows, cols), &fallback);
+  const float* src = in.data();
+  float* dst = mag.mutable_data();
+  double* h = hist.mutable_data();
+  {
+    py::gil_scoped_release release;
+    t->gradient(src, m, rows, cols, bins, dst, h, scratch);
+  }
+  return {mag, hist};
+}
+
+// gradient() then summary() of the magnitudes over the mask, without handing the
+// magnitude image to Python: (measures, orientation histogram, quantiles).
+std::tuple<py::dict, py::array_t<double>, py::array_t<double>> gradient_summary(
+    const py::array& image, const py::object& mask, int bins, const py::array& q,
+    const std::string& target) {
+  auto in = checked(image, 2, "image");
+  const ptrdiff_t rows = in.shape(0), cols = in.shape(1), n = in.size();
+  u8array keep;
+  const uint8_t* m = checked_mask(mask, n, &keep);
+  check_bins(bins, 1, kGradientMaxBins);
+  const f64array qa = checked_quantiles(q);
+  const KernelTable* t = table_by_name(target);
+  py::array_t<double> hist(bins);
+  py::array_t<double> qout(qa.size());
+  std::unique_ptr<float[]> fb1, fb2;
+  std::unique_ptr<uint32_t[]> fb3;
+  float* scratch = reuse<float, 1>(gradient_scratch(rows, cols), &fb1);
+  float* mag = reuse<float, 2>(static_cast<size_t>(n), &fb2);
+  uint32_t* sscratch = reuse<uint32_t, 0>(summary_scratch(n), &fb3);
+  SummaryRequest rq{};
+  rq.mask = m;
+  rq.nq = static_cast<int>(qa.size());
+  rq.q = qa.data();
+  rq.qout = qout.mutable_data();
+  rq.rmad_lo = rq.rmad_hi = -1.0;
+  Summary s{};
+  const float* src = in.data();
+  double* h = hist.mutable_data();
+  {
+    py::gil_scoped_release release;
+    t->gradient(src, m, rows, cols, bins, mag, h, scratch);
+    t->summary(mag, n, &rq, &s, sscratch);
+  }
+  return {summary_dict(s), hist, qout};
+}
+
+py::dict sharpness(const py::array& image, const std::string& target) {
+  auto in = checked(image, 2, "image");
+  const ptrdiff_t rows = in.shape(0), cols = in.shape(1);
+  const KernelTable* t = table_by_name(target);
+  std::unique_ptr<float[]> fallback;
+  float* scratch = reuse<float, 3>(sharpness_scratch(rows, cols), &fallback);
+  Sharpness s{};
+  const float* src = in.data();
+  {
+    py::gil_scoped_release release;
+    t->sharpness(src, rows, cols, &s, scratch);
+  }
+  py::dict d;
+  d["lap_sum"] = s.lap_sum;
+  d["lap_sumsq"] = s.lap_sumsq;
+  d["tenengrad_sum"] = s.tenengrad_sum;
+  d["diff_h"] = s.diff_h;
+  d["lost_h"] = s.lost_h;
+  d["diff_v"] = s.diff_v;
+  d["lost_v"] = s.lost_v;
+  return d;
+}
+
+}  // namespace
+
+void register_stats(py::module_& m) {
+  using namespace py::literals;
+  m.def("summary", &summary, "values"_a, "mask"_a, "bins"_a, "q"_a, "mad"_a, "rmad_lo"_a,
+        "rmad_hi"_a, "below"_a, "above"_a, "target"_a = "",
+        "Moments, histogram, quantiles and deviations of the (masked) values.");
+  m.def("gradient", &gradient, "image"_a, "mask"_a, "bins"_a, "target"_a = "",
+        "Sobel magnitude and magnitude-weighted orientation histogram.");
+  m.def("gradient_summary", &gradient_summary, "image"_a, "mask"_a, "bins"_a, "q"_a,
+        "target"_a = "",
+        "Orientation histogram and summary (moments, quantiles) of the Sobel magnitudes.");
+  m.def("sharpness", &sharpness, "image"_a, "target"_a = "",
+        "Laplacian, Tenengrad and blur-effect sums.");
+}
+
+}  // namespace medimg::bind

@@ -1,0 +1,307 @@
+"""All handcrafted features of one image in one flat, stable dict.  Tests:
+tests/test_extract.py; benchmarks: bench/test_bench_extract.py."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import InvalidInputError
+from .._validation import as_image2d, check_float, check_int
+from ._firstorder import _QUANTILES as _FO_QUANTILES
+from ._firstorder import (
+    FIRSTORDER_FEATURES,
+    _as_mask,
+    _firstorder_from,
+    _summary,
+    gradient_feature_names,
+    gradient_histogram,
+)
+from ._glcm import GLCM_PROPS, glcm, glcm_props, quantize
+from ._lbp import lbp
+
+__all__ = ["extract", "feature_names"]
+
+_MAX_LEVELS = 256
+_MAX_DISTANCE = 64
+_MAX_ANGLES = 16
+
+
+@dataclass(frozen=True)
+class _Params:
+    levels: int
+    distances: tuple[int, ...]
+    angles: tuple[float, ...]
+    lbp_points: int
+    lbp_radius: float
+    firstorder_bins: int
+    gradient_bins: int
+
+
+def _params(
+    levels: Any,
+    distances: Any,
+    angles: Any,
+    lbp_points: Any,
+    lbp_radius: Any,
+    firstorder_bins: Any,
+    gradient_bins: Any,
+) -> _Params:
+    levels = check_int("levels", levels, 2, _MAX_LEVELS)
+    if isinstance(distances, numbers.Integral) and not isinstance(distances, bool):
+        distances = (distances,)
+    if not isinstance(distances, Sequence) or isinstance(distances, str) or not distances:
+        raise InvalidInputError(
+            f"distances must be a non-empty sequence of pixel distances, got {distances!r}"
+        )
+    dist = tuple(check_int("distances[i]", d, 1, _MAX_DISTANCE) for d in distances)
+    if len(set(dist)) != len(dist):
+        raise InvalidInputError(f"distances must be distinct, got {dist}")
+    if isinstance(angles, numbers.Integral) and not isinstance(angles, bool):
+        n = check_int("angles", angles, 1, _MAX_ANGLES)
+        ang = tuple(k * math.pi / n for k in range(n))
+    elif isinstance(angles, Sequence) and not isinstance(angles, str) and angles:
+        if len(angles) > _MAX_ANGLES:
+            raise InvalidInputError(f"at most {_MAX_ANGLES} angles, got {len(angles)}")
+        ang = tuple(check_float("angles[i]", a, -2 * math.pi, 2 * math.pi) for a in angles)
+    else:
+        raise InvalidInputError(
+            "angles must be a count of equally spaced angles in [0, pi) or a non-empty "
+            f"sequence of angles in radians, got {angles!r}"
+        )
+    p = check_int("lbp_points", lbp_points, 1, 32)
+    r = check_float("lbp_radius", lbp_radius, 0.0, 64.0, lo_open=True)
+    fb = check_int("firstorder_bins", firstorder_bins, 1, 4096)
+    gb = check_int("gradient_bins", gradient_bins, 1, 64)
+    return _Params(levels, dist, ang, p, r, fb, gb)
+
+
+def _glcm_names(params: _Params) -> list[str]:
+    return [f"glcm_{prop.lower()}_d{d}" for prop in GLCM_PROPS for d in params.distances]
+
+
+def _names(params: _Params) -> list[str]:
+    return [
+        *(f"firstorder_{k}" for k in FIRSTORDER_FEATURES),
+        *_glcm_names(params),
+        *(f"lbp_uniform_hist_{k:02d}" for k in range(params.lbp_points + 2)),
+        *(f"gradient_{k}" for k in gradient_feature_names(params.gradient_bins)),
+    ]
+
+
+def feature_names(
+    *,
+    levels: int = 32,
+    distances: Sequence[int] | int = (1,),
+    angles: Sequence[float] | int = 4,
+    lbp_points: int = 8,
+    lbp_radius: float = 1.0,
+    firstorder_bins: int = 64,
+    gradient_bins: int = 8,
+) -> list[str]:
+    """The keys :func:`extract` returns for these parameters, in its order.
+
+    Parameters are those of :func:`extract` (the names depend on ``distances``,
+    ``lbp_points`` and ``gradient_bins`` only; the others are validated all the same).
+    """
+    params = _params(
+        levels, distances, angles, lbp_points, lbp_radius, firstorder_bins, gradient_bins
+    )
+    return _names(params)
+
+
+def _bbox(mask: npt.NDArray[np.uint8], margin: int) -> tuple[slice, slice]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0 = max(int(rows[0]) - margin, 0)
+    r1 = min(int(rows[-1]) + 1 + margin, mask.shape[0])
+    c0 = max(int(cols[0]) - margin, 0)
+    c1 = min(int(cols[-1]) + 1 + margin, mask.shape[1])
+    return slice(r0, r1), slice(c0, c1)
+
+
+def _glcm_features(
+    img: npt.NDArray[Any], mask: npt.NDArray[np.uint8] | None, params: _Params
+) -> list[float]:
+    levels = params.levels
+    if mask is None:
+        q = quantize(img, levels)
+        P = glcm(q, params.distances, params.angles, levels=levels, symmetric=True)
+    else:
+        # Pixels outside the mask get an extra grey level; dropping its row and column
+        # keeps exactly the pairs with both pixels inside the mask.
+        q = quantize(img, levels, mask=mask)
+        q = np.where(mask != 0, q, levels).astype(np.uint16 if levels > 255 else np.uint8)
+        P = glcm(q, params.distances, params.angles, levels=levels + 1, symmetric=True)
+        P = np.ascontiguousarray(P[:levels, :levels])
+    props = glcm_props(P, props=GLCM_PROPS)
+    # (distance, angle) matrices without any pixel pair are left out of the angle mean.
+    has_pairs = P.sum(axis=(0, 1), dtype=np.uint64) > 0  # (n_dist, n_angle)
+    values = []
+    for prop in GLCM_PROPS:
+        per_angle = np.asarray(props[prop], dtype=np.float64)
+        for i in range(len(params.distances)):
+            keep = per_angle[i][has_pairs[i]]
+            values.append(float(keep.mean()) if keep.size else math.nan)
+    return values
+
+
+def _code_histogram(
+    codes: npt.NDArray[np.float64], mask: npt.NDArray[np.uint8] | None, n: int
+) -> list[float]:
+    """Normalised histogram of the integer codes 0 .. n-1 (n <= 34) inside the mask."""
+    small = codes.astype(np.uint8)
+    count = small.size if mask is None else int(np.count_nonzero(mask))
+    if count < (1 << 24):  # OpenCV's float32 bin counts are exact
+        hist = cv2.calcHist([small], [0], mask, [n], [0, n]).ravel().astype(np.float64)
+    else:
+        picked = small if mask is None else small[mask != 0]
+        hist = np.bincount(picked.ravel(), minlength=n).astype(np.float64)
+    return [float(x) for x in hist / float(count)]
+
+
+def extract(
+    image: Any,
+    mask: Any = None,
+    *,
+    levels: int = 32,
+    distances: Sequence[int] | int = (1,),
+    angles: Sequence[float] | int = 4,
+    lbp_points: int = 8,
+    lbp_radius: float = 1.0,
+    firstorder_bins: int = 64,
+    gradient_bins: int = 8,
+) -> dict[str, float]:
+    """Every handcrafted feature of one 2-D image as a flat ``dict[str, float]``.
+
+    The keys are stable and documented, always in the same order
+    (:func:`feature_names` with the same parameters returns them), so the values can be
+    stacked into an ML feature matrix or written as CSV columns.
+
+    ====================================  ======================================================
+    keys (in this order)                  definition
+    ====================================  ======================================================
+    ``firstorder_<stat>``                 :func:`firstorder` of the pixels (``bins =
+                                          firstorder_bins``); ``<stat>`` in
+                                          :data:`~medimg_edge.features._firstorder.
+                                          FIRSTORDER_FEATURES`: mean, std, skewness, kurtosis
+                                          (Pearson, not excess), entropy, uniformity, energy,
+                                          rms, min, p10, p50, p90, max, range, iqr,
+                                          mean/median/robust mean absolute deviation
+    ``glcm_<prop>_d<d>``                  :func:`glcm_props` property ``<prop>`` (lower case,
+                                          every name of :data:`GLCM_PROPS`) of the symmetric
+                                          GLCM at distance ``d``, averaged over the angles
+                                          (as PyRadiomics does); the image is first quantised
+                                          to ``levels`` grey levels by :func:`quantize`
+                                          between the minimum and maximum of the pixels used
+    ``lbp_uniform_hist_<k>``              fraction of pixels whose uniform LBP code
+                                          (:func:`lbp` with ``method="uniform"``,
+                                          ``P = lbp_points``, ``R = lbp_radius``) is ``k``,
+                                          ``k = 0 .. P + 1`` (``P + 1``: non-uniform)
+    ``gradient_magnitude_mean|std|p90``   :func:`gradient_histogram`
+    ``gradient_orientation_hist_<k>``     (``bins = gradient_bins``), normalised to sum 1
+    ====================================  ======================================================
+
+    ``<k>`` is zero-padded to two digits.  A ``mask`` (region of interest) restricts each
+    family as follows:
+
+    * **first order**: statistics of the pixels inside the mask only;
+    * **GLCM**: the quantisation range is the minimum and maximum inside the mask, and
+      only pixel pairs with *both* pixels inside the mask are counted (computed on the
+      mask's bounding box).  A distance with no such pair at some angle ignores that
+      angle; with none at any angle its features are NaN;
+    * **LBP**: codes of the pixels inside the mask, computed on the whole image (so from
+      neighbours inside or outside the mask; at the image border as scikit-image: samples
+      outside the image read 0);
+    * **gradient**: Sobel gradients of the pixels inside the mask, computed from their
+      3x3 neighbourhood in the whole image (reflect-101 at the image border).
+
+    Parameters
+    ----------
+    image : (M, N) array of uint8, uint16, float32 or float64
+    mask : (M, N) array of bool or uint8, optional
+        Region of interest (non-zero = inside).  An all-zero mask is an error.
+    levels : int, default 32
+        Grey levels of the GLCM, in ``[2, 256]``.
+    distances : int or sequence of int, default (1,)
+        GLCM pixel distances, distinct, in ``[1, 64]``; one set of GLCM keys each.
+    angles : int or sequence of float, default 4
+        GLCM angles: a count ``n`` of equally spaced angles ``k pi / n`` (4: 0, 45, 90,
+        135 degrees), or the angles in radians.
+    lbp_points, lbp_radius : int, float, default 8, 1.0
+        LBP neighbours ``P`` in ``[1, 32]`` and radius ``R`` in ``(0, 64]``.
+    firstorder_bins : int, default 64
+        Bins of the first-order entropy / uniformity histogram.
+    gradient_bins : int, default 8
+        Orientation bins over ``[0, pi)``.
+
+    Returns
+    -------
+    dict of str to float
+
+    Raises
+    ------
+    InvalidInputError
+        For an invalid image, mask or parameter.
+
+    References
+    ----------
+    .. [1] R. M. Haralick, K. Shanmugam and I. Dinstein, "Textural features for image
+       classification," IEEE Trans. SMC 3(6):610-621, 1973. doi:10.1109/TSMC.1973.4309314
+    .. [2] T. Ojala, M. Pietikainen and T. Maenpaa, "Multiresolution gray-scale and
+       rotation invariant texture classification with local binary patterns," IEEE
+       Trans. PAMI 24(7):971-987, 2002. doi:10.1109/TPAMI.2002.1017623
+    .. [3] J. J. M. van Griethuysen et al., "Computational radiomics system to decode the
+       radiographic phenotype," Cancer Research 77(21):e104-e107, 2017.
+       doi:10.1158/0008-5472.CAN-17-0339
+    """
+    params = _params(
+        levels, distances, angles, lbp_points, lbp_radius, firstorder_bins, gradient_bins
+    )
+    img = as_image2d(image)
+    # The validated input in its own type (uint8 / uint16 take faster paths in quantize
+    # and lbp), or its float32 copy.
+    raw: npt.NDArray[Any] = (
+        image
+        if isinstance(image, np.ndarray)
+        and image.dtype
+        in (
+            np.dtype(np.uint8),
+            np.dtype(np.uint16),
+        )
+        else img
+    )
+    m = _as_mask(mask, img.shape)
+    # LBP runs on the whole image: scikit-image's bilinear sampling rounds differently at
+    # other absolute coordinates, so a crop could change some codes.
+    lbp_image, lbp_mask = raw, m
+    if m is not None:
+        rs, cs = _bbox(m, 1)
+        if (rs.stop - rs.start, cs.stop - cs.start) != img.shape:
+            img = np.ascontiguousarray(img[rs, cs])
+            raw = np.ascontiguousarray(raw[rs, cs])
+            m = np.ascontiguousarray(m[rs, cs])
+    values: list[float] = []
+    # First order.
+    s, hist, q = _summary(
+        img, m, bins=params.firstorder_bins, q=_FO_QUANTILES, mad=True, rmad=(0.1, 0.9)
+    )
+    values.extend(_firstorder_from(s, hist, q).values())
+    # GLCM.
+    values.extend(_glcm_features(raw, m, params))
+    # Uniform LBP histogram.
+    codes = lbp(lbp_image, params.lbp_points, params.lbp_radius, "uniform")
+    values.extend(_code_histogram(codes, lbp_mask, params.lbp_points + 2))
+    # Gradients.
+    values.extend(gradient_histogram(img, m, bins=params.gradient_bins).values())
+    names = _names(params)
+    if len(names) != len(values):  # a peer function changed its output size
+        raise RuntimeError(f"extract: {len(values)} values for {len(names)} names")
+    return dict(zip(names, values))
