@@ -570,9 +570,10 @@ def quantize(
 
 def _bins(x: npt.NDArray[np.float64], levels: int, lo: float, hi: float) -> npt.NDArray[np.float64]:
     """The bin index of every x (float64, in place): see :func:`quantize`."""
-    if hi > lo:
+    scale = levels / (hi - lo) if hi > lo else math.inf
+    if math.isfinite(scale):  # a range so narrow that the scale overflows acts as a point
         x -= lo
-        x *= levels / (hi - lo)
+        x *= scale
         np.floor(x, out=x)
         np.clip(x, 0.0, levels - 1.0, out=x)
         return x
