@@ -16,17 +16,19 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _samples, denoise, info, simd
+from . import _samples, denoise, features, info, quality, simd
 from ._errors import MedimgEdgeError
 from ._version import __version__
 
 __all__ = ["main"]
 
 F32 = npt.NDArray[np.float32]
+_T = TypeVar("_T")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -51,7 +53,7 @@ def _psnr(x: F32, ref: F32, peak: float) -> float:
     return float("inf") if mse == 0 else 10.0 * float(np.log10(peak * peak / mse))
 
 
-def _time_ms(fn: Callable[[], F32], repeat: int) -> tuple[F32, float]:
+def _time_ms(fn: Callable[[], _T], repeat: int) -> tuple[_T, float]:
     out = fn()
     best = float("inf")
     for _ in range(repeat):
@@ -152,6 +154,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 f"{'':<11} estimated gain {g:.2f} (true {frame.params['gain']:.2f}), "
                 f"sigma {s:.1f} (true {frame.params['sigma']:.1f})"
             )
+        modality = "ultrasound" if frame.name == "ultrasound" else "xray"
+        report, q_ms = _time_ms(
+            functools.partial(quality.assess, frame.noisy, modality=modality), args.repeat
+        )
+        verdict = "ok" if report.ok else "issues: " + ", ".join(report.issues)
+        print(f"{'':<11} quality.assess ({q_ms:.2f} ms): {verdict}")
+        feats, f_ms = _time_ms(functools.partial(features.extract, frame.noisy), args.repeat)
+        print(
+            f"{'':<11} features.extract ({f_ms:.2f} ms): {len(feats)} features, e.g. "
+            f"glcm_contrast_d1 {feats['glcm_contrast_d1']:.3g}, "
+            f"firstorder_skewness {feats['firstorder_skewness']:.3g}"
+        )
         strip = _strip(
             frame.name,
             frame.clean,
