@@ -40,18 +40,13 @@ namespace simd {
 
 constexpr int kLanes = MEDIMG_LANES;
 
-// vf: float lanes; vi: int32 lanes; vd: double lanes (same lane count as vf, so twice
-// the register width: the compiler splits it into two native vectors); vl: int64 lanes.
+// vf: float lanes; vi: int32 lanes.  Double lanes: vdn below (one native register).
 #if MEDIMG_LANES == 1
 using vf = float;
 using vi = int32_t;
-using vd = double;
-using vl = int64_t;
 #else
 typedef float vf __attribute__((vector_size(MEDIMG_LANES * 4)));
 typedef int32_t vi __attribute__((vector_size(MEDIMG_LANES * 4)));
-typedef double vd __attribute__((vector_size(MEDIMG_LANES * 8)));
-typedef int64_t vl __attribute__((vector_size(MEDIMG_LANES * 8)));
 #endif
 
 static inline vf load(const float* p) {
@@ -83,62 +78,6 @@ static inline vf fmadd(vf a, vf b, vf c) {
 #endif
 }
 
-// ---- double lanes --------------------------------------------------------------------
-static inline vd load_d(const double* p) {
-  vd v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void store_d(double* p, vd v) { __builtin_memcpy(p, &v, sizeof v); }
-static inline void store_d_n(double* p, vd v, ptrdiff_t n) {
-  __builtin_memcpy(p, &v, static_cast<size_t>(n) * sizeof(double));
-}
-static inline vd set1d(double x) { return vd{} + x; }
-static inline vd vmind(vd a, vd b) { return a < b ? a : b; }
-static inline vd vmaxd(vd a, vd b) { return a > b ? a : b; }
-static inline vl to_long(vd a) {  // truncation toward zero
-#if MEDIMG_LANES == 1
-  return static_cast<int64_t>(a);
-#else
-  return __builtin_convertvector(a, vl);
-#endif
-}
-static inline vd to_double(vl a) {
-#if MEDIMG_LANES == 1
-  return static_cast<double>(a);
-#else
-  return __builtin_convertvector(a, vd);
-#endif
-}
-// floor / ceil for |x| < 2^62 (exact, like C floor/ceil on that range).
-static inline vd vfloord(vd a) {
-  vd t = to_double(to_long(a));
-  return t > a ? t - 1.0 : t;
-}
-static inline vd vceild(vd a) {
-  vd t = to_double(to_long(a));
-  return t < a ? t + 1.0 : t;
-}
-static inline vd f2d(vf a) {
-#if MEDIMG_LANES == 1
-  return static_cast<double>(a);
-#else
-  return __builtin_convertvector(a, vd);
-#endif
-}
-static inline double lane_d(vd v, int i) {
-#if MEDIMG_LANES == 1
-  (void)i;
-  return v;
-#else
-  return v[i];
-#endif
-}
-static inline double reduce_sum_d(vd v) {
-  double s = 0.0;
-  for (int i = 0; i < kLanes; ++i) s += lane_d(v, i);
-  return s;
-}
 static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
 static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 static inline vf clamp(vf x, vf lo, vf hi) { return vmin(vmax(x, lo), hi); }
@@ -264,9 +203,9 @@ static inline int32_t lane_i(vi v, int i) {
 #endif
 }
 
-// vdn: double lanes filling ONE native register (kLanes / 2 lanes; scalar: 1 lane).  Use it
-// for double accumulators in hot loops: `vd` is twice the register width, and GCC keeps
-// such wide accumulators in memory.  f2d_lo / f2d_hi convert the low / high half of a vf
+// vdn: double lanes filling ONE native register (kLanes / 2 lanes; scalar: 1 lane).  A
+// double vector as wide as vf would span two registers, and GCC 12 keeps such vectors in
+// memory and lowers their comparisons one element at a time.  f2d_lo / f2d_hi convert the low / high half of a vf
 // (the scalar target has no high half: use f2d_hi only when kLanes > 1).
 #if MEDIMG_LANES == 1
 using vdn = double;

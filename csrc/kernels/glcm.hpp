@@ -31,10 +31,8 @@ namespace {
 
 namespace glcm {
 
-// Native-width double lanes (8 on AVX-512, 4 on AVX2, 2 on SSE4 and NEON, 1 on scalar).
-// simd::vd has twice as many lanes (two registers), and GCC 12 lowers comparisons and
-// selections of such double-width vectors one element at a time (see lbp.hpp), so the
-// properties kernel uses the native width.
+// Native-width double lanes (simd::vdn: 8 on AVX-512, 4 on AVX2, 2 on SSE4 and NEON,
+// 1 on scalar); see simd.hpp for why not a vf-wide double vector.
 constexpr int kLanes = simd::kLanesD;
 using vd = simd::vdn;
 using vu = simd::vun;
@@ -47,6 +45,7 @@ typedef uint32_t vu32 __attribute__((vector_size(kLanes * 4)));
 using simd::bits_of_dn;
 using simd::double_of_un;
 using simd::load_dn;
+using simd::reduce_sum_dn;
 using simd::set1dn;
 using simd::store_dn;
 // kLanes uint32 counts as doubles (exact).
@@ -69,11 +68,6 @@ static inline double lane(vd v, int i) {
 #else
   return v[i];
 #endif
-}
-static inline double hsum(vd v) {
-  double s = 0.0;
-  for (int i = 0; i < kLanes; ++i) s += lane(v, i);
-  return s;
 }
 static inline double hmax(vd v) {
   double m = lane(v, 0);
@@ -313,7 +307,7 @@ static void glcm_normalize_kernel(const uint32_t* counts, ptrdiff_t K, ptrdiff_t
     vd acc = set1dn(0.0);
     ptrdiff_t t = 0;
     for (; t + kLanes <= cells; t += kLanes) acc += load_u32(c + t);
-    double sum = hsum(acc);
+    double sum = reduce_sum_dn(acc);
     for (; t < cells; ++t) sum += static_cast<double>(c[t]);
     if (sum == 0.0) sum = 1.0;
     const vd vs = set1dn(sum);
@@ -369,12 +363,12 @@ static Sums scan_matrix(const T* P, ptrdiff_t L, double* px, double* jc, double*
       for (ptrdiff_t j = full; j < L; ++j) tail[j - full] = row[j];
       body(load_any(tail), full);
     }
-    px[i] = hsum(rs);
-    jc[i] = hsum(js);
+    px[i] = reduce_sum_dn(rs);
+    jc[i] = reduce_sum_dn(js);
   }
   Sums out;
-  out.sq = hsum(vsq);
-  out.clogc = hsum(vent);
+  out.sq = reduce_sum_dn(vsq);
+  out.clogc = reduce_sum_dn(vent);
   out.max = hmax(vmx);
   out.bad = any_set(bad);
   return out;
@@ -390,7 +384,7 @@ static double entropy2(const double* v, ptrdiff_t n, double total) {
     const vd q = load_dn(v + t) / vt;
     acc += q * vlog(q);  // q = 0: 0 * (finite) = 0
   }
-  return -hsum(acc) / 0.69314718055994530942;
+  return -reduce_sum_dn(acc) / 0.69314718055994530942;
 }
 
 // The properties of one matrix into out[p * K] (p = property index): every property
@@ -423,7 +417,7 @@ static bool props_of(const T* P, ptrdiff_t L, ptrdiff_t K, double* out, double* 
     vmy += vi * load_dn(py + i);
     vij += vi * load_dn(jc + i);
   }
-  const double mux = hsum(vmx) / n, muy = hsum(vmy) / n, ijsum = hsum(vij);
+  const double mux = reduce_sum_dn(vmx) / n, muy = reduce_sum_dn(vmy) / n, ijsum = reduce_sum_dn(vij);
   vd vvx = set1dn(0.0), vvy = set1dn(0.0), vcov = set1dn(0.0);
   for (ptrdiff_t i = 0; i < L; i += kLanes) {
     const vd vi = iota + static_cast<double>(i);
@@ -432,7 +426,7 @@ static bool props_of(const T* P, ptrdiff_t L, ptrdiff_t K, double* out, double* 
     vvy += dj * dj * load_dn(py + i);
     vcov += di * (load_dn(jc + i) - muy * cx);
   }
-  const double varx = hsum(vvx) / n, vary = hsum(vvy) / n, cov = hsum(vcov) / n;
+  const double varx = reduce_sum_dn(vvx) / n, vary = reduce_sum_dn(vvy) / n, cov = reduce_sum_dn(vcov) / n;
   const double stdx = __builtin_sqrt(varx), stdy = __builtin_sqrt(vary);
   out[kGlcmASM * K] = s.sq / (n * n);
   out[kGlcmEnergy * K] = __builtin_sqrt(s.sq / (n * n));
@@ -459,22 +453,22 @@ static bool props_of(const T* P, ptrdiff_t L, ptrdiff_t K, double* out, double* 
       vidmn += c / (1.0 + k2 / (dl * dl));
       vinv += (vk > 0.0 ? c : set1dn(0.0)) / (vk > 0.0 ? k2 : set1dn(1.0));
     }
-    const double dissim = hsum(vdis) / n;
+    const double dissim = reduce_sum_dn(vdis) / n;
     vd vdv = set1dn(0.0);
     for (ptrdiff_t k = 0; k < L; k += kLanes) {
       const vd e = iota + (static_cast<double>(k) - dissim);
       vdv += e * e * load_dn(dk + k);
     }
-    out[kGlcmContrast * K] = hsum(vcon) / n;
+    out[kGlcmContrast * K] = reduce_sum_dn(vcon) / n;
     out[kGlcmDissimilarity * K] = dissim;
-    out[kGlcmHomogeneity * K] = hsum(vhom) / n;
+    out[kGlcmHomogeneity * K] = reduce_sum_dn(vhom) / n;
     out[kGlcmDifferenceAverage * K] = dissim;
     out[kGlcmDifferenceEntropy * K] = entropy2(dk, L, n);
-    out[kGlcmDifferenceVariance * K] = hsum(vdv) / n;
-    out[kGlcmId * K] = hsum(vid) / n;
-    out[kGlcmIdmn * K] = hsum(vidmn) / n;
-    out[kGlcmIdn * K] = hsum(vidn) / n;
-    out[kGlcmInverseVariance * K] = hsum(vinv) / n;
+    out[kGlcmDifferenceVariance * K] = reduce_sum_dn(vdv) / n;
+    out[kGlcmId * K] = reduce_sum_dn(vid) / n;
+    out[kGlcmIdmn * K] = reduce_sum_dn(vidmn) / n;
+    out[kGlcmIdn * K] = reduce_sum_dn(vidn) / n;
+    out[kGlcmInverseVariance * K] = reduce_sum_dn(vinv) / n;
   }
   if constexpr (kSum) {
     // i + j = k histogram (0-based k, 2L - 1 values, zero slack).
@@ -487,10 +481,10 @@ static bool props_of(const T* P, ptrdiff_t L, ptrdiff_t K, double* out, double* 
       vprom += e2 * e2 * c;
       vsavg += (vk + 2.0) * c;
     }
-    out[kGlcmClusterProminence * K] = hsum(vprom) / n;
-    out[kGlcmClusterShade * K] = hsum(vshade) / n;
-    out[kGlcmClusterTendency * K] = hsum(vtend) / n;
-    out[kGlcmSumAverage * K] = hsum(vsavg) / n;
+    out[kGlcmClusterProminence * K] = reduce_sum_dn(vprom) / n;
+    out[kGlcmClusterShade * K] = reduce_sum_dn(vshade) / n;
+    out[kGlcmClusterTendency * K] = reduce_sum_dn(vtend) / n;
+    out[kGlcmSumAverage * K] = reduce_sum_dn(vsavg) / n;
     out[kGlcmSumEntropy * K] = entropy2(sum, 2 * L - 1, n);
   }
   if constexpr (kLog) {

@@ -45,10 +45,8 @@ namespace {
 
 namespace lbp {
 
-// Native-width double lanes (the register width: 8 on AVX-512, 4 on AVX2, 2 on SSE4 and
-// NEON, 1 on scalar).  simd::vd has twice as many lanes (two registers), and GCC 12
-// lowers comparisons of such double-width vectors one element at a time, so the kernel
-// uses its own native-width types.
+// Native-width double lanes (simd::vdn: 8 on AVX-512, 4 on AVX2, 2 on SSE4 and NEON,
+// 1 on scalar); see simd.hpp for why not a vf-wide double vector.
 constexpr int kLanes = simd::kLanesD;
 using vd = simd::vdn;
 using vu = simd::vun;

@@ -28,6 +28,7 @@ __all__ = [
     "check_float",
     "check_int",
     "check_odd_window",
+    "checked_array",
     "value_range",
 ]
 
@@ -53,27 +54,20 @@ def _describe(obj: object) -> str:
     return type(obj).__name__
 
 
-def as_float_array(
+def checked_array(
     image: Any, *, name: str = "image", ndims: tuple[int, ...] = (2,), min_side: int = 1
-) -> npt.NDArray[np.float32]:
-    """Validate ``image`` and return it as a C-contiguous float32 array.
+) -> npt.NDArray[Any]:
+    """Check type, dtype, shape and size of ``image``; return it as an ndarray.
 
-    Parameters
-    ----------
-    image : array_like
-        The input.  Must be a NumPy array (or convertible without ambiguity) of one of
-        :data:`ACCEPTED_DTYPES`, with ``ndim`` in ``ndims``.
-    name : str
-        What to call the input in error messages.
-    ndims : tuple of int
-        Accepted numbers of dimensions.
-    min_side : int
-        Smallest accepted length of every axis.
+    The dtype (one of :data:`ACCEPTED_DTYPES`) is kept, in native byte order (no copy
+    otherwise; the result may be non-contiguous); values are not checked.
+    :func:`as_float_array` adds the float32 conversion and the value checks; kernels
+    that need the exact input values (LBP in float64) call this directly.
 
     Raises
     ------
     InvalidInputError
-        For anything the kernels cannot process correctly; the message says how to fix it.
+        For a wrong type, dtype, number of dimensions, an empty or oversized array.
     """
     if isinstance(image, np.ndarray):
         arr = image
@@ -125,6 +119,33 @@ def as_float_array(
             f"{name} has shape {arr.shape}, beyond the limits of {MAX_SIDE} pixels per side "
             f"and {MAX_PIXELS} pixels in all; crop or downsample it first"
         )
+    return arr if arr.dtype == native else arr.astype(native)
+
+
+def as_float_array(
+    image: Any, *, name: str = "image", ndims: tuple[int, ...] = (2,), min_side: int = 1
+) -> npt.NDArray[np.float32]:
+    """Validate ``image`` and return it as a C-contiguous float32 array.
+
+    Parameters
+    ----------
+    image : array_like
+        The input.  Must be a NumPy array (or convertible without ambiguity) of one of
+        :data:`ACCEPTED_DTYPES`, with ``ndim`` in ``ndims``.
+    name : str
+        What to call the input in error messages.
+    ndims : tuple of int
+        Accepted numbers of dimensions.
+    min_side : int
+        Smallest accepted length of every axis.
+
+    Raises
+    ------
+    InvalidInputError
+        For anything the kernels cannot process correctly; the message says how to fix it.
+    """
+    arr = checked_array(image, name=name, ndims=ndims, min_side=min_side)
+    native = arr.dtype
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
         out = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind == "f":

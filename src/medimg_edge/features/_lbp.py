@@ -11,14 +11,7 @@ import numpy.typing as npt
 
 from .. import _core
 from .._errors import InvalidInputError
-from .._validation import (
-    ACCEPTED_DTYPES,
-    MAX_ABS_VALUE,
-    MAX_PIXELS,
-    MAX_SIDE,
-    check_float,
-    check_int,
-)
+from .._validation import MAX_ABS_VALUE, check_float, check_int, checked_array
 
 __all__ = ["LBP_METHODS", "MAX_P", "MAX_R", "lbp"]
 
@@ -62,51 +55,7 @@ def _offsets(P: int, R: float) -> tuple[F64, F64]:
 
 def _as_image(image: Any) -> np.ndarray:
     """Validate a 2-D image and return it C-contiguous, native byte order, dtype kept."""
-    if isinstance(image, np.ndarray):
-        arr = image
-    else:
-        if image is None or isinstance(image, (str, bytes, dict)):
-            raise InvalidInputError(
-                f"image must be a NumPy array, got {type(image).__name__}; "
-                "pass e.g. numpy.asarray(frame)"
-            )
-        try:
-            arr = np.asarray(image)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(
-                f"image could not be converted to a NumPy array ({exc}); pass a 2-D array"
-            ) from None
-    native = arr.dtype.newbyteorder("=") if arr.dtype.byteorder in "<>" else arr.dtype
-    if native not in ACCEPTED_DTYPES:
-        hint = ""
-        if arr.dtype == np.bool_:
-            hint = " (for a mask, use image.astype(np.uint8))"
-        elif arr.dtype.kind in "iu":
-            hint = (
-                " (convert with image.astype(np.float64), which keeps every integer exactly, "
-                "as scikit-image does)"
-            )
-        elif arr.dtype.kind == "c":
-            hint = " (pass the magnitude: numpy.abs(image))"
-        names = ", ".join(str(d) for d in ACCEPTED_DTYPES)
-        raise InvalidInputError(f"image has dtype {arr.dtype}; accepted dtypes are {names}{hint}")
-    if arr.ndim != 2:
-        hint = ""
-        if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
-            hint = (
-                "; for a colour frame convert to grayscale first "
-                "(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)), for a single channel use "
-                "image[..., 0]"
-            )
-        raise InvalidInputError(f"image must be 2-D, got shape {arr.shape} ({arr.ndim}-D){hint}")
-    if arr.size == 0:
-        raise InvalidInputError(f"image is empty (shape {arr.shape}); pass a non-empty image")
-    if max(arr.shape) > MAX_SIDE or arr.size > MAX_PIXELS:
-        raise InvalidInputError(
-            f"image has shape {arr.shape}, beyond the limits of {MAX_SIDE} pixels per side "
-            f"and {MAX_PIXELS} pixels in all; crop or downsample it first"
-        )
-    return np.ascontiguousarray(arr, dtype=native)
+    return np.ascontiguousarray(checked_array(image, ndims=(2,)))
 
 
 def _bad_values(img: np.ndarray) -> InvalidInputError:
