@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 import pytest
 import scipy.stats
-from skimage import data
 from skimage.feature import graycomatrix, graycoprops
 
 import medimg_edge as me
+from _images import camera_u8
 from medimg_edge.features._firstorder import FIRSTORDER_FEATURES
 
 TARGETS = me.simd.supported_targets()
@@ -46,20 +46,11 @@ ANGLES4 = [0.0, math.pi / 4, math.pi / 2, 3 * math.pi / 4]
 SKIMAGE_PROPS = ("contrast", "dissimilarity", "homogeneity", "ASM", "energy", "correlation")
 EXTRACT_CASES = [(L, s) for s in (512, 1024) for L in (32, 256)]
 
-_images: dict[int, np.ndarray] = {}
 _cache: dict[Any, Any] = {}
 
 
 def image(size: int) -> np.ndarray:
-    """Camera (uint8), resized with bilinear interpolation to ``size`` x ``size``."""
-    if size not in _images:
-        cam = data.camera()
-        if cam.shape != (size, size):
-            cam = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
-        img = np.ascontiguousarray(cam, dtype=np.uint8)
-        img.setflags(write=False)
-        _images[size] = img
-    return _images[size]
+    return camera_u8(size)
 
 
 def record(benchmark: Any, *, role: str, target: str, label: str, image_name: str) -> None:

@@ -26,13 +26,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
-from skimage import data
 from skimage.feature import graycomatrix, graycoprops
 
 import medimg_edge as me
+from _images import camera_u8
 from medimg_edge.features import GLCM_PROPS, glcm, glcm_props
 
 try:  # optional peer
@@ -57,10 +56,8 @@ def image(size: int, levels: int) -> np.ndarray:
     """Camera (uint8, 0..255), bilinearly resized to ``size``; ``>> 3`` for 32 levels."""
     key = (size, levels)
     if key not in _images:
-        cam = data.camera()
-        if cam.shape != (size, size):
-            cam = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
-        img = np.ascontiguousarray(cam if levels == 256 else cam >> 3, dtype=np.uint8)
+        cam = camera_u8(size)
+        img = np.array(cam if levels == 256 else cam >> 3, dtype=np.uint8)  # writable copy
         assert int(img.max()) == levels - 1
         _images[key] = img
     return _images[key]

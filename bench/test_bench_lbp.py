@@ -19,13 +19,12 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
-from skimage import data
 from skimage.feature import local_binary_pattern
 
 import medimg_edge as me
+from _images import camera_u8
 
 TARGETS = me.simd.supported_targets()
 SIZES = (512, 1024)
@@ -35,20 +34,11 @@ CASES = {  # name: (P, R, method)
     "var-P8-R1": (8, 1.0, "var"),
 }
 
-_images: dict[int, np.ndarray] = {}
 _expected: dict[tuple[str, int], np.ndarray] = {}
 
 
 def image(size: int) -> np.ndarray:
-    """Camera (uint8), resized with bilinear interpolation to ``size`` x ``size``."""
-    if size not in _images:
-        cam = data.camera()
-        if cam.shape != (size, size):
-            cam = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
-        img = np.ascontiguousarray(cam, dtype=np.uint8)
-        img.setflags(write=False)
-        _images[size] = img
-    return _images[size]
+    return camera_u8(size)
 
 
 def skimage_lbp(img: np.ndarray, P: int, R: float, method: str) -> np.ndarray:
