@@ -123,7 +123,12 @@ def checked_array(
 
 
 def as_float_array(
-    image: Any, *, name: str = "image", ndims: tuple[int, ...] = (2,), min_side: int = 1
+    image: Any,
+    *,
+    name: str = "image",
+    ndims: tuple[int, ...] = (2,),
+    min_side: int = 1,
+    nonnegative: str | None = None,
 ) -> npt.NDArray[np.float32]:
     """Validate ``image`` and return it as a C-contiguous float32 array.
 
@@ -138,6 +143,9 @@ def as_float_array(
         Accepted numbers of dimensions.
     min_side : int
         Smallest accepted length of every axis.
+    nonnegative : str, optional
+        If given, negative values are refused with this text as the reason (checked in
+        the same SIMD pass as finiteness).
 
     Raises
     ------
@@ -167,6 +175,11 @@ def as_float_array(
                 f"supported {MAX_ABS_VALUE:.0e} (float32 squares of such values overflow); "
                 "rescale the image, e.g. image / numpy.abs(image).max()"
             )
+        if nonnegative is not None and lo < 0.0:
+            raise InvalidInputError(
+                f"{name} has negative values (min {lo:.3g}): {nonnegative}; "
+                "shift or clip the image, e.g. numpy.clip(image, 0, None)"
+            )
     return out
 
 
@@ -176,9 +189,11 @@ def value_range(image: npt.NDArray[np.float32]) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def as_image2d(image: Any, *, name: str = "image", min_side: int = 1) -> npt.NDArray[np.float32]:
+def as_image2d(
+    image: Any, *, name: str = "image", min_side: int = 1, nonnegative: str | None = None
+) -> npt.NDArray[np.float32]:
     """Validate a 2-D grayscale image; see :func:`as_float_array`."""
-    return as_float_array(image, name=name, ndims=(2,), min_side=min_side)
+    return as_float_array(image, name=name, ndims=(2,), min_side=min_side, nonnegative=nonnegative)
 
 
 def _is_real(value: object) -> bool:

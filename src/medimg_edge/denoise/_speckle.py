@@ -9,8 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._errors import InvalidInputError
-from .._validation import as_image2d, check_float, check_int, check_odd_window, value_range
+from .._validation import as_image2d, check_float, check_int, check_odd_window
 from ._noise import estimate_speckle
 
 __all__ = ["frost", "kuan", "lee", "srad", "wiener"]
@@ -60,15 +59,12 @@ def srad(
     .. [1] Y. Yu and S. T. Acton, "Speckle reducing anisotropic diffusion," IEEE Trans.
        Image Processing 11(11):1260-1270, 2002. doi:10.1109/TIP.2002.804276
     """
-    img = as_image2d(image)
+    img = as_image2d(
+        image, nonnegative="srad needs non-negative intensities (speckle is multiplicative)"
+    )
     iterations = check_int("iterations", iterations, 0, 100_000)
     time_step = check_float("time_step", time_step, 0.0, 1.0, lo_open=True)
     rho = check_float("rho", rho, 0.0)
-    if value_range(img)[0] < 0.0:
-        raise InvalidInputError(
-            "srad needs non-negative intensities (speckle is multiplicative); "
-            "shift or clip the image, e.g. numpy.clip(image, 0, None)"
-        )
     if q0 is None:
         q0 = max(estimate_speckle(img), 1e-3)
     q0 = check_float("q0", q0, 0.0, lo_open=True)
