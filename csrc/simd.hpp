@@ -205,8 +205,8 @@ static inline int32_t lane_i(vi v, int i) {
 
 // vdn: double lanes filling ONE native register (kLanes / 2 lanes; scalar: 1 lane).  A
 // double vector as wide as vf would span two registers, and GCC 12 keeps such vectors in
-// memory and lowers their comparisons one element at a time.  f2d_lo / f2d_hi convert the low / high half of a vf
-// (the scalar target has no high half: use f2d_hi only when kLanes > 1).
+// memory and lowers their comparisons one element at a time.  f2d_lo / f2d_hi convert the low /
+// high half of a vf (the scalar target has no high half: use f2d_hi only when kLanes > 1).
 #if MEDIMG_LANES == 1
 using vdn = double;
 constexpr int kLanesD = 1;

@@ -417,7 +417,8 @@ static bool props_of(const T* P, ptrdiff_t L, ptrdiff_t K, double* out, double* 
     vmy += vi * load_dn(py + i);
     vij += vi * load_dn(jc + i);
   }
-  const double mux = reduce_sum_dn(vmx) / n, muy = reduce_sum_dn(vmy) / n, ijsum = reduce_sum_dn(vij);
+  const double mux = reduce_sum_dn(vmx) / n, muy = reduce_sum_dn(vmy) / n,
+               ijsum = reduce_sum_dn(vij);
   vd vvx = set1dn(0.0), vvy = set1dn(0.0), vcov = set1dn(0.0);
   for (ptrdiff_t i = 0; i < L; i += kLanes) {
     const vd vi = iota + static_cast<double>(i);
@@ -426,7 +427,8 @@ static bool props_of(const T* P, ptrdiff_t L, ptrdiff_t K, double* out, double* 
     vvy += dj * dj * load_dn(py + i);
     vcov += di * (load_dn(jc + i) - muy * cx);
   }
-  const double varx = reduce_sum_dn(vvx) / n, vary = reduce_sum_dn(vvy) / n, cov = reduce_sum_dn(vcov) / n;
+  const double varx = reduce_sum_dn(vvx) / n, vary = reduce_sum_dn(vvy) / n,
+               cov = reduce_sum_dn(vcov) / n;
   const double stdx = __builtin_sqrt(varx), stdy = __builtin_sqrt(vary);
   out[kGlcmASM * K] = s.sq / (n * n);
   out[kGlcmEnergy * K] = __builtin_sqrt(s.sq / (n * n));
