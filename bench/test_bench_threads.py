@@ -55,5 +55,5 @@ def test_thread_scaling(benchmark, frames, pool, kernel, threads):
     else:
         out = benchmark(lambda: list(pool.map(fn, frames)))
     expected = [fn(f) for f in frames]
-    for a, b in zip(out, expected):
+    for a, b in zip(out, expected, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -11,6 +11,10 @@
 
 namespace medimg {
 
+// Output types of quantize_affine (quant.hpp) and its largest number of channels.
+enum QuantOut : int { kQuantInt8 = 0, kQuantUint8 = 1, kQuantFloat32 = 2 };
+constexpr int kQuantMaxChannels = 4;
+
 // Largest filter window the local-statistics kernels accept (odd, >= 3).
 constexpr int kMaxWindow = 31;
 
@@ -247,6 +251,10 @@ struct KernelTable {
                            const InverseAnscombeTable* table);
   // Input validation: true if all n values are finite; min and max into *mn, *mx.
   bool (*scan)(const float* p, ptrdiff_t n, float* mn, float* mx);
+  // Model input quantisation fused with the validation scan (quant.hpp): out_type is a
+  // QuantOut, 1 <= channels <= kQuantMaxChannels; true if all n values of x are finite.
+  bool (*quantize_affine)(const float* x, ptrdiff_t n, int channels, const float* a, const float* b,
+                          int out_type, void* dst, float* mn, float* mx);
   // Sum over interior pixels of |I * N|, N = [[1,-2,1],[-2,4,-2],[1,-2,1]] (Immerkaer 1996).
   double (*immerkaer_abs_sum)(const float* in, ptrdiff_t rows, ptrdiff_t cols);
   // ---- features: GLCM (glcm.hpp) ----

@@ -194,6 +194,38 @@ static inline vi load_u8(const uint8_t* p) {
   return static_cast<int32_t>(*p);
 #endif
 }
+// Stores the kLanes int32 lanes of v, each already within the range of T (int8_t or
+// uint8_t), as kLanes bytes: the inverse of load_u8.  (GCC lowers a generic narrowing
+// __builtin_convertvector element by element on SSE4/AVX2; the packs are exact for
+// in-range values: signed packs for int8, unsigned-saturating for uint8.)
+template <typename T>
+static inline void store_narrow8(T* p, vi v) {
+  static_assert(sizeof(T) == 1, "bytes only");
+  constexpr bool kSigned = static_cast<T>(-1) < static_cast<T>(0);
+#if defined(MEDIMG_TARGET_SSE4)
+  const __m128i w = _mm_packs_epi32((__m128i)v, (__m128i)v);
+  const __m128i b = kSigned ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+  const int32_t word = _mm_cvtsi128_si32(b);
+  __builtin_memcpy(p, &word, sizeof word);
+#elif defined(MEDIMG_TARGET_AVX2)
+  const __m128i w =
+      _mm_packs_epi32(_mm256_castsi256_si128((__m256i)v), _mm256_extracti128_si256((__m256i)v, 1));
+  const __m128i b = kSigned ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
+#elif defined(MEDIMG_TARGET_AVX512)
+  (void)kSigned;  // truncation is exact for in-range values of either signedness
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8((__m512i)v));
+#elif defined(MEDIMG_TARGET_NEON)
+  (void)kSigned;
+  const int16x4_t h = vmovn_s32((int32x4_t)v);
+  const int8x8_t b = vmovn_s16(vcombine_s16(h, h));
+  const int32_t word = vget_lane_s32(vreinterpret_s32_s8(b), 0);
+  __builtin_memcpy(p, &word, sizeof word);
+#else
+  (void)kSigned;
+  *p = static_cast<T>(v);
+#endif
+}
 static inline int32_t lane_i(vi v, int i) {
 #if MEDIMG_LANES == 1
   (void)i;

@@ -43,5 +43,6 @@ void register_validation(py::module_& m);
 void register_glcm(py::module_& m);
 void register_lbp(py::module_& m);
 void register_stats(py::module_& m);
+void register_runtime(py::module_& m);
 
 }  // namespace medimg::bind

@@ -46,4 +46,5 @@ PYBIND11_MODULE(_core, m) {
   medimg::bind::register_glcm(m);
   medimg::bind::register_lbp(m);
   medimg::bind::register_stats(m);
+  medimg::bind::register_runtime(m);
 }

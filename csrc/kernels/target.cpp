@@ -7,6 +7,7 @@
 #include "glcm.hpp"
 #include "lbp.hpp"
 #include "noise.hpp"
+#include "quant.hpp"
 #include "scan.hpp"
 #include "speckle.hpp"
 #include "stats.hpp"
@@ -45,6 +46,8 @@ KernelTable make_table() {
   t.inverse_anscombe = inverse_anscombe_kernel;
   t.scan = scan_kernel;
   t.immerkaer_abs_sum = immerkaer_abs_sum_kernel;
+  // runtime: model input quantisation (quant.hpp)
+  t.quantize_affine = quantize_affine_kernel;
   // features: GLCM (glcm.hpp)
   t.glcm = glcm_count_kernel;
   t.glcm_normalize = glcm_normalize_kernel;

@@ -608,6 +608,75 @@ void test_scan(const Targets& T, const Image& im) {
   }
 }
 
+// ---- model input quantisation (csrc/kernels/quant.hpp) -------------------------------------
+// Exact: every target must equal a plain transcription (float32 product and sum, clamp,
+// round half to even with nearbyintf in the default rounding mode), including exact ties.
+
+float quant_mul(float a, float b) {
+  volatile float r = a * b;  // no contraction into an FMA
+  return r;
+}
+
+template <typename T>
+void check_quantize(const Targets& T_, const std::vector<float>& x, int channels, const float* a,
+                    const float* b, int out_type, float lo, float hi, const std::string& where) {
+  const ptrdiff_t n = ptrdiff_t(x.size());
+  std::vector<T> ref(x.size());
+  for (ptrdiff_t i = 0; i < n; ++i) {
+    const int c = int(i % channels);
+    const float y = quant_mul(x[size_t(i)], a[c]) + b[c];
+    if (sizeof(T) == 4) {
+      std::memcpy(&ref[size_t(i)], &y, 4);
+    } else {
+      const float t = std::min(std::max(y, lo), hi);
+      ref[size_t(i)] = T(int32_t(std::nearbyintf(t)));
+    }
+  }
+  std::vector<const KernelTable*> all{T_.scalar};
+  all.insert(all.end(), T_.others.begin(), T_.others.end());
+  for (const KernelTable* t : all) {
+    std::vector<T> got(x.size() + 1, T(0x5a));
+    float mn = 0, mx = 0;
+    const bool finite =
+        t->quantize_affine(x.data(), n, channels, a, b, out_type, got.data(), &mn, &mx);
+    ptrdiff_t bad = -1;
+    for (ptrdiff_t i = 0; i < n && bad < 0; ++i)
+      if (std::memcmp(&got[size_t(i)], &ref[size_t(i)], sizeof(T)) != 0) bad = i;
+    const float xlo = *std::min_element(x.begin(), x.end());
+    const float xhi = *std::max_element(x.begin(), x.end());
+    record(finite && bad < 0 && mn == xlo && mx == xhi && got[x.size()] == T(0x5a),
+           std::string(t->name) + " " + where,
+           bad >= 0 ? fmt("first difference at %g", double(bad)) : "range/finite/overrun");
+    std::vector<float> nan_x = x;
+    nan_x[size_t(n / 2)] = std::nanf("");
+    record(!t->quantize_affine(nan_x.data(), n, channels, a, b, out_type, got.data(), &mn, &mx),
+           std::string(t->name) + " " + where + " finds NaN");
+  }
+}
+
+void test_quantize(const Targets& T) {
+  std::mt19937 rng(77);
+  std::uniform_real_distribution<float> u(-0.3f, 1.3f);
+  const float a[4] = {255.0f, 254.9f, 127.5f, 300.0f};
+  const float b[4] = {-128.0f, -127.3f, 0.5f, -150.0f};
+  for (ptrdiff_t n : {1, 2, 7, 16, 33, 48, 101, 224 * 224}) {
+    for (int ch = 1; ch <= medimg::kQuantMaxChannels; ++ch) {
+      std::vector<float> x(size_t(n * ch));
+      for (float& v : x) v = u(rng);
+      const std::string where = fmt("quantize n=%g", double(n)) + " C=" + std::to_string(ch);
+      check_quantize<int8_t>(T, x, ch, a, b, medimg::kQuantInt8, -128, 127, where + " int8");
+      check_quantize<uint8_t>(T, x, ch, a, b, medimg::kQuantUint8, 0, 255, where + " uint8");
+      check_quantize<float>(T, x, ch, a, b, medimg::kQuantFloat32, 0, 0, where + " float32");
+    }
+  }
+  // Exact ties: x = k / 2 with a = 1, b = 0 gives y = k / 2; half to even decides.
+  std::vector<float> ties;
+  for (int k = -300; k <= 600; ++k) ties.push_back(float(k) * 0.5f);
+  const float one = 1.0f, zero = 0.0f;
+  check_quantize<int8_t>(T, ties, 1, &one, &zero, medimg::kQuantInt8, -128, 127, "ties int8");
+  check_quantize<uint8_t>(T, ties, 1, &one, &zero, medimg::kQuantUint8, 0, 255, "ties uint8");
+}
+
 // ---- LBP (csrc/kernels/lbp.hpp) ----------------------------------------------------------
 // Exact: the scalar table must equal a plain per-pixel transcription of scikit-image's
 // algorithm (skimage/feature/_texture.pyx, bilinear_interpolation with mode 'C'), and every
@@ -1649,6 +1718,7 @@ int main(int argc, char** argv) {
   }
 
   test_lbp(T);
+  test_quantize(T);
   test_stats(T);
   test_glcm(T);
 

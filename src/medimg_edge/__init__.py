@@ -6,6 +6,7 @@ Public API (see README.md and DESIGN.md section 3)::
     me.info()                     # version, SIMD targets, library versions
     me.denoise.srad(frame)        # speckle reduction for ultrasound
     me.denoise.xray(radiograph)   # Poisson-Gaussian denoising for X-ray
+    me.load_model("name")         # verified int8 TFLite model on the CPU or an Edge TPU
 
 Not for clinical use: the reference models and defaults are research tools.
 """
@@ -16,20 +17,26 @@ import platform
 import sys
 from typing import Any
 
-from . import denoise, features, quality, simd
+from . import denoise, features, quality, runtime, simd
 from ._errors import DelegateError, InvalidInputError, MedimgEdgeError, ModelError
 from ._version import __version__
+from .runtime import DelegateFallbackWarning, Model, list_models, load_model
 
 __all__ = [
     "DelegateError",
+    "DelegateFallbackWarning",
     "InvalidInputError",
     "MedimgEdgeError",
+    "Model",
     "ModelError",
     "__version__",
     "denoise",
     "features",
     "info",
+    "list_models",
+    "load_model",
     "quality",
+    "runtime",
     "simd",
 ]
 
@@ -42,7 +49,8 @@ def info() -> dict[str, Any]:
     dict
         JSON-serialisable; keys ``version``, ``simd`` (``compiled``, ``supported``,
         ``active``, ``cap``), ``compiler``, ``python``, ``platform``, ``machine``,
-        ``numpy``, ``opencv``.
+        ``numpy``, ``opencv``, ``runtime`` (the TFLite interpreter package in use),
+        ``edgetpu`` (whether the Edge TPU library loads) and ``models`` (names found).
     """
     import cv2
     import numpy as np
@@ -63,4 +71,11 @@ def info() -> dict[str, Any]:
         "machine": platform.machine(),
         "numpy": np.__version__,
         "opencv": cv2.__version__,
+        "runtime": runtime.backend_info(),
+        "edgetpu": runtime.edgetpu_status(),
+        "models": [
+            {k: m[k] for k in ("name", "version", "modality", "edgetpu") if k in m}
+            | ({"error": m["error"]} if "error" in m else {})
+            for m in runtime.list_models()
+        ],
     }

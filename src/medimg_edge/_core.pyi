@@ -30,6 +30,11 @@ def inverse_anscombe(
 def immerkaer_abs_sum(image: F32, target: str = "") -> float: ...
 def scan(image: F32, target: str = "") -> tuple[bool, float, float]: ...
 
+# runtime: model input quantisation (register_runtime.cpp)
+def quantize_affine(
+    x: F32, a: F32, b: F32, out: npt.NDArray[np.generic], target: str = ""
+) -> tuple[bool, float, float]: ...
+
 # features: LBP (register_lbp.cpp)
 def lbp(
     image: npt.NDArray[np.generic],

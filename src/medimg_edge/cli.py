@@ -44,6 +44,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"  compiler        : {data['compiler']}")
     print(f"  python          : {data['python']} on {data['machine']}")
     print(f"  numpy / opencv  : {data['numpy']} / {data['opencv']}")
+    rt = data["runtime"]
+    if rt["name"]:
+        print(f"  TFLite runtime  : {rt['distribution']} {rt['version']}")
+    else:
+        print(f"  TFLite runtime  : none ({rt['error']})")
+    tpu = data["edgetpu"]
+    print(
+        f"  Edge TPU        : {tpu['library']} "
+        + (
+            "loadable (device presence is checked when a model loads)"
+            if tpu["loadable"]
+            else f"unavailable: {tpu['reason']}"
+        )
+    )
+    if not data["models"]:
+        print("  models          : none found")
+    for m in data["models"]:
+        if "error" in m:
+            print(f"  model {m['name']:<10}: INVALID: {m['error']}")
+        else:
+            tpu_note = ", Edge TPU variant" if m["edgetpu"] else ""
+            print(f"  model {m['name']:<10}: v{m['version']} ({m['modality']}{tpu_note})")
     print(f"  override        : set {simd.ENV_VAR}=scalar|sse4|avx2|avx512|neon to cap SIMD")
     return 0
 
@@ -81,7 +103,7 @@ def _strip(name: str, clean: F32, panels: list[F32], labels: list[str]) -> npt.N
 
     lo, hi = np.percentile(_display(name, clean), [0.5, 99.5])
     tiles = []
-    for img, label in zip(panels, labels):
+    for img, label in zip(panels, labels, strict=True):
         tile = cv2.cvtColor(_to_u8(_display(name, img), float(lo), float(hi)), cv2.COLOR_GRAY2BGR)
         scale = max(tile.shape[0] / 512.0, 0.35)
         org = (8, int(24 * scale) + 4)

@@ -304,4 +304,4 @@ def extract(
     names = _names(params)
     if len(names) != len(values):  # a peer function changed its output size
         raise RuntimeError(f"extract: {len(values)} values for {len(names)} names")
-    return dict(zip(names, values))
+    return dict(zip(names, values, strict=True))

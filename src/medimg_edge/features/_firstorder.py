@@ -286,4 +286,4 @@ def gradient_histogram(image: Any, mask: Any = None, *, bins: int = 8) -> dict[s
         float(q[0]),
         *(float(x) for x in norm),
     ]
-    return dict(zip(names, values))
+    return dict(zip(names, values, strict=True))

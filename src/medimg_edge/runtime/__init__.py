@@ -1,0 +1,59 @@
+"""On-device inference: verified model packages on LiteRT / TFLite, CPU or Edge TPU.
+
+::
+
+    import medimg_edge as me
+    me.list_models()                              # bundled + $MEDIMG_EDGE_MODEL_PATH
+    model = me.load_model("us_lesion")            # delegate="auto": Edge TPU, else CPU
+    out = model.predict(frame01)                  # {"scores": (1, n), "heatmap": (1, h, w)}
+
+Model packages (``<name>.tflite`` + ``<name>.json`` sidecar) are documented in
+``models/README.md``; the sidecar's JSON Schema ships as
+``medimg_edge/schemas/model-package.v1.schema.json``. What was and was not exercised without
+Edge TPU hardware is written in ``docs``/README ("Edge TPU").
+"""
+
+from __future__ import annotations
+
+from ._backend import ENV_VAR as RUNTIME_ENV
+from ._backend import Backend, backend, backend_info
+from ._delegate import EDGETPU_LIB_ENV, edgetpu_library, edgetpu_status
+from ._model import DelegateFallbackWarning, Model, list_models, load_model
+from ._package import (
+    MODEL_PATH_ENV,
+    SCHEMA_PATH,
+    InputSpec,
+    ModelFile,
+    ModelPackage,
+    model_dirs,
+    read_package,
+    read_verified,
+    sha256_file,
+)
+from ._quant import QuantParams, dequantize, quantize
+
+__all__ = [
+    "EDGETPU_LIB_ENV",
+    "MODEL_PATH_ENV",
+    "RUNTIME_ENV",
+    "SCHEMA_PATH",
+    "Backend",
+    "DelegateFallbackWarning",
+    "InputSpec",
+    "Model",
+    "ModelFile",
+    "ModelPackage",
+    "QuantParams",
+    "backend",
+    "backend_info",
+    "dequantize",
+    "edgetpu_library",
+    "edgetpu_status",
+    "list_models",
+    "load_model",
+    "model_dirs",
+    "quantize",
+    "read_package",
+    "read_verified",
+    "sha256_file",
+]

@@ -1,0 +1,140 @@
+"""Which TFLite interpreter runs the models: LiteRT first, then tflite-runtime, then TensorFlow.
+
+The three packages expose the same ``Interpreter`` / ``load_delegate`` API (LiteRT is the
+renamed successor of tflite-runtime). ``ai-edge-litert`` is a dependency of medimg-edge on
+the platforms it has wheels for (Linux x86-64/aarch64, macOS arm64, Windows x86-64,
+Python >= 3.10); elsewhere install ``tflite-runtime`` or ``tensorflow``.
+``MEDIMG_EDGE_RUNTIME=litert|tflite_runtime|tensorflow`` pins one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import os
+import threading
+from typing import Any
+
+from .._errors import ModelError
+
+__all__ = ["ENV_VAR", "Backend", "backend", "backend_info"]
+
+ENV_VAR = "MEDIMG_EDGE_RUNTIME"
+
+# (key, import path of the module with Interpreter/load_delegate, distribution names)
+_CANDIDATES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("litert", "ai_edge_litert.interpreter", ("ai-edge-litert", "ai-edge-litert-nightly")),
+    ("tflite_runtime", "tflite_runtime.interpreter", ("tflite-runtime",)),
+    ("tensorflow", "tensorflow.lite", ("tensorflow", "tensorflow-cpu")),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """A TFLite interpreter implementation.
+
+    Attributes
+    ----------
+    name : str
+        ``"litert"``, ``"tflite_runtime"`` or ``"tensorflow"``.
+    distribution : str
+        The installed PyPI distribution that provides it.
+    version : str
+        Its version.
+    interpreter_cls : type
+        The ``Interpreter`` class.
+    load_delegate : callable
+        The ``load_delegate(library, options)`` function.
+    op_resolver_type : Any
+        The ``OpResolverType`` enum (None if the backend lacks it).
+    """
+
+    name: str
+    distribution: str
+    version: str
+    interpreter_cls: Any
+    load_delegate: Any
+    op_resolver_type: Any
+
+
+_lock = threading.Lock()
+_cache: dict[str, Backend] = {}
+
+
+def _dist_version(names: tuple[str, ...]) -> tuple[str, str]:
+    for dist in names:
+        try:
+            return dist, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return names[0], "unknown"
+
+
+def _try(key: str, module: str, dists: tuple[str, ...]) -> Backend | str:
+    try:
+        mod = importlib.import_module(module)
+    except Exception as exc:  # ImportError, or a broken install (e.g. NumPy ABI mismatch)
+        return f"{module}: {type(exc).__name__}: {exc}".strip()
+    if key == "tensorflow":
+        interp = getattr(mod, "Interpreter", None)
+        load = getattr(getattr(mod, "experimental", None), "load_delegate", None)
+        resolver = getattr(getattr(mod, "experimental", None), "OpResolverType", None)
+    else:
+        interp = getattr(mod, "Interpreter", None)
+        load = getattr(mod, "load_delegate", None)
+        resolver = getattr(mod, "OpResolverType", None)
+    if interp is None or load is None:
+        return f"{module}: has no Interpreter/load_delegate"
+    dist, version = _dist_version(dists)
+    return Backend(key, dist, version, interp, load, resolver)
+
+
+def backend() -> Backend:
+    """Return the interpreter backend, importing it on first use.
+
+    Raises
+    ------
+    ModelError
+        No TFLite runtime can be imported; the message lists what was tried and why it
+        failed, and what to install.
+    """
+    want = os.environ.get(ENV_VAR, "").strip().lower()
+    with _lock:
+        if want in _cache:
+            return _cache[want]
+        keys = [c[0] for c in _CANDIDATES]
+        if want and want not in keys:
+            raise ModelError(f"{ENV_VAR}={want!r} is not one of {', '.join(keys)}")
+        errors = []
+        for key, module, dists in _CANDIDATES:
+            if want and key != want:
+                continue
+            got = _try(key, module, dists)
+            if isinstance(got, Backend):
+                _cache[want] = got
+                return got
+            errors.append(got)
+        raise ModelError(
+            "no TFLite runtime could be imported (tried: "
+            + "; ".join(errors)
+            + "). Install one: `pip install ai-edge-litert` (Linux x86-64/aarch64, macOS arm64, "
+            "Windows; Python >= 3.10), or `pip install tflite-runtime` (needs numpy<2), "
+            "or `pip install tensorflow`"
+        )
+
+
+def backend_info() -> dict[str, Any]:
+    """Describe the runtime in use without raising: ``{"name", "distribution", "version"}``
+    or ``{"name": None, "error": ...}``."""
+    try:
+        b = backend()
+    except ModelError as exc:
+        return {"name": None, "error": str(exc)}
+    return {"name": b.name, "distribution": b.distribution, "version": b.version}
+
+
+def _reset_cache() -> None:
+    """Forget the imported backend (tests switch ``MEDIMG_EDGE_RUNTIME``)."""
+    with _lock:
+        _cache.clear()

@@ -1,0 +1,335 @@
+"""Model packages: ``<name>.tflite`` + ``<name>.json`` sidecar (+ ``<name>_edgetpu.tflite``).
+
+The sidecar is validated against the shipped JSON Schema
+(``medimg_edge/schemas/model-package.v1.schema.json``) and then against the rules a schema
+cannot express. A model file is read into memory once, its size and sha256 compared with
+the sidecar and its flatbuffer identifier checked; only those verified bytes are ever
+handed to the interpreter (never the path, so the file cannot change in between).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .._errors import ModelError
+
+__all__ = [
+    "MODEL_PATH_ENV",
+    "SCHEMA_PATH",
+    "InputSpec",
+    "ModelFile",
+    "ModelPackage",
+    "bundled_model_dir",
+    "find_sidecar",
+    "iter_sidecars",
+    "model_dirs",
+    "read_package",
+    "read_verified",
+    "sha256_file",
+]
+
+MODEL_PATH_ENV = "MEDIMG_EDGE_MODEL_PATH"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "model-package.v1.schema.json"
+_MAX_SIDECAR_BYTES = 1 << 20
+_TFLITE_IDENTIFIER = b"TFL3"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFile:
+    """One ``.tflite`` file of a package and its expected size and digest."""
+
+    path: Path
+    sha256: str
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What the model expects: an ``(1, height, width, channels)`` tensor of
+    ``(x - mean) / std`` where ``x`` is the frame scaled to [0, 1] in ``color_order``."""
+
+    name: str
+    height: int
+    width: int
+    channels: int
+    color_order: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPackage:
+    """A validated sidecar; see ``models/README.md`` for every field."""
+
+    sidecar: Path
+    meta: dict[str, Any]
+    name: str
+    version: str
+    modality: str
+    labels: tuple[str, ...]
+    negative_label: str
+    input: InputSpec
+    outputs: dict[str, dict[str, str]]
+    threshold: float
+    abstain_band: tuple[float, float]
+    temperature: float
+    cpu: ModelFile
+    edgetpu: ModelFile | None
+    model_card: Path
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _where(path: Any) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _fail(sidecar: Path, field: str, message: str) -> ModelError:
+    return ModelError(f"model sidecar {sidecar.name}: field '{field}': {message}")
+
+
+def _semantic_checks(sidecar: Path, meta: dict[str, Any]) -> None:
+    labels = meta["labels"]
+    if meta["negative_label"] not in labels:
+        raise _fail(sidecar, "negative_label", f"{meta['negative_label']!r} is not in labels")
+    inp = meta["input"]
+    for key in ("mean", "std"):
+        if len(inp[key]) != inp["channels"]:
+            raise _fail(
+                sidecar,
+                f"input.{key}",
+                f"has {len(inp[key])} value(s) for {inp['channels']} channel(s)",
+            )
+    if (inp["channels"] == 1) != (inp["color_order"] == "gray"):
+        raise _fail(
+            sidecar,
+            "input.color_order",
+            f"{inp['color_order']!r} does not fit {inp['channels']} channel(s) "
+            "(1 channel is 'gray', 3 are 'rgb' or 'bgr')",
+        )
+    dec = meta["decision"]
+    lo, hi = dec["abstain_band"]
+    if not lo <= dec["threshold"] <= hi:
+        raise _fail(
+            sidecar,
+            "decision.abstain_band",
+            f"[{lo}, {hi}] must contain the threshold {dec['threshold']}",
+        )
+    cal = meta["calibration"]
+    if cal["method"] == "temperature" and "temperature" not in cal:
+        raise _fail(sidecar, "calibration.temperature", "required when method is 'temperature'")
+    files = meta["files"]
+    for key, entry in files.items():
+        if not entry["path"].endswith(".tflite"):
+            raise _fail(sidecar, f"files.{key}.path", f"{entry['path']!r} is not a .tflite file")
+    if "edgetpu" in files and files["edgetpu"]["path"] == files["cpu"]["path"]:
+        raise _fail(sidecar, "files.edgetpu.path", "must differ from files.cpu.path")
+
+
+def read_package(sidecar: str | os.PathLike[str]) -> ModelPackage:
+    """Read and validate a sidecar (schema, then semantic rules); files are not read yet.
+
+    Raises
+    ------
+    ModelError
+        Missing or unreadable file, invalid JSON, or a field that breaks the schema or a
+        rule; the message names the field.
+    """
+    path = Path(sidecar)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(_MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"cannot read model sidecar {path}: {exc.strerror or exc}") from None
+    if len(raw) > _MAX_SIDECAR_BYTES:
+        raise ModelError(f"model sidecar {path.name} is larger than 1 MiB; not a sidecar")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model sidecar {path.name} is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"model sidecar {path.name} must hold a JSON object")
+    if meta.get("format") == "medimg-edge-model" and meta.get("schema_version") not in (1, None):
+        raise _fail(
+            path,
+            "schema_version",
+            f"{meta.get('schema_version')!r} is not supported by this medimg-edge "
+            "(supports 1); upgrade medimg-edge",
+        )
+    import jsonschema
+
+    errors = sorted(_validator().iter_errors(meta), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = jsonschema.exceptions.best_match(errors)
+        assert err is not None
+        raise _fail(path, _where(err.absolute_path), err.message)
+    _semantic_checks(path, meta)
+    folder = path.parent
+
+    def _file(entry: dict[str, Any]) -> ModelFile:
+        return ModelFile(folder / entry["path"], entry["sha256"], int(entry["bytes"]))
+
+    inp = meta["input"]
+    return ModelPackage(
+        sidecar=path,
+        meta=meta,
+        name=meta["name"],
+        version=meta["version"],
+        modality=meta["modality"],
+        labels=tuple(meta["labels"]),
+        negative_label=meta["negative_label"],
+        input=InputSpec(
+            name=inp["name"],
+            height=int(inp["height"]),
+            width=int(inp["width"]),
+            channels=int(inp["channels"]),
+            color_order=inp["color_order"],
+            mean=tuple(float(v) for v in inp["mean"]),
+            std=tuple(float(v) for v in inp["std"]),
+        ),
+        outputs={k: dict(v) for k, v in meta["outputs"].items()},
+        threshold=float(meta["decision"]["threshold"]),
+        abstain_band=(
+            float(meta["decision"]["abstain_band"][0]),
+            float(meta["decision"]["abstain_band"][1]),
+        ),
+        temperature=float(meta["calibration"].get("temperature", 1.0))
+        if meta["calibration"]["method"] == "temperature"
+        else 1.0,
+        cpu=_file(meta["files"]["cpu"]),
+        edgetpu=_file(meta["files"]["edgetpu"]) if "edgetpu" in meta["files"] else None,
+        model_card=folder / meta["model_card"],
+    )
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file (streamed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_verified(entry: ModelFile) -> bytes:
+    """Read a model file and verify size, sha256 and flatbuffer identifier.
+
+    Only the returned bytes may be given to an interpreter.
+
+    Raises
+    ------
+    ModelError
+        The file is missing, truncated or extended, its digest differs from the sidecar
+        (tampered, corrupted or swapped), or it is not a TFLite flatbuffer.
+    """
+    name = entry.path.name
+    try:
+        with entry.path.open("rb") as fh:
+            data = fh.read(entry.bytes + 1)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {name}: {exc.strerror or exc}") from None
+    if len(data) != entry.bytes:
+        what = "truncated" if len(data) < entry.bytes else "longer than recorded"
+        raise ModelError(
+            f"model file {name} is {what}: "
+            f"{len(data) if len(data) <= entry.bytes else 'more than ' + str(entry.bytes)} "
+            f"bytes, the sidecar records {entry.bytes}; re-install or re-download the model"
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    if not hmac.compare_digest(digest, entry.sha256):
+        raise ModelError(
+            f"model file {name} failed its integrity check: sha256 {digest[:16]}... differs "
+            f"from the sidecar's {entry.sha256[:16]}...; the file is corrupted, tampered "
+            "with or belongs to another model. It was not loaded"
+        )
+    if data[4:8] != _TFLITE_IDENTIFIER:
+        raise ModelError(
+            f"model file {name} is not a TFLite flatbuffer (identifier {data[4:8]!r}, "
+            f"expected {_TFLITE_IDENTIFIER!r})"
+        )
+    root = int.from_bytes(data[0:4], "little")
+    if not 8 <= root < len(data):
+        raise ModelError(f"model file {name} has a root offset outside the file; not loaded")
+    return data
+
+
+def bundled_model_dir() -> Path | None:
+    """The folder of the reference models shipped with the package (None if absent)."""
+    pkg = Path(__file__).resolve().parent.parent
+    for candidate in (pkg / "models", pkg.parent.parent / "models"):  # wheel, source checkout
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def model_dirs() -> list[Path]:
+    """Folders searched by name: ``$MEDIMG_EDGE_MODEL_PATH`` entries, then the bundled one."""
+    dirs = [Path(p) for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if p.strip()]
+    bundled = bundled_model_dir()
+    if bundled is not None:
+        dirs.append(bundled)
+    return dirs
+
+
+def iter_sidecars() -> Iterator[Path]:
+    """Sidecar files (``*.json`` with a ``.tflite`` sibling of the same stem) in model_dirs."""
+    seen: set[str] = set()
+    for folder in model_dirs():
+        if not folder.is_dir():
+            continue
+        for sidecar in sorted(folder.glob("*.json")):
+            if sidecar.stem in seen or not sidecar.with_suffix(".tflite").exists():
+                continue
+            seen.add(sidecar.stem)
+            yield sidecar
+
+
+def find_sidecar(name_or_path: str | os.PathLike[str]) -> Path:
+    """Resolve a model name, a sidecar path or a ``.tflite`` path to the sidecar path.
+
+    Raises
+    ------
+    ModelError
+        Nothing found; the message lists the folders searched and the models available.
+    """
+    text = os.fspath(name_or_path)
+    path = Path(text)
+    if path.suffix in (".json", ".tflite") or os.sep in text or "/" in text:
+        if path.suffix == ".tflite":
+            stem = path.stem[: -len("_edgetpu")] if path.stem.endswith("_edgetpu") else path.stem
+            sidecar = path.with_name(stem + ".json")
+            if not sidecar.is_file():
+                raise ModelError(
+                    f"model file {path.name} has no sidecar {sidecar.name} beside it; a model "
+                    "needs its sidecar (labels, input spec, sha256); see models/README.md"
+                )
+            return sidecar
+        if path.is_file():
+            return path
+        raise ModelError(f"model sidecar {text} does not exist")
+    for sidecar in iter_sidecars():
+        if sidecar.stem == text:
+            return sidecar
+    available = ", ".join(s.stem for s in iter_sidecars()) or "none"
+    searched = ", ".join(str(d) for d in model_dirs()) or "no folders"
+    raise ModelError(
+        f"no model named {text!r} (searched {searched}; available: {available}); pass a path "
+        f"to a sidecar .json or add its folder to {MODEL_PATH_ENV}"
+    )
