@@ -30,6 +30,7 @@ from ._package import (
     read_verified,
     sha256_file,
 )
+from ._preprocess import robust_unit, to_gray, to_model_input
 from ._quant import QuantParams, dequantize, quantize
 
 __all__ = [
@@ -55,5 +56,8 @@ __all__ = [
     "quantize",
     "read_package",
     "read_verified",
+    "robust_unit",
     "sha256_file",
+    "to_gray",
+    "to_model_input",
 ]

@@ -63,6 +63,7 @@ class InputSpec:
     color_order: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    denoise: str = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +204,7 @@ def read_package(sidecar: str | os.PathLike[str]) -> ModelPackage:
             color_order=inp["color_order"],
             mean=tuple(float(v) for v in inp["mean"]),
             std=tuple(float(v) for v in inp["std"]),
+            denoise=inp.get("denoise", "none"),
         ),
         outputs={k: dict(v) for k, v in meta["outputs"].items()},
         threshold=float(meta["decision"]["threshold"]),
