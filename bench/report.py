@@ -263,6 +263,31 @@ def machine_section(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def runtime_overhead(runs: list[dict[str, list[dict[str, Any]]]]) -> list[str]:
+    """Issue-4 target: Model.predict vs the bare interpreter, per predict-* group and run."""
+    names = sorted({g for groups in runs for g in groups if g.startswith("predict-")})
+    if not names:
+        return []
+    head = "| group | " + " | ".join(
+        f"run {k + 1}: predict / bare ms, overhead" for k in range(len(runs))
+    )
+    lines = [head + " |", "|---|" + "---|" * len(runs)]
+    for name in names:
+        cells = []
+        for groups in runs:
+            rows = {r["role"]: r for r in groups.get(name, [])}
+            if "wrapper" in rows and "bare" in rows:
+                w, b = rows["wrapper"]["ms"], rows["bare"]["ms"]
+                cells.append(
+                    f"{w:.3f} / {b:.3f} ms, {100.0 * (w / b - 1.0):+.1f}% ({1e3 * (w - b):+.0f} us)"
+                )
+            else:
+                cells.append("-")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def render(paths: list[str], tables: int = 1) -> str:
     if not 1 <= tables <= len(paths):
         raise SystemExit(f"--tables must be between 1 and {len(paths)}")
@@ -279,6 +304,9 @@ def render(paths: list[str], tables: int = 1) -> str:
     if summary:
         out += ["### Speed vs quality on the speckle image", "", *summary]
     out += ["### Targets (issue 2)", "", *targets_table(runs)]
+    overhead = runtime_overhead(runs)
+    if overhead:
+        out += ["### Runtime overhead (issue 4: Model.predict vs bare invoke, < 5%)", "", *overhead]
     return "\n".join(out)
 
 

@@ -73,7 +73,10 @@ def _dist_version(names: tuple[str, ...]) -> tuple[str, str]:
 
 def _try(key: str, module: str, dists: tuple[str, ...]) -> Backend | str:
     try:
-        mod = importlib.import_module(module)
+        if key == "tensorflow":  # the public API object, not the tensorflow/lite package
+            mod = importlib.import_module("tensorflow").lite
+        else:
+            mod = importlib.import_module(module)
     except Exception as exc:  # ImportError, or a broken install (e.g. NumPy ABI mismatch)
         return f"{module}: {type(exc).__name__}: {exc}".strip()
     if key == "tensorflow":

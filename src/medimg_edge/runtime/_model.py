@@ -316,6 +316,8 @@ class Model:
                 f"({h}, {w}, {c}) or (N, {h}, {w}, {c}) in {self._package.input.color_order} "
                 "order (resize first, e.g. cv2.resize(frame, (width, height)))"
             )
+        if arr.dtype == np.float32 and arr.flags.c_contiguous:
+            return arr
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as inf
             return np.ascontiguousarray(arr, dtype=np.float32)
 
