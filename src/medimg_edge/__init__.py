@@ -7,6 +7,7 @@ Public API (see README.md and DESIGN.md section 3)::
     me.denoise.srad(frame)        # speckle reduction for ultrasound
     me.denoise.xray(radiograph)   # Poisson-Gaussian denoising for X-ray
     me.load_model("name")         # verified int8 TFLite model on the CPU or an Edge TPU
+    me.diagnose(frame, modality="ultrasound")   # quality gate + model + decision
 
 Not for clinical use: the reference models and defaults are research tools.
 """
@@ -17,20 +18,24 @@ import platform
 import sys
 from typing import Any
 
-from . import denoise, features, quality, runtime, simd
+from . import denoise, features, quality, runtime, simd, synth
 from ._errors import DelegateError, InvalidInputError, MedimgEdgeError, ModelError
 from ._version import __version__
+from .diagnosis import Diagnoser, Diagnosis, diagnose
 from .runtime import DelegateFallbackWarning, Model, list_models, load_model
 
 __all__ = [
     "DelegateError",
     "DelegateFallbackWarning",
+    "Diagnoser",
+    "Diagnosis",
     "InvalidInputError",
     "MedimgEdgeError",
     "Model",
     "ModelError",
     "__version__",
     "denoise",
+    "diagnose",
     "features",
     "info",
     "list_models",
@@ -38,6 +43,7 @@ __all__ = [
     "quality",
     "runtime",
     "simd",
+    "synth",
 ]
 
 

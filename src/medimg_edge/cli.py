@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from . import _samples, denoise, features, info, quality, simd
+from . import _cli_bench, _cli_diagnose, _samples, denoise, features, info, quality, simd
 from ._errors import MedimgEdgeError
 from ._version import __version__
 
@@ -246,6 +246,19 @@ def _collect_images(paths: Sequence[str]) -> list[tuple[Path, Path]]:
     return found
 
 
+def collect_or_report(paths: Sequence[str]) -> list[tuple[Path, Path]]:
+    """:func:`_collect_images`, printing the usage error (and returning []) when a path
+    does not exist or no image is found."""
+    try:
+        files = _collect_images(paths)
+    except FileNotFoundError as exc:
+        print(f"error: no such file or folder: {exc.args[0]}", file=sys.stderr)
+        return []
+    if not files:
+        print("error: no image files found (extensions: see --help)", file=sys.stderr)
+    return files
+
+
 _MASK_SUFFIXES = (".png", ".npy", ".tif", ".tiff")
 
 
@@ -295,13 +308,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
     from . import features
 
-    try:
-        files = _collect_images(args.paths)
-    except FileNotFoundError as exc:
-        print(f"error: no such file or folder: {exc.args[0]}", file=sys.stderr)
-        return 2
+    files = collect_or_report(args.paths)
     if not files:
-        print("error: no image files found (extensions: see --help)", file=sys.stderr)
         return 2
     mask_dir = Path(args.mask_dir) if args.mask_dir else None
     if mask_dir is not None and not mask_dir.is_dir():
@@ -329,6 +337,101 @@ def _cmd_features(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if failed else 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from . import synth
+
+    samples = synth.generate(
+        args.modality,
+        args.n,
+        seed=args.seed,
+        size=args.size,
+        positive_fraction=args.positive_fraction,
+        progress=not args.no_progress,
+    )
+    manifest = synth.write(samples, args.out, fmt=args.format)
+    counts = Counter(s.label for s in samples)
+    summary = ", ".join(f"{label} {counts[label]}" for label in synth.LABELS[args.modality])
+    print(f"synth {args.modality}: {len(samples)} samples ({summary}); wrote {manifest}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from . import training
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        print(f"error: training needs the [train] extra: {exc}", file=sys.stderr)
+        return 2
+    progress = not args.no_progress
+    if args.reference:
+        out = Path(args.out or "models")
+        training.build_reference(out, command="medimg-edge train --reference", progress=progress)
+        print(f"wrote the reference models and reports to {out}")
+        return 0
+    if args.modality is None:
+        print("error: --modality is required (or --reference)", file=sys.stderr)
+        return 2
+    argv = [a if a != args.data else "DATA_DIR" for a in sys.argv[1:]] if args.data else None
+    name = args.name or f"{args.modality}_model"
+    out = Path(args.out or "trained-models")
+    cfg = training.TrainConfig(
+        modality=args.modality,
+        name=name,
+        out_dir=out,
+        size=args.size,
+        frame_size=args.frame_size,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        data_dir=Path(args.data) if args.data else None,
+        net=training.NetConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
+        features=args.evaluate,
+        progress=progress,
+        command="medimg-edge " + " ".join(argv if argv is not None else sys.argv[1:]),
+    )
+    if args.evaluate:
+        res = training.train_and_report(cfg, n_test=args.n_test)
+        print(training.metrics_tables(res))
+    else:
+        result = training.train(cfg)
+        training.write_model_card(
+            result.sidecar,
+            None,
+            training.model_ops(cfg.out_dir.joinpath(f"{name}.tflite").read_bytes()),
+            result.summary,
+            None,
+        )
+        (out / "reports" / name).mkdir(parents=True, exist_ok=True)
+        (out / "reports" / name / f"{name}_float.tflite").write_bytes(result.float_tflite)
+    print(f"wrote {out / name}.tflite, .json and .md")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    try:
+        from . import training
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        print(f"error: evaluation needs the [train] extra: {exc}", file=sys.stderr)
+        return 2
+    float_bytes = Path(args.float_model).read_bytes() if args.float_model else None
+    res = training.evaluate(
+        args.model,
+        args.modality,
+        n_test=args.n_test,
+        n_stability=args.n_stability,
+        seed=args.seed,
+        report_dir=args.report,
+        float_tflite=float_bytes,
+        n_baseline_train=args.baseline_n,
+        progress=not args.no_progress,
+    )
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(training.metrics_tables(res))
+    return 0
 
 
 def _levels(text: str) -> int:
@@ -378,6 +481,60 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p_feat.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_feat.set_defaults(func=_cmd_features)
+    p_train = sub.add_parser(
+        "train",
+        help="train a CNN on phantoms or a folder and export an int8 package ([train] extra)",
+    )
+    p_train.add_argument("--modality", choices=("xray", "ultrasound"))
+    p_train.add_argument("--reference", action="store_true", help="build both reference models")
+    p_train.add_argument("--name", help="package name (default <modality>_model)")
+    p_train.add_argument(
+        "--out", help="output folder (default trained-models; models with --reference)"
+    )
+    p_train.add_argument(
+        "--data", metavar="DIR", help="train on DIR/<class>/*.png|*.dcm (masks: DIR/masks/)"
+    )
+    p_train.add_argument("--size", type=int, default=128, help="model input side (default 128)")
+    p_train.add_argument("--frame-size", type=int, default=256, help="phantom side (default 256)")
+    p_train.add_argument("--n-train", type=int, default=8000, help="phantom training frames")
+    p_train.add_argument("--n-val", type=int, default=1000, help="phantom validation frames")
+    p_train.add_argument("--epochs", type=int, default=12)
+    p_train.add_argument("--batch-size", type=int, default=64)
+    p_train.add_argument("--seed", type=int, default=0, help="network seed")
+    p_train.add_argument("--evaluate", action="store_true", help="also evaluate and write a report")
+    p_train.add_argument("--n-test", type=int, default=2000, help="test frames with --evaluate")
+    p_train.add_argument("--no-progress", action="store_true")
+    p_train.set_defaults(func=_cmd_train)
+    p_eval = sub.add_parser(
+        "evaluate", help="evaluate an int8 package on held-out phantoms ([train] extra)"
+    )
+    p_eval.add_argument("model", metavar="MODEL", help="model name, sidecar .json or .tflite")
+    p_eval.add_argument("--modality", required=True, choices=("xray", "ultrasound"))
+    p_eval.add_argument("--n-test", type=int, default=2000, help="test frames (default 2000)")
+    p_eval.add_argument("--n-stability", type=int, default=600, help="frames per level")
+    p_eval.add_argument("--seed", type=int, default=303, help="test seed base (default 303)")
+    p_eval.add_argument("--report", metavar="DIR", help="write report.md + plots here")
+    p_eval.add_argument("--float-model", metavar="PATH", help="float .tflite for agreement")
+    p_eval.add_argument("--baseline-n", type=int, help="cap the baseline's training frames")
+    p_eval.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p_eval.add_argument("--no-progress", action="store_true")
+    p_eval.set_defaults(func=_cmd_evaluate)
+    p_synth = sub.add_parser(
+        "synth", help="simulate labelled phantoms (class folders, masks, manifest.csv)"
+    )
+    p_synth.add_argument("--modality", required=True, choices=("xray", "ultrasound"))
+    p_synth.add_argument("-n", type=int, default=100, help="number of samples (default 100)")
+    p_synth.add_argument("--seed", type=int, default=0, help="seed of the set (default 0)")
+    p_synth.add_argument("--size", type=int, default=256, help="image side, 64-2048")
+    p_synth.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p_synth.add_argument("--format", default="png", choices=("png", "npy", "dcm"))
+    p_synth.add_argument(
+        "--positive-fraction", type=float, default=0.5, help="fraction with a lesion"
+    )
+    p_synth.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_synth.set_defaults(func=_cmd_synth)
+    _cli_diagnose.add_parser(sub)
+    _cli_bench.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,138 @@
+"""``diagnose()`` benchmarks (issue 6 targets).
+
+Model: the bundled ultrasound reference model ``us_lesion`` when it is installed, else the
+224x224 int8 benchmark fixture (``tests/data/models/bench224_int8``); the row labels say
+which. Frames: the package's B-mode sample (``_samples.ultrasound_frame``) at 256, 512
+and 1024 pixels, uint8.
+
+Groups:
+
+* ``diagnose-<size>``: ``Diagnoser.diagnose(frame)`` (single thread; p50 = the median,
+  p99 in ``extra_info``) and, in the same group, **the stages run bare** back to back
+  (``quality.assess``, the denoise preset if the model has one, the percentile window +
+  ``cv2.resize``, the bare interpreter ``set_tensor``/``invoke``/``get_tensor`` on a tensor
+  quantised before timing, the heatmap resize). Glue overhead = diagnose - stages.
+* ``diagnose-threads``: 8 frames of 512x512 through one shared Diagnoser, 1 thread vs a
+  2-worker thread pool.
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+import medimg_edge as me
+from medimg_edge import _samples, runtime
+
+FIXTURE = (
+    Path(__file__).resolve().parent.parent / "tests" / "data" / "models" / "bench224_int8.json"
+)
+
+
+def _model_path() -> tuple[str, str]:
+    names = {m["name"] for m in me.list_models() if "error" not in m}
+    if "us_lesion" in names:
+        return "us_lesion", "us_lesion (reference)"
+    return str(FIXTURE), "bench224_int8 (fixture)"
+
+
+@pytest.fixture(scope="module")
+def diagnoser() -> me.Diagnoser:
+    path, _ = _model_path()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", me.DelegateFallbackWarning)
+        return me.Diagnoser(path, modality="ultrasound", delegate="cpu", num_threads=1)
+
+
+def _frame(size: int) -> np.ndarray:
+    f = _samples.ultrasound_frame(size, seed=11).noisy
+    return np.clip(f / np.percentile(f, 99.9) * 255, 0, 255).astype(np.uint8)
+
+
+def _p99(benchmark: Any) -> float | None:
+    data = getattr(getattr(benchmark, "stats", None), "stats", None)
+    values = getattr(data, "data", None)
+    return float(np.percentile(values, 99) * 1e3) if values else None
+
+
+@pytest.mark.parametrize("size", [256, 512, 1024])
+@pytest.mark.parametrize("role", ["wrapper", "bare"])
+def test_diagnose(benchmark: Any, diagnoser: me.Diagnoser, size: int, role: str) -> None:
+    frame = _frame(size)
+    _, label = _model_path()
+    benchmark.group = f"diagnose-{size}"
+    model = diagnoser.model
+    spec = model.package.input
+    if role == "wrapper":
+        benchmark.extra_info.update(
+            {"label": f"Diagnoser.diagnose, model {label}", "role": "wrapper"}
+        )
+        result = benchmark(diagnoser.diagnose, frame)
+        assert result.status in ("positive", "negative", "indeterminate")
+        benchmark.extra_info["p99_ms"] = _p99(benchmark)
+        return
+    b = runtime.backend()
+    interp = b.interpreter_cls(model_content=model.package.cpu.path.read_bytes(), num_threads=1)
+    interp.allocate_tensors()
+    in_index = interp.get_input_details()[0]["index"]
+    outs = [d["index"] for d in interp.get_output_details()]
+    tensor = model.quantize_input(
+        cv2.resize(
+            runtime.robust_unit(frame), (spec.width, spec.height), interpolation=cv2.INTER_AREA
+        )
+    )
+    grid = None
+    if "heatmap" in model.info["outputs"]:
+        _, gh, gw = model.info["outputs"]["heatmap"]["shape"][:3]
+        grid = np.full((gh, gw), 0.5, np.float32)
+
+    def stages() -> None:
+        me.quality.assess(frame, modality="ultrasound")
+        if spec.denoise == "ultrasound":
+            me.denoise.ultrasound(frame)
+        unit = runtime.robust_unit(frame)
+        cv2.resize(unit, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+        interp.set_tensor(in_index, tensor)
+        interp.invoke()
+        for i in outs:
+            interp.get_tensor(i)
+        if grid is not None:
+            cv2.resize(grid, (size, size), interpolation=cv2.INTER_LINEAR)
+
+    benchmark.extra_info.update(
+        {
+            "label": "stages run bare (quality, window, resize, invoke, heatmap resize)",
+            "role": "bare",
+        }
+    )
+    benchmark(stages)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Any:
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        yield ex
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_diagnose_threads(benchmark: Any, diagnoser: me.Diagnoser, pool: Any, threads: int) -> None:
+    frames = [np.ascontiguousarray(np.roll(_frame(512), 13 * k, axis=1)) for k in range(8)]
+    benchmark.group = "diagnose-threads"
+    benchmark.extra_info.update(
+        {
+            "label": f"8 frames 512x512, {threads} thread(s), one shared Diagnoser",
+            "role": f"t{threads}",
+        }
+    )
+    want = [diagnoser.diagnose(f).scores for f in frames]
+    if threads == 1:
+        got = benchmark(lambda: [diagnoser.diagnose(f) for f in frames])
+    else:
+        got = benchmark(lambda: list(pool.map(diagnoser.diagnose, frames)))
+    assert [g.scores for g in got] == want

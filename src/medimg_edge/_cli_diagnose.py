@@ -1,0 +1,112 @@
+"""``medimg-edge diagnose PATH...``: diagnose image files (kept apart from ``cli.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from ._errors import MedimgEdgeError
+
+__all__ = ["DIAGNOSE_HELP", "add_parser", "cmd_diagnose", "overlay_name"]
+
+DIAGNOSE_HELP = """\
+Diagnose every image (PNG, JPEG, TIFF, .npy, DICOM incl. compressed transfer syntaxes
+with the [dicom] extra) with the reference model of --modality or with --model, and print
+one line per file (or one JSON object per line with --json). With --overlay DIR, a PNG
+per file (frame, heatmap, status, label, confidence) is written to DIR, named by a hash of
+the input path (file names never carry what the input's name might: patient data).
+
+exit status: 0 every file diagnosed; 1 some files could not be read or diagnosed; 2 usage
+error (bad option, missing PATH, no image found, model not loadable).
+Not for clinical use.
+"""
+
+
+def overlay_name(path: Path) -> str:
+    """``<sha256 of the resolved path, 16 hex>.png``: stable, carries no part of the name."""
+    digest = hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{digest[:16]}.png"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "diagnose",
+        help="diagnose image files (status, label, confidence; overlays)",
+        description=DIAGNOSE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("--modality", choices=["ultrasound", "xray"], help="frame modality")
+    p.add_argument("--model", help="model name or sidecar path (default: reference model)")
+    p.add_argument("--delegate", default="auto", choices=["auto", "cpu", "edgetpu"])
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--overlay", metavar="DIR", help="write overlay PNGs to DIR")
+    p.add_argument("--no-quality-gate", action="store_true", help="run the model on any frame")
+    p.set_defaults(func=cmd_diagnose)
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    import cv2
+
+    from ._overlay import render_overlay
+    from .cli import collect_or_report
+    from .diagnosis import Diagnoser
+    from .io import read_image
+
+    files = collect_or_report(args.paths)
+    if not files:
+        return 2
+    if args.modality is None and args.model is None:
+        print("error: pass --modality ultrasound|xray or --model", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        diagnoser = Diagnoser(
+            args.model,
+            args.modality,
+            delegate=args.delegate,
+            quality_gate=not args.no_quality_gate,
+        )
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    out_dir = Path(args.overlay) if args.overlay else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path, _ in files:
+        try:
+            frame = read_image(path)
+            result = diagnoser.diagnose(frame)
+        except MedimgEdgeError as exc:
+            failed += 1
+            if args.json:
+                print(json.dumps({"path": str(path), "error": str(exc)}))
+            else:
+                print(f"{path}: error: {exc}")
+            continue
+        overlay = None
+        if out_dir is not None:
+            overlay = out_dir / overlay_name(path)
+            if not cv2.imwrite(str(overlay), render_overlay(frame, result)):
+                print(f"error: could not write {overlay}", file=sys.stderr)
+                return 1
+        if args.json:
+            row = {"path": str(path), **result.to_dict()}
+            if overlay is not None:
+                row["overlay"] = str(overlay)
+            print(json.dumps(row))
+        else:
+            conf = "" if result.confidence is None else f" {100 * result.confidence:.0f}%"
+            label = result.label or "-"
+            why = ", ".join(result.reasons)
+            extra = f" -> {overlay}" if overlay is not None else ""
+            print(
+                f"{path}: {result.status} {label}{conf} ({why}; "
+                f"{result.timings_ms['total']:.1f} ms){extra}"
+            )
+    print(f"{len(files)} file(s), {failed} failed. Not for clinical use.", file=sys.stderr)
+    return 1 if failed else 0

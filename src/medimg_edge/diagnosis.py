@@ -1,0 +1,522 @@
+"""``diagnose(frame)`` and :class:`Diagnoser`: the device-facing API.
+
+Pipeline per frame::
+
+    validate -> grayscale -> quality gate -> denoise (the model's preset) -> robust
+    [0, 1] window -> resize -> normalise + quantise -> model -> temperature calibration
+    -> (video: temporal smoothing) -> decision
+
+A frame that fails the quality gate gets ``status="indeterminate"`` with the quality codes
+in ``reasons`` and the model is not run: the pipeline refuses to guess. Not for clinical use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import threading
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from . import denoise as _denoise
+from . import quality as _quality
+from . import simd
+from ._errors import InvalidInputError
+from ._validation import checked_array
+from ._version import __version__
+from .runtime import Model, load_model
+from .runtime._preprocess import robust_unit, to_gray
+
+__all__ = [
+    "NOTICE",
+    "REFERENCE_MODELS",
+    "SCHEMA_PATH",
+    "Diagnoser",
+    "Diagnosis",
+    "diagnose",
+]
+
+NOTICE = (
+    "Not for clinical use: medimg-edge is research software; its output must not be used "
+    "for diagnosis or treatment decisions."
+)
+#: The bundled reference model of each modality (``models/README.md``).
+REFERENCE_MODELS = {"xray": "xray_chest_nodule", "ultrasound": "us_lesion"}
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schemas", "diagnosis.v1.schema.json")
+_MODALITIES = ("ultrasound", "xray")
+_DENOISE = ("auto", "none", "ultrasound", "xray")
+_MIN_SIDE = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnosis:
+    """The result for one frame (JSON via :meth:`to_dict` / :meth:`to_json`; schema in
+    ``medimg_edge/schemas/diagnosis.v1.schema.json``).
+
+    Attributes
+    ----------
+    status : {"positive", "negative", "indeterminate"}
+    label : str or None
+        Most probable class after calibration (None if the model was not run).
+    confidence : float or None
+        Calibrated probability of ``label``.
+    positive_score : float or None
+        Calibrated ``1 - P(negative label)``; compared with the model's threshold.
+    scores : dict of str to float
+        Calibrated probability per label.
+    reasons : tuple of str
+        ``"quality:<code>"`` per quality issue, ``"abstain_band"`` or ``"threshold"``.
+    quality : QualityReport
+    heatmap : ndarray of float32 or None
+        Lesion localisation resized to the frame, values in [0, 1].
+    heatmap_grid : ndarray of float32 or None
+        The same at the model's resolution.
+    timings_ms : dict of str to float
+        Per stage: ``validate``, ``quality``, ``denoise``, ``preprocess``, ``model``,
+        ``postprocess``, ``total``.
+    model, runtime, frame : dict
+        Provenance: model name/version/sha256/file; runtime package, delegate, SIMD target;
+        frame shape/dtype/modality.
+    package_version : str
+    timestamp_ms : float or None
+    smoothed : bool
+        True when the scores are a temporal average (video mode).
+    dropped : bool
+        True when the frame was skipped because the previous one was still running.
+    notice : str
+        Not for clinical use.
+    """
+
+    status: str
+    label: str | None
+    confidence: float | None
+    positive_score: float | None
+    scores: dict[str, float]
+    reasons: tuple[str, ...]
+    quality: _quality.QualityReport
+    heatmap: npt.NDArray[np.float32] | None
+    heatmap_grid: npt.NDArray[np.float32] | None
+    timings_ms: dict[str, float]
+    model: dict[str, Any]
+    runtime: dict[str, Any]
+    frame: dict[str, Any]
+    package_version: str = __version__
+    timestamp_ms: float | None = None
+    smoothed: bool = False
+    dropped: bool = False
+    notice: str = NOTICE
+
+    def to_dict(self, *, include_heatmap: bool = False) -> dict[str, Any]:
+        """JSON-serialisable form (the heatmap, at the model's grid resolution, on request)."""
+        out: dict[str, Any] = {
+            "schema_version": 1,
+            "status": self.status,
+            "label": self.label,
+            "confidence": self.confidence,
+            "positive_score": self.positive_score,
+            "scores": dict(self.scores),
+            "reasons": list(self.reasons),
+            "quality": self.quality.to_dict(),
+            "timings_ms": {k: round(v, 4) for k, v in self.timings_ms.items()},
+            "model": dict(self.model),
+            "runtime": dict(self.runtime),
+            "package_version": self.package_version,
+            "frame": dict(self.frame),
+            "timestamp_ms": self.timestamp_ms,
+            "smoothed": self.smoothed,
+            "dropped": self.dropped,
+            "notice": self.notice,
+        }
+        if include_heatmap and self.heatmap_grid is not None:
+            out["heatmap"] = {
+                "grid_shape": list(self.heatmap_grid.shape),
+                "frame_shape": list(self.frame["shape"][:2]),
+                "grid": np.round(self.heatmap_grid.astype(np.float64), 4).tolist(),
+            }
+        return out
+
+    def to_json(self, *, include_heatmap: bool = False, indent: int | None = None) -> str:
+        """:meth:`to_dict` as a JSON string."""
+        return json.dumps(self.to_dict(include_heatmap=include_heatmap), indent=indent)
+
+
+def _check_modality(modality: object) -> str:
+    if modality not in _MODALITIES:
+        raise InvalidInputError(f"modality must be 'ultrasound' or 'xray', got {modality!r}")
+    return str(modality)
+
+
+class Diagnoser:
+    """Reusable per-device pipeline: one model, its preprocessing and the decision rule.
+
+    Parameters
+    ----------
+    model : str, path or Model, optional
+        A model name, sidecar path or loaded :class:`~medimg_edge.Model`; default the
+        bundled reference model of ``modality`` (:data:`REFERENCE_MODELS`).
+    modality : {"ultrasound", "xray"}, optional
+        Default the model's modality; required when the model is for ``any``.
+    delegate, num_threads, device
+        Passed to :func:`~medimg_edge.load_model`.
+    denoise : {"auto", "none", "ultrasound", "xray"}
+        ``"auto"`` applies the preset the model was trained with (sidecar
+        ``input.denoise``); anything else overrides it (the model then sees frames unlike
+        its training data: measure before you do this).
+    quality_gate : bool
+        Refuse (``indeterminate``) frames that :func:`medimg_edge.quality.assess` flags.
+    smoothing_ms : float
+        Video mode time constant: with ``timestamp_ms``, calibrated scores are averaged
+        with weight ``1 - exp(-dt / smoothing_ms)`` for the new frame (0 disables).
+    color_order : {"bgr", "rgb"}
+        Channel order of colour frames (screen grabs).
+
+    Notes
+    -----
+    **Threads.** One Diagnoser may be shared: every thread gets its own clone of the
+    model (same verified bytes, its own interpreter) and the kernels release the GIL,
+    so two threads diagnose two frames at once. Video state (smoothing, timestamps) is
+    per Diagnoser: use one Diagnoser per video stream.
+
+    **Video mode.** Timestamps must increase strictly. When a frame arrives while the
+    previous one of the same stream is still being processed, it is dropped: the call
+    returns at once with the last result marked ``dropped=True`` (newest frames win; no
+    queue builds up when the caller outruns the pipeline).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | Model | None = None,
+        modality: str | None = None,
+        *,
+        delegate: str = "auto",
+        num_threads: int | None = None,
+        device: str | None = None,
+        denoise: str = "auto",
+        quality_gate: bool = True,
+        smoothing_ms: float = 300.0,
+        color_order: str = "bgr",
+    ) -> None:
+        if modality is not None:
+            modality = _check_modality(modality)
+        if model is None:
+            if modality is None:
+                raise InvalidInputError(
+                    "pass modality='ultrasound' or 'xray' (or a model): the reference "
+                    "model depends on it"
+                )
+            model = REFERENCE_MODELS[modality]
+        if isinstance(model, Model):
+            self._model = model
+        else:
+            self._model = load_model(
+                model, delegate=delegate, num_threads=num_threads, device=device
+            )
+        pkg = self._model.package
+        if modality is None:
+            if pkg.modality == "any":
+                raise InvalidInputError(
+                    f"model {pkg.name} is for any modality: pass modality='ultrasound' or "
+                    "'xray' (it selects the quality thresholds)"
+                )
+            modality = pkg.modality
+        elif pkg.modality not in ("any", modality):
+            raise InvalidInputError(
+                f"model {pkg.name} is for {pkg.modality} frames, not {modality}"
+            )
+        if denoise not in _DENOISE:
+            raise InvalidInputError(f"denoise must be one of {_DENOISE}, got {denoise!r}")
+        if color_order not in ("bgr", "rgb"):
+            raise InvalidInputError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+        if not (isinstance(smoothing_ms, (int, float)) and 0 <= smoothing_ms < math.inf):
+            raise InvalidInputError(f"smoothing_ms must be >= 0, got {smoothing_ms!r}")
+        if pkg.input.channels != 1:
+            raise InvalidInputError(f"model {pkg.name}: only 1-channel models are supported")
+        self.modality = modality
+        self.quality_gate = bool(quality_gate)
+        self.smoothing_ms = float(smoothing_ms)
+        self.color_order = color_order
+        self._denoise = pkg.input.denoise if denoise == "auto" else denoise
+        self._labels = pkg.labels
+        self._neg = pkg.labels.index(pkg.negative_label)
+        self._heat_kind = pkg.outputs.get("heatmap", {}).get("kind")
+        self._score_kind = pkg.outputs["scores"]["kind"]
+        self._local = threading.local()
+        self._local.model = self._model
+        self._video_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._last_ts: float | None = None
+        self._ema: npt.NDArray[np.float64] | None = None
+        self._last: Diagnosis | None = None
+        info = self._model.info
+        self._model_info = {
+            "name": info["name"],
+            "version": info["version"],
+            "sha256": info["sha256"],
+            "file": info["file"],
+            "threshold": info["threshold"],
+            "abstain_band": info["abstain_band"],
+            "temperature": info["temperature"],
+        }
+        self._runtime_base = {
+            "name": info["runtime"]["name"],
+            "version": info["runtime"]["version"],
+            "delegate": info["delegate"],
+            "num_threads": info["num_threads"],
+        }
+
+    # -- properties ------------------------------------------------------------------
+    @property
+    def model(self) -> Model:
+        """The model (this thread's clone is private)."""
+        return self._model
+
+    def reset(self) -> None:
+        """Forget the video state (timestamps and smoothed scores)."""
+        with self._state_lock:
+            self._last_ts = None
+            self._ema = None
+            self._last = None
+
+    def _thread_model(self) -> Model:
+        model: Model | None = getattr(self._local, "model", None)
+        if model is None:
+            model = self._model.clone()
+            self._local.model = model
+        return model
+
+    # -- pipeline --------------------------------------------------------------------
+    def diagnose(self, frame: Any, *, timestamp_ms: float | None = None) -> Diagnosis:
+        """Diagnose one frame.
+
+        Parameters
+        ----------
+        frame : array_like
+            2-D uint8, uint16, float32 or float64 grayscale, or ``(H, W, 3|4)`` uint8
+            colour (see ``color_order``); any size from 32x32 up to 2^28 pixels.
+        timestamp_ms : float, optional
+            Video mode: the frame's capture time in ms (strictly increasing).
+
+        Raises
+        ------
+        InvalidInputError
+            Unusable frame (NaN/Inf, empty, wrong dimensions or dtype, too small or large)
+            or a timestamp that does not increase.
+        """
+        if timestamp_ms is None:
+            return self._run(frame, None)
+        if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float)):
+            raise InvalidInputError(f"timestamp_ms must be a number, got {timestamp_ms!r}")
+        ts = float(timestamp_ms)
+        if not math.isfinite(ts):
+            raise InvalidInputError(f"timestamp_ms must be finite, got {timestamp_ms!r}")
+        if not self._video_lock.acquire(blocking=False):
+            with self._state_lock:
+                last = self._last
+            if last is not None:
+                return dataclasses.replace(last, dropped=True, timestamp_ms=ts, timings_ms={})
+            self._video_lock.acquire()  # nothing to repeat yet: wait for the first result
+        try:
+            with self._state_lock:
+                if self._last_ts is not None and ts <= self._last_ts:
+                    raise InvalidInputError(
+                        f"timestamp_ms must increase: got {ts} after {self._last_ts}; call "
+                        "reset() when a new stream starts"
+                    )
+            return self._run(frame, ts)
+        finally:
+            self._video_lock.release()
+
+    def _run(self, frame: Any, ts: float | None) -> Diagnosis:
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(name: str, t0: float) -> float:
+            t1 = time.perf_counter()
+            timings[name] = (t1 - t0) * 1e3
+            return t1
+
+        arr = checked_array(frame, name="frame", ndims=(2, 3))
+        if min(arr.shape[:2]) < _MIN_SIDE:
+            raise InvalidInputError(
+                f"frame has shape {arr.shape}; height and width must be at least {_MIN_SIDE} pixels"
+            )
+        gray = to_gray(arr, color_order=self.color_order)
+        frame_info = {"shape": list(arr.shape), "dtype": str(arr.dtype), "modality": self.modality}
+        t = lap("validate", t_start)
+        report = _quality.assess(gray, modality=self.modality)
+        t = lap("quality", t)
+        runtime = {**self._runtime_base, "simd_target": simd.active_target()}
+        if self.quality_gate and not report.ok:
+            timings["total"] = (time.perf_counter() - t_start) * 1e3
+            refused = self._result(
+                "indeterminate", None, None, tuple(f"quality:{c}" for c in report.issues),
+                report, None, None, timings, runtime, frame_info, ts,
+            )  # fmt: skip
+            return self._finish(refused, ts, None)
+        if self._denoise == "ultrasound":
+            gray = _denoise.ultrasound(gray)
+        elif self._denoise == "xray":
+            gray = _denoise.xray(gray)
+        t = lap("denoise", t)
+        model = self._thread_model()
+        spec = model.package.input
+        unit = robust_unit(gray)
+        h, w = unit.shape
+        interp = cv2.INTER_AREA if (h >= spec.height and w >= spec.width) else cv2.INTER_LINEAR
+        x = cv2.resize(unit, (spec.width, spec.height), interpolation=interp)
+        t = lap("preprocess", t)
+        out = model.predict(x)
+        t = lap("model", t)
+        probs = self._calibrate(out["scores"][0])
+        smoothed = False
+        if ts is not None and self.smoothing_ms > 0:
+            probs, smoothed = self._smooth(probs, ts)
+        heat_grid = heat = None
+        if "heatmap" in out:
+            g = out["heatmap"][0]
+            if self._heat_kind == "logits":
+                g = 1.0 / (1.0 + np.exp(-g))
+            heat_grid = np.clip(g, 0.0, 1.0).astype(np.float32)
+            heat = cv2.resize(
+                heat_grid, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR
+            )
+        diag = self._decide(probs, report, heat, heat_grid, timings, runtime, frame_info, ts)
+        lap("postprocess", t)
+        timings["total"] = (time.perf_counter() - t_start) * 1e3
+        return self._finish(dataclasses.replace(diag, smoothed=smoothed), ts, probs)
+
+    def _calibrate(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        z = raw.astype(np.float64)
+        if self._score_kind == "probabilities":
+            z = np.log(np.clip(z, 1e-7, 1.0))
+        z = z / self._model.package.temperature
+        z -= z.max()
+        e = np.exp(z)
+        p: npt.NDArray[np.float64] = e / e.sum()
+        return p
+
+    def _smooth(
+        self, probs: npt.NDArray[np.float64], ts: float
+    ) -> tuple[npt.NDArray[np.float64], bool]:
+        with self._state_lock:
+            if self._ema is None or self._last_ts is None:
+                return probs, False
+            alpha = 1.0 - math.exp(-(ts - self._last_ts) / self.smoothing_ms)
+            return (1.0 - alpha) * self._ema + alpha * probs, True
+
+    def _decide(
+        self,
+        probs: npt.NDArray[np.float64],
+        report: _quality.QualityReport,
+        heat: npt.NDArray[np.float32] | None,
+        heat_grid: npt.NDArray[np.float32] | None,
+        timings: dict[str, float],
+        runtime: dict[str, Any],
+        frame_info: dict[str, Any],
+        ts: float | None,
+    ) -> Diagnosis:
+        pkg = self._model.package
+        positive = float(1.0 - probs[self._neg])
+        lo, hi = pkg.abstain_band
+        if lo <= positive <= hi and not (lo == hi == pkg.threshold):
+            status, reason = "indeterminate", "abstain_band"
+        elif positive >= pkg.threshold:
+            status, reason = "positive", "threshold"
+        else:
+            status, reason = "negative", "threshold"
+        if status == "positive":
+            # The most probable lesion class (never the negative label).
+            masked = probs.copy()
+            masked[self._neg] = -1.0
+            k = int(np.argmax(masked))
+        elif status == "negative":
+            k = self._neg
+        else:
+            k = int(np.argmax(probs))
+        return self._result(
+            status, k, probs, (reason,), report, heat, heat_grid, timings, runtime, frame_info, ts
+        )
+
+    def _result(
+        self,
+        status: str,
+        k: int | None,
+        probs: npt.NDArray[np.float64] | None,
+        reasons: tuple[str, ...],
+        report: _quality.QualityReport,
+        heat: npt.NDArray[np.float32] | None,
+        heat_grid: npt.NDArray[np.float32] | None,
+        timings: dict[str, float],
+        runtime: dict[str, Any],
+        frame_info: dict[str, Any],
+        ts: float | None,
+    ) -> Diagnosis:
+        """A Diagnosis; ``k`` is the label index (None: the model was not run)."""
+        return Diagnosis(
+            status=status,
+            label=self._labels[k] if k is not None else None,
+            confidence=float(probs[k]) if probs is not None and k is not None else None,
+            positive_score=float(1.0 - probs[self._neg]) if probs is not None else None,
+            scores=(
+                {lab: float(p) for lab, p in zip(self._labels, probs, strict=True)}
+                if probs is not None
+                else {}
+            ),
+            reasons=reasons,
+            quality=report,
+            heatmap=heat,
+            heatmap_grid=heat_grid,
+            timings_ms=timings,
+            model=dict(self._model_info),
+            runtime=runtime,
+            frame=frame_info,
+            timestamp_ms=ts,
+        )
+
+    def _finish(
+        self, diag: Diagnosis, ts: float | None, probs: npt.NDArray[np.float64] | None
+    ) -> Diagnosis:
+        if ts is not None:
+            with self._state_lock:
+                self._last_ts = ts
+                if probs is not None:
+                    self._ema = probs
+                self._last = diag
+        return diag
+
+
+_default_lock = threading.Lock()
+_default: dict[tuple[Any, ...], Diagnoser] = {}
+
+
+def diagnose(
+    frame: Any,
+    *,
+    modality: str | None = None,
+    model: str | os.PathLike[str] | Model | None = None,
+) -> Diagnosis:
+    """Diagnose one frame with a cached :class:`Diagnoser` (see there).
+
+    Parameters
+    ----------
+    frame : array_like
+        2-D grayscale (uint8, uint16, float32, float64) or ``(H, W, 3|4)`` uint8 BGR(A).
+    modality : {"ultrasound", "xray"}, optional
+        Required unless ``model`` names one for a single modality.
+    model : str, path or Model, optional
+        Default the bundled reference model of ``modality``.
+    """
+    key_model: Any = model if isinstance(model, Model) else (os.fspath(model) if model else None)
+    key = (modality, id(key_model) if isinstance(key_model, Model) else key_model)
+    with _default_lock:
+        d = _default.get(key)
+        if d is None:
+            d = Diagnoser(model, modality)
+            _default[key] = d
+    return d.diagnose(frame)

@@ -1,0 +1,342 @@
+"""Tests of the physics-based phantoms (medimg_edge.synth)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import medimg_edge as me
+from medimg_edge.cli import main
+from medimg_edge.io import read_image
+from medimg_edge.synth import _ultrasound, _xray
+from medimg_edge.synth._common import bbox_of
+from medimg_edge.synth._dataset import sample_seed
+
+RAYLEIGH_SNR = 1.0 / math.sqrt(4.0 / math.pi - 1.0)  # mean / std = 1.913
+
+
+def _ring(mask: np.ndarray, inner: int, outer: int) -> np.ndarray:
+    m = mask.astype(np.uint8)
+    grow = cv2.dilate(m, np.ones((2 * outer + 1,) * 2, np.uint8)).astype(bool)
+    near = cv2.dilate(m, np.ones((2 * inner + 1,) * 2, np.uint8)).astype(bool)
+    return grow & ~near
+
+
+def _interior(mask: np.ndarray, k: int = 3) -> np.ndarray:
+    return cv2.erode(mask.astype(np.uint8), np.ones((2 * k + 1,) * 2, np.uint8)).astype(bool)
+
+
+# ---- determinism, types, labels ---------------------------------------------------------
+
+
+def test_labels() -> None:
+    assert me.synth.LABELS == {
+        "xray": ("normal", "nodule"),
+        "ultrasound": ("normal", "cyst", "hypoechoic", "hyperechoic"),
+    }
+
+
+@pytest.mark.parametrize("fn", [me.synth.chest_xray, me.synth.ultrasound])
+def test_deterministic(fn: Any) -> None:
+    a, b, c = fn(11), fn(11), fn(12)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.params == b.params
+    assert not np.array_equal(a.image, c.image)
+    json.dumps(a.params)  # JSON-serialisable
+
+
+def test_xray_types_and_bits() -> None:
+    s = me.synth.chest_xray(0, size=128)
+    assert s.image.dtype == np.uint16 and s.image.shape == (128, 128)
+    assert s.modality == "xray" and 0 < int(s.image.max()) <= 4095
+    s16 = me.synth.chest_xray(0, size=128, bits=16)
+    assert int(s16.image.max()) > 4095
+    s10 = me.synth.chest_xray(0, size=128, bits=10)
+    assert int(s10.image.max()) <= 1023
+
+
+def test_ultrasound_types() -> None:
+    s = me.synth.ultrasound(0, size=96)
+    assert s.image.dtype == np.uint8 and s.image.shape == (96, 96)
+    assert s.modality == "ultrasound" and s.mask.dtype == np.bool_
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_xray_mask_bbox_lung(seed: int) -> None:
+    for nodule in (True, False):
+        s, maps = _xray._simulate(seed, nodule=nodule)
+        assert s.label == ("nodule" if nodule else "normal")
+        assert s.mask.any() == nodule
+        assert s.bbox == bbox_of(s.mask)
+        if nodule:
+            assert maps["lung_field"][s.mask].all(), "nodule outside the lung field"
+            r = s.params["nodule"]["radius_px"]
+            assert 3.0 <= r <= 12.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("geometry", ["linear", "convex"])
+@pytest.mark.parametrize("lesion", ["none", "cyst", "hypoechoic", "hyperechoic"])
+def test_ultrasound_mask_bbox_sector(seed: int, geometry: str, lesion: str) -> None:
+    s, maps = _ultrasound._simulate(seed, lesion=lesion, geometry=geometry)
+    assert s.label == ("normal" if lesion == "none" else lesion)
+    assert s.mask.any() == (lesion != "none")
+    assert s.bbox == bbox_of(s.mask)
+    assert maps.sector[s.mask].all()
+    if lesion != "none":  # whole ellipse imaged: not cut by the image or sector border
+        assert not _ring(s.mask, 0, 1)[~maps.sector].any()
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**64), size=st.integers(64, 160))
+def test_random_seeds_consistent(seed: int, size: int) -> None:
+    for s in (me.synth.chest_xray(seed, size=size), me.synth.ultrasound(seed, size=size)):
+        assert s.image.shape == s.mask.shape == (size, size)
+        assert s.label in me.synth.LABELS[s.modality]
+        assert (s.label == "normal") == (s.bbox is None) == (not s.mask.any())
+        assert s.bbox == bbox_of(s.mask)
+
+
+# ---- ultrasound physics -----------------------------------------------------------------
+
+
+def test_fully_developed_speckle_rayleigh() -> None:
+    """Envelope normalised by its expected power is Rayleigh (Wagner et al. 1983)."""
+    amps = []
+    for seed in range(3):
+        _, maps = _ultrasound._simulate(seed, geometry="linear", homogeneous=True, snr_db=60)
+        a = maps.envelope / np.sqrt(maps.power)
+        amps.append(a[8:-8, 8:-8])
+    a = np.concatenate([x.ravel() for x in amps]).astype(np.float64)
+    snr = a.mean() / a.std()
+    assert abs(snr / RAYLEIGH_SNR - 1) < 0.05, snr
+    assert abs((a**2).mean() / a.mean() ** 2 / (4 / math.pi) - 1) < 0.02
+    # Kolmogorov-Smirnov distance to the Rayleigh CDF 1 - exp(-a^2) (E[A^2] = 1), on
+    # samples decimated to roughly one per speckle cell.
+    sub = np.sort(np.concatenate([x[::6, ::10].ravel() for x in amps]))
+    cdf = 1.0 - np.exp(-(sub**2))
+    emp = np.arange(1, sub.size + 1) / sub.size
+    ks = float(np.max(np.maximum(np.abs(emp - cdf), np.abs(emp - 1.0 / sub.size - cdf))))
+    assert ks < 1.36 / math.sqrt(sub.size) * 1.5, ks
+
+
+def test_raw_envelope_not_normalised_also_rayleigh_over_short_depth() -> None:
+    _, maps = _ultrasound._simulate(5, geometry="linear", homogeneous=True, snr_db=60)
+    block = maps.envelope[100:116, 8:-8].astype(np.float64)  # ~1 dB depth trend at most
+    assert abs(block.mean() / block.std() / RAYLEIGH_SNR - 1) < 0.08
+
+
+@pytest.mark.parametrize("geometry", ["linear", "convex"])
+def test_lesion_contrast(geometry: str) -> None:
+    means = {}
+    for lesion in ("cyst", "hypoechoic", "hyperechoic"):
+        s, maps = _ultrasound._simulate(3, lesion=lesion, geometry=geometry)
+        inner = _interior(s.mask)
+        ring = _ring(s.mask, 4, 12) & maps.sector
+        means[lesion] = maps.envelope[inner].mean() / maps.envelope[ring].mean()
+        grey = s.image[inner].mean() - s.image[ring].mean()
+        assert grey < -10 if lesion != "hyperechoic" else grey > 10
+    assert means["cyst"] < 0.15
+    assert means["hypoechoic"] < 0.7
+    assert means["hyperechoic"] > 1.5
+
+
+def test_convex_black_outside_sector() -> None:
+    s, maps = _ultrasound._simulate(2, geometry="convex")
+    assert not maps.sector.all() and maps.sector.mean() > 0.3
+    assert (s.image[~maps.sector] == 0).all()
+    assert (s.image[maps.sector] > 0).mean() > 0.9
+    lin = me.synth.ultrasound(2, geometry="linear")
+    assert (lin.image > 0).mean() > 0.95
+
+
+def test_ultrasound_forcing_lesion_keeps_tissue() -> None:
+    _, a = _ultrasound._simulate(4, lesion="none", geometry="linear")
+    s, b = _ultrasound._simulate(4, lesion="hyperechoic", geometry="linear")
+    far = ~cv2.dilate(s.mask.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    np.testing.assert_array_equal(a.echo[far], b.echo[far])
+
+
+# ---- X-ray physics ----------------------------------------------------------------------
+
+
+def _air(maps: dict[str, np.ndarray]) -> np.ndarray:
+    return maps["p"] <= 1e-6  # outside the body: unattenuated beam (plus scatter)
+
+
+@pytest.mark.parametrize("dose", [2e3, 2e4])
+def test_xray_poisson_noise_scales_with_dose(dose: float) -> None:
+    """In the air region var(S) = gain^2 q + sigma_e^2 = gain * mean(S) + sigma_e^2."""
+    s, maps = _xray._simulate(1, dose=dose)
+    air = _air(maps)
+    assert air.sum() > 2000
+    gain, sigma_e = s.params["gain"], s.params["sigma_e"]
+    q = maps["expected"][air].astype(np.float64)
+    resid = maps["signal"][air] - gain * q  # remove the slow scatter trend exactly
+    predicted = gain * (gain * q.mean()) + sigma_e**2
+    assert abs(resid.var() / predicted - 1) < 0.1
+    assert abs(maps["signal"][air].mean() / (gain * q.mean()) - 1) < 0.01
+
+
+def test_xray_lower_dose_noisier() -> None:
+    rel = []
+    for dose in (2e3, 2e4):
+        s, maps = _xray._simulate(1, dose=dose)
+        air = _air(maps)
+        q = maps["expected"][air]
+        resid = maps["signal"][air] - s.params["gain"] * q
+        rel.append(resid.std() / (s.params["gain"] * q.mean()))
+    assert rel[0] / rel[1] == pytest.approx(math.sqrt(10), rel=0.1)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_nodule_attenuates_with_identical_anatomy(seed: int) -> None:
+    s1, m1 = _xray._simulate(seed, nodule=True, dose=1e4)
+    s0, m0 = _xray._simulate(seed, nodule=False, dose=1e4)
+    np.testing.assert_allclose(m1["p"] - m1["p_nodule"], m0["p"], atol=1e-5)
+    assert (m1["expected"][s1.mask] < m0["expected"][s1.mask]).all()
+    inner = _interior(s1.mask, 1)
+    assert s1.image[inner].mean() > s0.image[inner].mean()  # brighter in the log display
+    assert s1.params["anatomy"] == s0.params["anatomy"]
+
+
+def test_nodule_contrast_range_documented() -> None:
+    cnrs = [me.synth.chest_xray(i, nodule=True).params["nodule"]["cnr"] for i in range(20)]
+    assert min(cnrs) > 0.1 and max(cnrs) < 100
+
+
+# ---- generate / write / CLI -------------------------------------------------------------
+
+
+def test_generate_balance_and_seeds() -> None:
+    xs = me.synth.generate("xray", 20, seed=3, size=64, positive_fraction=0.3)
+    assert sum(s.label == "nodule" for s in xs) == 6
+    us = me.synth.generate("ultrasound", 30, seed=3, size=64)
+    counts = {lab: sum(s.label == lab for s in us) for lab in me.synth.LABELS["ultrasound"]}
+    assert counts == {"normal": 15, "cyst": 5, "hypoechoic": 5, "hyperechoic": 5}
+    again = me.synth.generate("ultrasound", 30, seed=3, size=64)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(us, again, strict=True))
+    other = me.synth.generate("ultrasound", 30, seed=4, size=64)
+    assert not {s.params["seed"] for s in us} & {s.params["seed"] for s in other}
+    assert us[0].params["seed"] == sample_seed(3, 0)
+    regen = me.synth.ultrasound(us[0].params["seed"], size=64, lesion=_lesion(us[0].label))
+    np.testing.assert_array_equal(regen.image, us[0].image)
+    assert me.synth.generate("xray", 0, seed=0) == []
+    g = me.synth.generate("ultrasound", 4, seed=0, size=64, geometry="convex")
+    assert all(s.params["geometry"] == "convex" for s in g)
+
+
+def _lesion(label: str) -> str:
+    return "none" if label == "normal" else label
+
+
+def _read_manifest(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_write_png_roundtrip(tmp_path: Path) -> None:
+    samples = me.synth.generate("xray", 4, seed=1, size=64) + me.synth.generate(
+        "ultrasound", 4, seed=1, size=64
+    )
+    manifest = me.synth.write(samples, tmp_path)
+    rows = _read_manifest(manifest)
+    assert len(rows) == 8
+    for k, (row, s) in enumerate(zip(rows, samples, strict=True)):
+        assert row["path"] == f"{s.label}/{s.modality}_{k:06d}.png"
+        img = cv2.imread(str(tmp_path / row["path"]), cv2.IMREAD_UNCHANGED)
+        assert img.dtype == s.image.dtype
+        np.testing.assert_array_equal(img, s.image)
+        mask = cv2.imread(str(tmp_path / "masks" / row["path"]), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(mask, s.mask.astype(np.uint8) * 255)
+        box = (row["y0"], row["x0"], row["y1"], row["x1"])
+        assert box == (tuple(str(v) for v in s.bbox) if s.bbox else ("", "", "", ""))
+        assert json.loads(row["params_json"]) == json.loads(json.dumps(s.params))
+
+
+def test_write_npy_and_dicom(tmp_path: Path) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    samples = me.synth.generate("xray", 2, seed=2, size=64) + me.synth.generate(
+        "ultrasound", 2, seed=2, size=64
+    )
+    me.synth.write(samples, tmp_path / "n", fmt="npy")
+    rows = _read_manifest(me.synth.write(samples, tmp_path / "d", fmt="dcm"))
+    for row, s in zip(rows, samples, strict=True):
+        arr = np.load(tmp_path / "n" / Path(row["path"]).with_suffix(".npy"))
+        np.testing.assert_array_equal(arr, s.image)
+        ds = pydicom.dcmread(tmp_path / "d" / row["path"])
+        np.testing.assert_array_equal(ds.pixel_array, s.image)
+        assert ds.Modality == ("DX" if s.modality == "xray" else "US")
+        assert str(ds.PatientName) == "SYNTHETIC^PHANTOM"
+        for tag in ("PatientBirthDate", "PatientSex", "PatientAge", "PatientAddress",
+                    "InstitutionName", "ReferringPhysicianName", "OtherPatientIDs",
+                    "AccessionNumber", "StudyDate"):  # fmt: skip
+            assert tag not in ds
+        assert ds.SOPInstanceUID.startswith("1.2.826.0.1.3680043.8.498.")
+        assert read_image(tmp_path / "d" / row["path"]).dtype == s.image.dtype
+
+
+def test_write_dicom_without_pydicom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    with pytest.raises(me.InvalidInputError, match="pip install pydicom"):
+        me.synth.write([me.synth.chest_xray(0, size=64)], tmp_path, fmt="dcm")
+
+
+def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "set"
+    code = main(
+        ["synth", "--modality", "ultrasound", "-n", "8", "--seed", "0", "--size", "64",
+         "--out", str(out), "--positive-fraction", "0.5", "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "normal 4" in text and "8 samples" in text
+    assert len(_read_manifest(out / "manifest.csv")) == 8
+    assert main(["synth", "--modality", "xray", "-n", "2", "--size", "32", "--out", str(out)]) == 2
+
+
+# ---- invalid arguments ------------------------------------------------------------------
+
+INVALID = [
+    lambda: me.synth.chest_xray(-1),
+    lambda: me.synth.chest_xray(1.5),  # type: ignore[arg-type]
+    lambda: me.synth.chest_xray(0, size=63),
+    lambda: me.synth.chest_xray(0, size=2049),
+    lambda: me.synth.chest_xray(0, bits=9),
+    lambda: me.synth.chest_xray(0, bits=17),
+    lambda: me.synth.chest_xray(0, dose=0),
+    lambda: me.synth.chest_xray(0, dose=-5.0),
+    lambda: me.synth.chest_xray(0, dose=float("nan")),
+    lambda: me.synth.chest_xray(0, nodule="yes"),  # type: ignore[arg-type]
+    lambda: me.synth.chest_xray(0, opacity=1),  # type: ignore[arg-type]
+    lambda: me.synth.ultrasound(0, lesion="tumour"),
+    lambda: me.synth.ultrasound(0, geometry="phased"),
+    lambda: me.synth.ultrasound(0, snr_db=float("inf")),
+    lambda: me.synth.ultrasound(0, size=10),
+    lambda: me.synth.generate("mri", 2, seed=0),
+    lambda: me.synth.generate("xray", -1, seed=0),
+    lambda: me.synth.generate("xray", 2, seed=0, positive_fraction=1.5),
+    lambda: me.synth.generate("xray", 2, seed=0, nodule=True),
+    lambda: me.synth.generate("ultrasound", 2, seed=0, dose=3.0),
+    lambda: me.synth.generate("ultrasound", 2, seed=0, geometry="sector"),
+    lambda: me.synth.write([me.synth.chest_xray(0, size=64)], "/tmp", fmt="jpg"),
+    lambda: me.synth.write(["not a sample"], "/tmp"),  # type: ignore[list-item]
+]
+
+
+@pytest.mark.parametrize("call", INVALID)
+def test_invalid_arguments(call: Any) -> None:
+    with pytest.raises(me.InvalidInputError):
+        call()
