@@ -34,7 +34,9 @@ def test_demo_prints_table_and_writes_labelled_pngs(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--size", "96", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "Not for clinical use" in out
-    rows = [line for line in out.splitlines() if line.startswith(("ultrasound ", "xray "))]
+    denoising, _, diagnosis = out.partition("Diagnosis with the reference models")
+    assert diagnosis, "the demo must diagnose with the reference models"
+    rows = [line for line in denoising.splitlines() if line.startswith(("ultrasound ", "xray "))]
     assert len(rows) == 5  # 4 speckle methods + the X-ray preset
     for row in rows:
         gain = float(row.split()[-1])
@@ -44,6 +46,17 @@ def test_demo_prints_table_and_writes_labelled_pngs(tmp_path, capsys):
     assert us is not None and us.shape == (96, 96 * 5, 3)
     assert xr is not None and xr.shape == (96, 96 * 2, 3)
     assert np.ptp(us) > 100 and np.ptp(xr) > 100  # real pictures, not blank canvases
+    # The diagnosis table: 2 X-ray and 4 ultrasound phantom frames (truth, status, label).
+    drows = [line.split() for line in diagnosis.splitlines()]
+    drows = [r for r in drows if r and r[0] in ("ultrasound", "xray")]
+    assert [r[1] for r in drows] == [
+        "normal", "nodule", "normal", "cyst", "hypoechoic", "hyperechoic"
+    ]  # fmt: skip
+    us_rows = [r for r in drows if r[0] == "ultrasound"]
+    assert sum(r[1] == r[3] for r in us_rows) >= 3  # the reference model is ~97% accurate
+    for name in ("diagnose_ultrasound.png", "diagnose_xray.png", "diagnose_ultrasound_cyst.png"):
+        img = cv2.imread(str(tmp_path / name))
+        assert img is not None and img.shape[2] == 3 and np.ptp(img) > 100, name
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from ._errors import MedimgEdgeError
@@ -110,3 +112,65 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             )
     print(f"{len(files)} file(s), {failed} failed. Not for clinical use.", file=sys.stderr)
     return 1 if failed else 0
+
+
+def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
+    """The diagnose part of ``medimg-edge demo``: phantom frames of both modalities
+    (``me.synth`` at the reference models' training frame size, a normal one and one per
+    lesion type) through the reference models; prints a table and writes one overlay PNG
+    per frame plus a montage per modality."""
+    import cv2
+    import numpy as np
+
+    from . import synth
+    from ._overlay import render_overlay
+    from .diagnosis import REFERENCE_MODELS, Diagnoser
+
+    Maker = Callable[[int], synth.Sample]
+    cases: dict[str, list[tuple[str, Maker]]] = {
+        "xray": [
+            ("normal", lambda s: synth.chest_xray(s, size=size, nodule=False)),
+            ("nodule", lambda s: synth.chest_xray(s, size=size, nodule=True)),
+        ],
+        "ultrasound": [
+            (lesion, functools.partial(synth.ultrasound, size=size, lesion=lesion))
+            for lesion in ("none", "cyst", "hypoechoic", "hyperechoic")
+        ],
+    }
+    print(f"\nDiagnosis with the reference models (phantom frames {size}x{size}, seed {seed}):")
+    header = f"{'modality':<11} {'truth':<12} {'status':<14} {'label':<12} {'conf':>5} {'ms':>7}"
+    print(header)
+    print("-" * len(header))
+    code = 0
+    for modality, makers in cases.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                diagnoser = Diagnoser(modality=modality)
+            except MedimgEdgeError as exc:
+                print(f"{modality:<11} error: reference model {REFERENCE_MODELS[modality]}: {exc}")
+                code = 1
+                continue
+        if caught:
+            print(f"{'':<11} note: {caught[0].message}".split(";")[0])
+        tiles = []
+        for truth, make in makers:
+            sample = make(seed)
+            result = diagnoser.diagnose(sample.image)  # warm-up (first call builds caches)
+            t = [diagnoser.diagnose(sample.image).timings_ms["total"] for _ in range(5)]
+            conf = "-" if result.confidence is None else f"{100 * result.confidence:.0f}%"
+            print(
+                f"{modality:<11} {sample.label:<12} {result.status:<14} "
+                f"{result.label or '-':<12} {conf:>5} {min(t):7.2f}"
+            )
+            picture = render_overlay(sample.image, result, max_side=384)
+            tiles.append(picture)
+            cv2.imwrite(str(out_dir / f"diagnose_{modality}_{truth}.png"), picture)
+        height = max(t.shape[0] for t in tiles)
+        padded = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0))) for t in tiles]
+        cv2.imwrite(str(out_dir / f"diagnose_{modality}.png"), np.hstack(padded))
+    print(
+        f"\nWrote overlays to {out_dir}/diagnose_<modality>[_<truth>].png (frame, heatmap, "
+        "status, label, confidence). Not for clinical use."
+    )
+    return code

@@ -1,8 +1,10 @@
 """Command-line interface: ``medimg-edge <command>``.
 
-Commands so far: ``info`` (installation, SIMD targets), ``demo`` (denoises the sample
-frames with every method, prints timings and PSNR, writes comparison PNGs) and
-``features`` (one CSV row of :func:`medimg_edge.features.extract` per image file).
+Commands: ``info`` (installation, SIMD targets, runtime, models), ``demo`` (denoises the
+sample frames with every method, prints timings and PSNR, writes comparison PNGs, then
+diagnoses phantom frames with the reference models and writes overlays), ``features`` (one
+CSV row of :func:`medimg_edge.features.extract` per image file), ``diagnose``
+(``_cli_diagnose.py``), ``bench`` (``_cli_bench.py``), ``synth``, ``train``, ``evaluate``.
 ``main`` returns a process exit code: 0 success, 1 runtime failure (for ``features``:
 some files failed), 2 usage or input error.
 """
@@ -202,7 +204,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"\nWrote {out_dir / 'demo_ultrasound.png'} and {out_dir / 'demo_xray.png'} "
         "(left to right: noisy input, then each method in table order)."
     )
-    return 0
+    return _cli_diagnose.demo_diagnose(out_dir, seed=args.seed)
 
 
 _FEATURES_HELP = """\
@@ -454,7 +456,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p_info = sub.add_parser("info", help="show version, SIMD targets and libraries")
     p_info.add_argument("--json", action="store_true", help="print JSON")
     p_info.set_defaults(func=_cmd_info)
-    p_demo = sub.add_parser("demo", help="denoise the sample frames and report ms and PSNR")
+    p_demo = sub.add_parser(
+        "demo", help="denoise and diagnose sample frames; timings, PSNR, overlays"
+    )
     p_demo.add_argument("--out", default="medimg-edge-demo", help="folder for PNG output")
     p_demo.add_argument("--size", type=int, default=512, help="frame side in pixels")
     p_demo.add_argument("--repeat", type=int, default=5, help="timing runs per method")

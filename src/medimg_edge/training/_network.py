@@ -1,0 +1,335 @@
+"""The compact two-head CNN, its training and the TFLite conversion (TensorFlow imported
+lazily inside each function).
+
+References
+----------
+.. [1] A. G. Howard et al., "MobileNets: Efficient convolutional neural networks for mobile
+   vision applications", arXiv:1704.04861, 2017 (depthwise-separable blocks).
+.. [2] B. Jacob et al., "Quantization and training of neural networks for efficient
+   integer-arithmetic-only inference", CVPR 2018 (full-integer quantisation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._data import Dataset
+
+__all__ = [
+    "EDGETPU_OPS",
+    "NetConfig",
+    "build_network",
+    "fit",
+    "model_ops",
+    "run_float_tflite",
+    "to_tflite",
+]
+
+F32 = npt.NDArray[np.float32]
+
+#: TFLite builtin ops the Edge TPU compiler maps to the TPU (coral.ai "TensorFlow models on
+#: the Edge TPU", supported operations; the subset this network may use).
+EDGETPU_OPS = frozenset(
+    {
+        "ADD",
+        "AVERAGE_POOL_2D",
+        "CONCATENATION",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED",
+        "LOGISTIC",
+        "MAX_POOL_2D",
+        "MEAN",
+        "MUL",
+        "QUANTIZE",
+        "RELU",
+        "RELU6",
+        "RESHAPE",
+        "SOFTMAX",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+    """Network and optimiser settings.
+
+    ``widths``: output channels of the stem (stride 2) and of the depthwise-separable
+    stages; stages 1-3 start with stride 2, so the heatmap head reads the 1/8-resolution
+    features after stage 2 and the classifier the 1/16 features after stage 3. Every stage
+    has ``depth`` blocks.
+    """
+
+    widths: tuple[int, ...] = (16, 32, 64, 96)
+    depth: int = 2
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    heatmap_weight: float = 0.5
+    seed: int = 0
+
+
+def build_network(size: int, n_classes: int, cfg: NetConfig) -> Any:
+    """Keras functional model ``image (size, size, 1) -> {"scores", "heatmap"}``.
+
+    Stem conv 3x3/2 -> three stages of depthwise-separable blocks (depthwise 3x3 + BN +
+    ReLU6, pointwise 1x1 + BN + ReLU6; Howard et al. [1]_), the first of each with stride
+    2. ``heatmap``: depthwise-separable block + 1x1 conv + sigmoid on the 1/8 features.
+    ``scores``: global average pooling (MEAN) + dense + softmax on the 1/16 features.
+    """
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+
+    def cbr(x: Any, filters: int, kernel: int, stride: int, name: str) -> Any:
+        x = layers.Conv2D(filters, kernel, stride, "same", use_bias=False, name=f"{name}_conv")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+    def ds(x: Any, filters: int, stride: int, name: str) -> Any:
+        x = layers.DepthwiseConv2D(3, stride, "same", use_bias=False, name=f"{name}_dw")(x)
+        x = layers.BatchNormalization(name=f"{name}_dwbn")(x)
+        x = layers.ReLU(6.0, name=f"{name}_dwrelu")(x)
+        return cbr(x, filters, 1, 1, f"{name}_pw")
+
+    inp = tf.keras.Input((size, size, 1), name="image")
+    x = cbr(inp, cfg.widths[0], 3, 2, "stem")
+    heat_feat = None
+    for s, width in enumerate(cfg.widths[1:], start=1):
+        for d in range(cfg.depth):
+            x = ds(x, width, 2 if d == 0 else 1, f"s{s}b{d}")
+        if s == 2:
+            heat_feat = x
+    assert heat_feat is not None
+    h = ds(heat_feat, cfg.widths[2] // 2, 1, "heat")
+    heat = layers.Conv2D(1, 1, activation="sigmoid", name="heatmap")(h)
+    g = layers.GlobalAveragePooling2D(name="gap")(x)
+    scores = layers.Dense(n_classes, activation="softmax", name="scores")(g)
+    return tf.keras.Model(inp, {"scores": scores, "heatmap": heat}, name="medimg_edge_cnn")
+
+
+def _heat_loss(y_true: Any, y_pred: Any) -> Any:
+    """Per-sample mean binary cross-entropy over the heatmap cells (shape (N,), so a
+    per-sample weight switches it off for frames without a known target)."""
+    import tensorflow as tf
+
+    p = tf.clip_by_value(y_pred, 1e-6, 1.0 - 1e-6)
+    bce = y_true * tf.math.log(p) + (1.0 - y_true) * tf.math.log(1.0 - p)
+    return -tf.reduce_mean(bce, axis=[1, 2, 3])
+
+
+def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool = True) -> Any:
+    """Train the network (Adam, cosine-decayed learning rate; loss = categorical
+    cross-entropy + ``heatmap_weight`` x per-cell binary cross-entropy, the latter only on
+    samples with a known heatmap target). Deterministic for a given seed."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    n_classes = len(train.labels)
+    model = build_network(train.x.shape[1], n_classes, cfg)
+    steps = cfg.epochs * int(np.ceil(len(train) / cfg.batch_size))
+    lr = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps), alpha=0.02)
+    hw = cfg.heatmap_weight if train.has_masks else 0.0
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(lr),
+        loss={
+            "scores": tf.keras.losses.CategoricalCrossentropy(),
+            "heatmap": _heat_loss,
+        },
+        loss_weights={"scores": 1.0, "heatmap": hw},
+        metrics={"scores": ["accuracy"]},
+    )
+
+    def arrays(d: Dataset) -> tuple[F32, dict[str, F32], dict[str, F32]]:
+        onehot = np.eye(n_classes, dtype=np.float32)[d.y]
+        ones = np.ones(len(d), np.float32)
+        return (
+            d.x,
+            {"scores": onehot, "heatmap": d.heat},
+            {"scores": ones, "heatmap": d.heat_weight},
+        )
+
+    x, y, w = arrays(train)
+    val_data = None if val is None or len(val) == 0 else arrays(val)
+    model.fit(
+        x,
+        y,
+        sample_weight=w,
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        shuffle=True,
+        validation_data=val_data,
+        verbose=1 if progress and sys.stderr.isatty() else (2 if progress else 0),
+    )
+    return model
+
+
+def to_tflite(model: Any, representative: F32 | None) -> bytes:
+    """Convert to TFLite with one ``serving_default`` signature (input ``image``, outputs
+    ``scores`` and ``heatmap``), batch 1, static shapes.
+
+    With ``representative`` frames: full-integer post-training quantisation (Jacob et al.
+    [2]_): int8 weights and activations, ``TFLITE_BUILTINS_INT8`` only, int8 input and
+    outputs; BatchNorm is folded into the convolutions by the converter. Without: float32.
+    """
+    import tensorflow as tf
+
+    size = int(model.inputs[0].shape[1])
+    module = tf.Module()
+    spec = tf.TensorSpec([1, size, size, 1], tf.float32, name="image")
+    module.f = tf.function(_const_forward(model), input_signature=[spec])
+    cf = module.f.get_concrete_function()
+    return _convert(tf.lite.TFLiteConverter.from_concrete_functions([cf], module), representative)
+
+
+def _folded(model: Any, conv: str, bn: str) -> tuple[F32, F32]:
+    """Kernel and bias of layer ``conv`` with the BatchNorm ``bn`` folded in."""
+    w = np.asarray(model.get_layer(conv).get_weights()[0], np.float64)
+    gamma, beta, mean, var = (np.asarray(v, np.float64) for v in model.get_layer(bn).get_weights())
+    scale = gamma / np.sqrt(var + model.get_layer(bn).epsilon)
+    if w.shape[-1] == 1 and w.shape[2] == scale.size and conv.endswith("_dw"):
+        w = w * scale[None, None, :, None]
+    else:
+        w = w * scale
+    return w.astype(np.float32), (beta - mean * scale).astype(np.float32)
+
+
+def _const_forward(model: Any) -> Any:
+    """The trained network as a function of constants (BatchNorm folded; TFLite ops CONV_2D,
+    DEPTHWISE_CONV_2D with fused ReLU6, MEAN, FULLY_CONNECTED, SOFTMAX, LOGISTIC), whose
+    output dict keys become the signature's output names."""
+    import tensorflow as tf
+
+    names = [layer.name for layer in model.layers]
+    blocks = sorted({n.rsplit("_", 1)[0] for n in names if n.endswith("_dw")})
+    stages = [b for b in blocks if b != "heat"]
+    c: dict[str, tuple[Any, Any, int]] = {}
+
+    def put(key: str, conv: str, bn: str) -> None:
+        w, b = _folded(model, conv, bn)
+        c[key] = (tf.constant(w), tf.constant(b), int(model.get_layer(conv).strides[0]))
+
+    put("stem", "stem_conv", "stem_bn")
+    for blk in [*stages, "heat"]:
+        put(f"{blk}_dw", f"{blk}_dw", f"{blk}_dwbn")
+        put(f"{blk}_pw", f"{blk}_pw_conv", f"{blk}_pw_bn")
+    hw, hb = model.get_layer("heatmap").get_weights()
+    dw, db = model.get_layer("scores").get_weights()
+    head = (tf.constant(hw), tf.constant(hb), tf.constant(dw), tf.constant(db))
+
+    def conv(x: Any, key: str) -> Any:
+        w, b, s = c[key]
+        return tf.nn.relu6(tf.nn.conv2d(x, w, s, "SAME") + b)
+
+    def dwconv(x: Any, key: str) -> Any:
+        w, b, s = c[key]
+        return tf.nn.relu6(tf.nn.depthwise_conv2d(x, w, [1, s, s, 1], "SAME") + b)
+
+    def forward(image: Any) -> dict[str, Any]:
+        x = conv(image, "stem")
+        heat_feat = None
+        for blk in stages:
+            x = conv(dwconv(x, f"{blk}_dw"), f"{blk}_pw")
+            if blk.startswith("s2b"):
+                heat_feat = x
+        h = conv(dwconv(heat_feat, "heat_dw"), "heat_pw")
+        heat = tf.sigmoid(tf.nn.conv2d(h, head[0], 1, "SAME") + head[1])
+        logits = tf.matmul(tf.reduce_mean(x, axis=[1, 2]), head[2]) + head[3]
+        return {"scores": tf.nn.softmax(logits), "heatmap": heat}
+
+    return forward
+
+
+def _convert(conv: Any, representative: F32 | None) -> bytes:
+    import tensorflow as tf
+
+    if representative is not None:
+        rep = np.asarray(representative, np.float32)
+
+        def gen() -> Iterator[list[F32]]:
+            for frame in rep:
+                yield [frame[None]]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = gen
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return bytes(conv.convert())
+
+
+def run_float_tflite(data: bytes, x: F32) -> dict[str, F32]:
+    """Run a float TFLite model of this module on frames ``(N, H, W, 1)`` (one invoke per
+    frame, one thread) with the runtime's interpreter; outputs ``scores`` ``(N, C)`` and
+    ``heatmap`` ``(N, h, w)``."""
+    from ..runtime import backend
+
+    interp = backend().interpreter_cls(model_content=data, num_threads=1)
+    interp.allocate_tensors()
+    runner = interp.get_signature_runner()
+    ins, outs = runner.get_input_details(), runner.get_output_details()
+    del runner  # a live SignatureRunner blocks Interpreter.invoke in LiteRT
+    idx_in = ins["image"]["index"]
+    res: dict[str, list[F32]] = {"scores": [], "heatmap": []}
+    for frame in np.asarray(x, np.float32):
+        interp.set_tensor(idx_in, frame[None])
+        interp.invoke()
+        for key in res:
+            res[key].append(np.array(interp.get_tensor(outs[key]["index"])[0]))
+    return {
+        "scores": np.stack(res["scores"]).astype(np.float32),
+        "heatmap": np.stack(res["heatmap"])[..., 0].astype(np.float32),
+    }
+
+
+def model_ops(data: bytes) -> dict[str, Any]:
+    """Operators and tensor types of a TFLite model (from the interpreter's op details).
+
+    Returns
+    -------
+    dict
+        ``ops`` (sorted distinct builtin names), ``op_count``, ``tensor_dtypes`` (distinct
+        dtypes of the input and of every op output), ``constant_dtypes`` (weights, biases),
+        ``dynamic`` (True when a tensor has an unknown dimension), ``edgetpu_unsupported``
+        (ops not in :data:`EDGETPU_OPS`).
+    """
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter deprecation notice
+        interp = tf.lite.Interpreter(
+            model_content=data,
+            experimental_op_resolver_type=(
+                tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            ),
+        )
+    interp.allocate_tensors()
+    ops = interp._get_ops_details()
+    names = sorted({op["op_name"] for op in ops})
+    produced = {int(i) for op in ops for i in op["outputs"]}
+    produced |= {int(d["index"]) for d in interp.get_input_details()}
+    dtypes: set[str] = set()
+    weights: set[str] = set()
+    dynamic = False
+    for t in interp.get_tensor_details():
+        (dtypes if int(t["index"]) in produced else weights).add(np.dtype(t["dtype"]).name)
+        sig = t.get("shape_signature")
+        if sig is not None and np.any(np.asarray(sig) < 0):
+            dynamic = True
+    return {
+        "ops": names,
+        "op_count": len(ops),
+        "tensor_dtypes": sorted(dtypes),
+        "constant_dtypes": sorted(weights),
+        "dynamic": dynamic,
+        "edgetpu_unsupported": sorted(set(names) - EDGETPU_OPS),
+    }

@@ -1,0 +1,172 @@
+"""int8 export: the ``.tflite`` + sidecar + model card of a trained network, with the
+decision threshold and calibration temperature fitted on a validation split."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import InvalidInputError
+from .._version import __version__
+from ._data import Dataset
+from ._metrics import (
+    apply_temperature,
+    fit_temperature,
+    positive_score,
+    youden_threshold,
+)
+
+__all__ = ["ABSTAIN_HALF_WIDTH", "code_version", "export_package", "predict_package"]
+
+#: Half-width of the abstain band around the threshold (clipped to [0, 1]).
+ABSTAIN_HALF_WIDTH = 0.1
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_REPO = Path(__file__).resolve().parents[3]
+
+
+def code_version() -> str:
+    """``medimg-edge <version>`` plus ``git describe`` of the source checkout if available."""
+    text = f"medimg-edge {__version__}"
+    if (_REPO / ".git").exists():
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(_REPO), "describe", "--always", "--dirty", "--tags"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                text += f" (git {out.stdout.strip()})"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return text
+
+
+def predict_package(path: str | Path, x: Any) -> dict[str, Any]:
+    """Outputs of the int8 package on ``(N, H, W, 1)`` frames via ``me.load_model`` (CPU,
+    one thread): the dequantised, uncalibrated ``scores`` and ``heatmap``."""
+    from ..runtime import load_model
+
+    model = load_model(Path(path), delegate="cpu", num_threads=1)
+    return model.predict(np.asarray(x, np.float32))
+
+
+def _sidecar(
+    name: str,
+    modality: str,
+    description: str,
+    ds: Dataset,
+    tflite: bytes,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "format": "medimg-edge-model",
+        "schema_version": 1,
+        "name": name,
+        "version": "1.0.0",
+        "modality": modality,
+        "task": "classification",
+        "description": description,
+        "labels": list(ds.labels),
+        "negative_label": ds.negative_label,
+        "input": {
+            "name": "image",
+            "height": int(ds.x.shape[1]),
+            "width": int(ds.x.shape[2]),
+            "channels": 1,
+            "color_order": "gray",
+            "mean": [0.0],
+            "std": [1.0],
+            "denoise": "none",
+        },
+        "outputs": {
+            "scores": {"name": "scores", "kind": "probabilities"},
+            "heatmap": {"name": "heatmap", "kind": "probabilities"},
+        },
+        "decision": {"threshold": 0.5, "abstain_band": [0.4, 0.6]},
+        "calibration": {"method": "temperature", "temperature": 1.0},
+        "files": {
+            "cpu": {
+                "path": f"{name}.tflite",
+                "sha256": hashlib.sha256(tflite).hexdigest(),
+                "bytes": len(tflite),
+            }
+        },
+        "provenance": provenance,
+        "model_card": f"{name}.md",
+    }
+
+
+def export_package(
+    tflite: bytes,
+    out_dir: str | Path,
+    name: str,
+    *,
+    modality: str,
+    val: Dataset,
+    provenance: dict[str, Any],
+    description: str = "",
+) -> tuple[Path, dict[str, Any]]:
+    """Write ``<name>.tflite`` and ``<name>.json``; fit calibration and threshold on ``val``.
+
+    On the validation split, the int8 model (loaded through ``me.load_model``, so the
+    runtime's own quantisation path is exercised) gives probabilities ``p``. The temperature
+    ``T`` minimises the NLL of ``softmax(log p / T)`` (Guo et al. 2017); the threshold on
+    the calibrated positive score ``1 - P(negative_label)`` maximises Youden's J; the
+    abstain band is the threshold +- ``ABSTAIN_HALF_WIDTH`` clipped to [0, 1]. A placeholder
+    model card is written if none exists (see :func:`write_model_card`).
+
+    Returns
+    -------
+    (Path, dict)
+        The sidecar path and the validation summary (temperature, threshold, J, sizes).
+    """
+    if not _NAME.match(name):
+        raise InvalidInputError(
+            f"model name {name!r} must be lower case letters, digits, '_', '-', '.' "
+            "(1-64 characters, starting with a letter or digit)"
+        )
+    if len(val) == 0 or val.positive.all() or not val.positive.any():
+        raise InvalidInputError(
+            "the validation split needs frames with and without a lesion to fit the threshold"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.tflite").write_bytes(tflite)
+    meta = _sidecar(name, modality, description, val, tflite, provenance)
+    sidecar = out / f"{name}.json"
+    sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    card = out / f"{name}.md"
+    if not card.exists():
+        card.write_text(f"# {name}\n\nModel card pending evaluation. NOT FOR CLINICAL USE.\n")
+    probs = predict_package(sidecar, val.x)["scores"]
+    temp = fit_temperature(probs, val.y)
+    cal = apply_temperature(probs, temp)
+    pos = positive_score(cal, val.negative_index)
+    thr = youden_threshold(val.positive, pos)
+    band = [max(0.0, thr - ABSTAIN_HALF_WIDTH), min(1.0, thr + ABSTAIN_HALF_WIDTH)]
+    meta["decision"] = {"threshold": round(thr, 6), "abstain_band": [round(b, 6) for b in band]}
+    meta["calibration"] = {"method": "temperature", "temperature": round(temp, 6)}
+    sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    sens = float((pos[val.positive] >= thr).mean())
+    spec = float((pos[~val.positive] < thr).mean())
+    summary = {
+        "n_val": len(val),
+        "temperature": temp,
+        "threshold": thr,
+        "abstain_band": band,
+        "val_sensitivity": sens,
+        "val_specificity": spec,
+        "val_youden_j": sens + spec - 1.0,
+        "bytes": len(tflite),
+        "created": datetime.date.today().isoformat(),
+    }
+    return sidecar, summary

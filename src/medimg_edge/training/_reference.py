@@ -1,0 +1,106 @@
+"""The shipped reference models: one function builds, evaluates and documents both."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._evaluate import evaluate
+from ._network import NetConfig, model_ops
+from ._report import write_model_card
+from ._train import TrainConfig, train
+
+__all__ = ["REFERENCE", "build_reference", "train_and_report"]
+
+#: name -> (modality, n_train, epochs): the reference configurations.
+REFERENCE: dict[str, tuple[str, int, int]] = {
+    "xray_chest_nodule": ("xray", 8000, 12),
+    "us_lesion": ("ultrasound", 8000, 12),
+}
+
+
+def _sidecar_metrics(res: dict[str, Any]) -> dict[str, Any]:
+    keep = ("auc", "accuracy", "sensitivity", "specificity", "ece", "ece_calibrated", "hit_rate")
+    out: dict[str, Any] = {
+        "test_set": res["test_source"],
+        "cnn_int8": {k: res["cnn"].get(k) for k in keep},
+        "float_int8_agreement": res.get("float_int8_agreement"),
+        "stability_auc": {k: v["auc"] for k, v in res["stability"].items()},
+        "invoke_ms_1thread": res["latency"]["invoke_ms"],
+    }
+    if "baseline" in res:
+        out["classical_baseline"] = {k: res["baseline"].get(k) for k in ("auc", "accuracy")}
+    return out
+
+
+def train_and_report(
+    cfg: TrainConfig, *, n_test: int = 2000, n_stability: int = 600, report_root: Path | None = None
+) -> dict[str, Any]:
+    """Train, export, evaluate (report in ``<report_root>/<name>/``), then add the test
+    metrics to the sidecar's ``metrics`` and write the model card."""
+    t0 = time.perf_counter()
+    result = train(cfg)
+    t_train = time.perf_counter() - t0
+    report = (report_root or cfg.out_dir / "reports") / cfg.name
+    report.mkdir(parents=True, exist_ok=True)
+    (report / f"{cfg.name}_float.tflite").write_bytes(result.float_tflite)
+    res = evaluate(
+        result.sidecar,
+        cfg.modality,
+        n_test=n_test,
+        n_stability=n_stability,
+        frame_size=cfg.frame_size,
+        report_dir=report,
+        float_tflite=result.float_tflite,
+        baseline_train=result.train if result.train.features is not None else None,
+        workers=cfg.workers,
+        progress=cfg.progress,
+    )
+    res["training"] = {k: v for k, v in result.summary.items() if k != "created"}
+    res["training"]["seconds_total"] = t_train
+    res["seconds_evaluate"] = time.perf_counter() - t0 - t_train
+    meta = json.loads(result.sidecar.read_text(encoding="utf-8"))
+    meta["metrics"] = _sidecar_metrics(res)
+    result.sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    ops = model_ops((cfg.out_dir / f"{cfg.name}.tflite").read_bytes())
+    res["ops"] = ops
+    (report / "metrics.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    try:
+        link = report.relative_to(cfg.out_dir).as_posix() + "/report.md"
+    except ValueError:
+        link = str(report / "report.md")
+    write_model_card(result.sidecar, res, ops, result.summary, link)
+    return res
+
+
+def build_reference(
+    out_dir: str | Path, *, quick: bool = False, command: str = "", progress: bool = True
+) -> dict[str, dict[str, Any]]:
+    """Build ``xray_chest_nodule`` and ``us_lesion`` into ``out_dir`` with their reports.
+
+    ``quick`` shrinks every set (for a smoke run; the result is not a reference model).
+    """
+    out = Path(out_dir)
+    results: dict[str, dict[str, Any]] = {}
+    for name, (modality, n_train, epochs) in REFERENCE.items():
+        net = NetConfig(epochs=2 if quick else epochs, seed=0)
+        cfg = TrainConfig(
+            modality=modality,
+            name=name,
+            out_dir=out,
+            n_train=400 if quick else n_train,
+            n_val=200 if quick else 1000,
+            net=net,
+            features=True,
+            progress=progress,
+            command=command or "python scripts/build_reference_models.py",
+        )
+        t0 = time.perf_counter()
+        results[name] = train_and_report(
+            cfg, n_test=300 if quick else 2000, n_stability=150 if quick else 600
+        )
+        print(f"{name}: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return results

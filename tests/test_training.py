@@ -1,0 +1,203 @@
+"""Training, int8 export and evaluation (needs the [train] extra: TensorFlow, scikit-learn)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("sklearn")
+
+import medimg_edge as me
+from medimg_edge import synth, training
+
+# -- metrics against hand-computed cases -----------------------------------------------------
+
+
+def test_ece_hand_computed() -> None:
+    # confidences 0.9 (correct), 0.6 (wrong), 0.8 (correct), each alone in its bin
+    p = np.array([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2]])
+    y = np.array([0, 1, 0])
+    assert training.expected_calibration_error(p, y) == pytest.approx((0.1 + 0.6 + 0.2) / 3)
+    # two samples in one bin: |mean acc 0.5 - mean conf 0.7| = 0.2
+    p2 = np.array([[0.7, 0.3], [0.3, 0.7]])
+    assert training.expected_calibration_error(p2, np.array([0, 0])) == pytest.approx(0.2)
+    r = training.reliability_bins(p, y, 15)
+    assert r["count"].sum() == 3 and r["edges"].size == 16
+
+
+def test_temperature_hand_computed() -> None:
+    # p = (0.9, 0.1) for every sample, 75% class 0: the MLE 0.75 = 1 / (1 + (1/9)^(1/T)),
+    # so (1/9)^(1/T) = 1/3 and T = 2.
+    p = np.tile([0.9, 0.1], (400, 1))
+    y = np.array([0] * 300 + [1] * 100)
+    t = training.fit_temperature(p, y)
+    assert t == pytest.approx(2.0, rel=1e-4)
+    cal = training.apply_temperature(p, t)
+    assert cal[0, 0] == pytest.approx(0.75, rel=1e-4)
+    assert np.allclose(training.apply_temperature(p, 1.0), p)
+    with pytest.raises(me.InvalidInputError):
+        training.apply_temperature(p, 0.0)
+
+
+def test_hit_rate_hand_computed() -> None:
+    hm = np.zeros((4, 4, 4))
+    hm[0, 1, 1] = 1  # cell centre (12, 12): inside the box (8, 8, 16, 16)
+    hm[1, 2, 2] = 1  # centre (20, 20): inside the box dilated by one cell (8 px)
+    hm[2, 3, 3] = 1  # centre (28, 28): outside [0, 24)
+    hm[3, 0, 0] = 1  # no bbox: skipped
+    boxes = [(8, 8, 16, 16)] * 3 + [None]
+    assert training.hit_rate(hm, boxes, [(32, 32)] * 4) == pytest.approx(2 / 3)
+    assert math.isnan(training.hit_rate(hm[3:], [None], [(32, 32)]))
+
+
+def test_auc_matches_sklearn_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 500)
+    s = np.round(rng.random(500) + 0.3 * y, 1)  # many ties
+    assert training.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert training.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert math.isnan(training.roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_threshold_confusion_sensitivity() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert training.youden_threshold(y, [0.1, 0.2, 0.7, 0.9]) == pytest.approx(0.45)
+    assert training.sensitivity_specificity(y, [0.1, 0.6, 0.7, 0.3], 0.5) == (0.5, 0.5)
+    cm = training.confusion_matrix([0, 1, 2, 2], [0, 2, 2, 1], 3)
+    assert cm.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
+    with pytest.raises(me.InvalidInputError):
+        training.youden_threshold([1, 1], [0.2, 0.3])
+
+
+def test_heat_target_is_lesion_fraction() -> None:
+    mask = np.zeros((16, 16), bool)
+    mask[0:4, 0:2] = True  # half of cell (0, 0) of a 4x4 grid
+    t = training.heat_target(mask, (4, 4))
+    assert t[0, 0] == pytest.approx(0.5) and t.sum() == pytest.approx(0.5)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(me.InvalidInputError, match="size"):
+        training.input_spec(100)
+    with pytest.raises(me.InvalidInputError, match="modality"):
+        training.synth_dataset("mri", 4, seed=0)
+    with pytest.raises(me.InvalidInputError, match="class folders"):
+        training.folder_dataset(Path(__file__).parent / "data" / "models")
+
+
+# -- end to end (tiny: 64x64, one epoch) -------------------------------------------------------
+
+
+def _cfg(tmp: Path, modality: str, name: str, **kw: object) -> training.TrainConfig:
+    return training.TrainConfig(
+        modality=modality,
+        name=name,
+        out_dir=tmp,
+        size=64,
+        frame_size=64,
+        n_train=48,
+        n_val=24,
+        n_representative=16,
+        net=training.NetConfig(widths=(8, 8, 16, 16), depth=1, epochs=1, batch_size=16),
+        workers=1,
+        progress=False,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="module")
+def xray_run(tmp_path_factory: pytest.TempPathFactory) -> training.TrainResult:
+    out = tmp_path_factory.mktemp("xray")
+    return training.train(_cfg(out, "xray", "tiny_xray", features=True))
+
+
+def test_train_export_load_predict(xray_run: training.TrainResult) -> None:
+    sidecar = xray_run.sidecar
+    meta = json.loads(sidecar.read_text())
+    assert meta["labels"] == ["normal", "nodule"] and meta["input"]["height"] == 64
+    assert meta["input"]["denoise"] == "none"
+    lo, hi = meta["decision"]["abstain_band"]
+    assert lo <= meta["decision"]["threshold"] <= hi
+    model = me.load_model(sidecar, delegate="cpu")
+    frame = synth.chest_xray(7, size=96).image
+    x = me.runtime.to_model_input(frame, model.package.input)
+    out = model.predict(x)
+    assert out["scores"].shape == (1, 2) and out["heatmap"].shape == (1, 8, 8)
+    assert out["scores"].sum() == pytest.approx(1.0, abs=0.02)
+    assert model.input_details["dtype"] == np.int8
+    ops = training.model_ops((sidecar.parent / "tiny_xray.tflite").read_bytes())
+    assert not ops["edgetpu_unsupported"], ops
+    assert ops["tensor_dtypes"] == ["int8"] and not ops["dynamic"]
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "SOFTMAX", "LOGISTIC"} <= set(ops["ops"])
+    # float TFLite matches the int8 model's shape contract
+    fl = training.run_float_tflite(xray_run.float_tflite, x[None])
+    assert fl["scores"].shape == (1, 2) and fl["heatmap"].shape == (1, 8, 8)
+
+
+def test_evaluate_writes_report(xray_run: training.TrainResult, tmp_path: Path) -> None:
+    res = training.evaluate(
+        xray_run.sidecar,
+        "xray",
+        n_test=24,
+        n_stability=12,
+        frame_size=64,
+        report_dir=tmp_path,
+        float_tflite=xray_run.float_tflite,
+        baseline_train=xray_run.train,
+        workers=1,
+        progress=False,
+    )
+    assert 0.0 <= res["cnn"]["auc"] <= 1.0 and "baseline" in res
+    assert 0.0 <= res["float_int8_agreement"] <= 1.0
+    assert len(res["stability"]) == 4
+    for f in ("report.md", "metrics.json", "roc.png", "reliability.png", "examples.png"):
+        assert (tmp_path / f).is_file(), f
+    with pytest.raises(me.InvalidInputError, match="seed"):
+        training.evaluate(xray_run.sidecar, "xray", seed=0, n_test=4, progress=False)
+
+
+def test_train_from_folder(tmp_path: Path) -> None:
+    samples = synth.generate("ultrasound", 16, seed=5, size=64)
+    synth.write(samples, tmp_path / "data")
+    cfg = _cfg(tmp_path / "out", "ultrasound", "tiny_us", data_dir=tmp_path / "data")
+    result = training.train(cfg)
+    assert result.train.has_masks
+    assert set(result.train.labels) <= set(synth.LABELS["ultrasound"])
+    model = me.load_model(result.sidecar, delegate="cpu")
+    assert model.labels == result.train.labels
+    assert "user folder" in json.loads(result.sidecar.read_text())["provenance"]["training_data"]
+
+
+def test_cli_train_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medimg_edge.cli import main
+
+    args = ["train", "--modality", "xray", "--name", "cli_x", "--out", str(tmp_path)]
+    args += ["--size", "64", "--frame-size", "64", "--n-train", "32", "--n-val", "16"]
+    assert main([*args, "--epochs", "1", "--batch-size", "16", "--no-progress"]) == 0
+    sidecar = tmp_path / "cli_x.json"
+    assert (tmp_path / "cli_x.md").read_text().count("NOT FOR CLINICAL USE") >= 1
+    code = main(
+        [
+            "evaluate",
+            str(sidecar),
+            "--modality",
+            "xray",
+            "--n-test",
+            "16",
+            "--n-stability",
+            "8",
+            "--baseline-n",
+            "16",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert "ROC AUC" in capsys.readouterr().out
+    assert main(["evaluate", str(sidecar), "--modality", "ultrasound", "--no-progress"]) == 2
