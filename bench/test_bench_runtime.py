@@ -3,8 +3,9 @@
 Groups:
 
 * ``predict-<model>-t<threads>``: the 224x224 benchmark fixtures of ``tests/data/models``
-  (``bench224_int8``: int8 I/O; ``bench224_float``: float32) on the installed LiteRT at 1
-  and 2 interpreter threads. Rows:
+  (``bench224_int8``: int8 I/O; ``bench224_float``: float32) and the shipped reference
+  models (``xray_chest_nodule`` 256x256, ``us_lesion`` 128x128; int8 I/O) on the installed
+  LiteRT at 1 and 2 interpreter threads. Rows:
 
   - ``Model.predict`` (role ``wrapper``): a float32 frame in [0, 1] in, dequantised float32
     outputs by name out: validation, the fused normalise+quantise SIMD kernel, set_tensor,
@@ -36,8 +37,16 @@ import pytest
 import medimg_edge as me
 from medimg_edge import _core, runtime
 
-MODELS = Path(__file__).resolve().parent.parent / "tests" / "data" / "models"
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "tests" / "data" / "models"
 THREADS = [1, 2]
+#: name -> sidecar: the 224x224 fixtures and the shipped reference models.
+PACKAGES = {
+    "bench224_int8": MODELS / "bench224_int8.json",
+    "bench224_float": MODELS / "bench224_float.json",
+    "xray_chest_nodule": ROOT / "models" / "xray_chest_nodule.json",
+    "us_lesion": ROOT / "models" / "us_lesion.json",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +55,26 @@ def frame() -> np.ndarray:
     return rng.random((224, 224), dtype=np.float32)
 
 
-def _bare(name: str, threads: int, builtin: bool) -> Any:
+def _bare(path: Path, threads: int, builtin: bool) -> Any:
     b = runtime.backend()
     kwargs: dict[str, Any] = {"num_threads": threads}
     if builtin:
         kwargs["experimental_op_resolver_type"] = (
             b.op_resolver_type.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         )
-    interp = b.interpreter_cls(model_content=(MODELS / f"{name}.tflite").read_bytes(), **kwargs)
+    interp = b.interpreter_cls(model_content=path.read_bytes(), **kwargs)
     interp.allocate_tensors()
     return interp
 
 
 @pytest.mark.parametrize("threads", THREADS)
-@pytest.mark.parametrize("name", ["bench224_int8", "bench224_float"])
+@pytest.mark.parametrize("name", list(PACKAGES))
 @pytest.mark.parametrize("role", ["wrapper", "bare", "peer"])
 def test_predict_vs_bare(benchmark: Any, frame: np.ndarray, name: str, threads: int, role: str):
-    model = me.load_model(MODELS / f"{name}.json", delegate="cpu", num_threads=threads)
+    model = me.load_model(PACKAGES[name], delegate="cpu", num_threads=threads)
+    h, w, _ = model.input_shape
+    if frame.shape != (h, w):
+        frame = np.ascontiguousarray(cv2.resize(frame, (w, h)), dtype=np.float32)
     benchmark.group = f"predict-{name}-t{threads}"
     labels = {
         "wrapper": "Model.predict (float frame in, dequantised outputs)",
@@ -81,7 +93,7 @@ def test_predict_vs_bare(benchmark: Any, frame: np.ndarray, name: str, threads: 
         return
     if role == "peer" and runtime.backend().op_resolver_type is None:
         pytest.skip("this runtime has no OpResolverType")
-    interp = _bare(name, threads, builtin=role == "peer")
+    interp = _bare(model.package.cpu.path, threads, builtin=role == "peer")
     in_index = interp.get_input_details()[0]["index"]
     details = {d["name"]: d for d in interp.get_output_details()}
     out_index = [d["index"] for d in details.values()]

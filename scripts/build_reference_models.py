@@ -27,10 +27,17 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "models")
     ap.add_argument("--quick", action="store_true", help="tiny sets, 2 epochs (smoke run)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--only", action="append", default=[], help="build only this model")
     args = ap.parse_args()
     t0 = time.perf_counter()
     cmd = "python scripts/build_reference_models.py" + (" --quick" if args.quick else "")
-    res = build_reference(args.out, quick=args.quick, command=cmd, progress=not args.no_progress)
+    res = build_reference(
+        args.out,
+        quick=args.quick,
+        command=cmd,
+        progress=not args.no_progress,
+        only=tuple(args.only),
+    )
     for name, r in res.items():
         brief = {
             "cnn_auc": r["cnn"]["auc"],

@@ -56,6 +56,12 @@ EDGETPU_OPS = frozenset(
 )
 
 
+#: BatchNorm moving-average momentum. Keras' 0.99 averages over ~100 steps: with ~125
+#: steps per epoch the inference statistics lagged the weights by about an epoch and the
+#: validation accuracy stayed at chance while training accuracy rose (X-ray, 2026-11-24).
+_BN_MOMENTUM = 0.9
+
+
 @dataclasses.dataclass(frozen=True)
 class NetConfig:
     """Network and optimiser settings.
@@ -89,12 +95,12 @@ def build_network(size: int, n_classes: int, cfg: NetConfig) -> Any:
 
     def cbr(x: Any, filters: int, kernel: int, stride: int, name: str) -> Any:
         x = layers.Conv2D(filters, kernel, stride, "same", use_bias=False, name=f"{name}_conv")(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
         return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
     def ds(x: Any, filters: int, stride: int, name: str) -> Any:
         x = layers.DepthwiseConv2D(3, stride, "same", use_bias=False, name=f"{name}_dw")(x)
-        x = layers.BatchNormalization(name=f"{name}_dwbn")(x)
+        x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_dwbn")(x)
         x = layers.ReLU(6.0, name=f"{name}_dwrelu")(x)
         return cbr(x, filters, 1, 1, f"{name}_pw")
 
