@@ -52,7 +52,7 @@ def render_overlay(
         )
         alpha = np.clip((heat - 0.2) / 0.6, 0.0, 0.6)[:, :, None]
         img = (img * (1.0 - alpha) + colour * alpha).astype(np.uint8)
-    banner_h = max(44, size[1] // 10)
+    banner_h = max(48, size[1] // 9)
     banner = np.full((banner_h, size[0], 3), 24, np.uint8)
     colour_bgr = _STATUS_BGR.get(diagnosis.status, (200, 200, 200))
     if diagnosis.label is not None:
@@ -77,7 +77,7 @@ def render_overlay(
         f"model {model} - NOT FOR CLINICAL USE",
         (8, int(banner_h * 0.85)),
         cv2.FONT_HERSHEY_SIMPLEX,
-        fs * 0.6,
+        max(0.4, fs * 0.6),
         (200, 200, 200),
         1,
         cv2.LINE_AA,
