@@ -82,11 +82,7 @@ def test_diagnose(benchmark: Any, diagnoser: me.Diagnoser, size: int, role: str)
     interp.allocate_tensors()
     in_index = interp.get_input_details()[0]["index"]
     outs = [d["index"] for d in interp.get_output_details()]
-    tensor = model.quantize_input(
-        cv2.resize(
-            runtime.robust_unit(frame), (spec.width, spec.height), interpolation=cv2.INTER_AREA
-        )
-    )
+    tensor = model.quantize_input(runtime.to_model_input(frame, spec))
     grid = None
     if "heatmap" in model.info["outputs"]:
         _, gh, gw = model.info["outputs"]["heatmap"]["shape"][:3]
@@ -94,10 +90,8 @@ def test_diagnose(benchmark: Any, diagnoser: me.Diagnoser, size: int, role: str)
 
     def stages() -> None:
         me.quality.assess(frame, modality="ultrasound")
-        if spec.denoise == "ultrasound":
-            me.denoise.ultrasound(frame)
-        unit = runtime.robust_unit(frame)
-        cv2.resize(unit, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+        unit = runtime.robust_unit(runtime.apply_denoise(frame, spec.denoise))
+        runtime.resize_to_input(unit, spec)
         interp.set_tensor(in_index, tensor)
         interp.invoke()
         for i in outs:

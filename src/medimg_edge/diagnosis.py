@@ -24,14 +24,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from . import denoise as _denoise
 from . import quality as _quality
 from . import simd
 from ._errors import InvalidInputError
 from ._validation import checked_array
 from ._version import __version__
 from .runtime import Model, load_model
-from .runtime._preprocess import robust_unit, to_gray
+from .runtime._preprocess import apply_denoise, resize_to_input, robust_unit, to_gray
 
 __all__ = [
     "NOTICE",
@@ -351,25 +350,32 @@ class Diagnoser:
         t = lap("validate", t_start)
         report = _quality.assess(gray, modality=self.modality)
         t = lap("quality", t)
-        runtime = {**self._runtime_base, "simd_target": simd.active_target()}
+        common: dict[str, Any] = {
+            "quality": report,
+            "timings_ms": timings,
+            "model": dict(self._model_info),
+            "runtime": {**self._runtime_base, "simd_target": simd.active_target()},
+            "frame": frame_info,
+            "timestamp_ms": ts,
+        }
         if self.quality_gate and not report.ok:
             timings["total"] = (time.perf_counter() - t_start) * 1e3
-            refused = self._result(
-                "indeterminate", None, None, tuple(f"quality:{c}" for c in report.issues),
-                report, None, None, timings, runtime, frame_info, ts,
-            )  # fmt: skip
+            refused = Diagnosis(
+                status="indeterminate",
+                label=None,
+                confidence=None,
+                positive_score=None,
+                scores={},
+                reasons=tuple(f"quality:{c}" for c in report.issues),
+                heatmap=None,
+                heatmap_grid=None,
+                **common,
+            )
             return self._finish(refused, ts, None)
-        if self._denoise == "ultrasound":
-            gray = _denoise.ultrasound(gray)
-        elif self._denoise == "xray":
-            gray = _denoise.xray(gray)
+        gray = apply_denoise(gray, self._denoise)
         t = lap("denoise", t)
         model = self._thread_model()
-        spec = model.package.input
-        unit = robust_unit(gray)
-        h, w = unit.shape
-        interp = cv2.INTER_AREA if (h >= spec.height and w >= spec.width) else cv2.INTER_LINEAR
-        x = cv2.resize(unit, (spec.width, spec.height), interpolation=interp)
+        x = resize_to_input(robust_unit(gray), model.package.input)
         t = lap("preprocess", t)
         out = model.predict(x)
         t = lap("model", t)
@@ -386,10 +392,22 @@ class Diagnoser:
             heat = cv2.resize(
                 heat_grid, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR
             )
-        diag = self._decide(probs, report, heat, heat_grid, timings, runtime, frame_info, ts)
+        status, k, reason = self._decide(probs)
+        diag = Diagnosis(
+            status=status,
+            label=self._labels[k],
+            confidence=float(probs[k]),
+            positive_score=float(1.0 - probs[self._neg]),
+            scores={lab: float(p) for lab, p in zip(self._labels, probs, strict=True)},
+            reasons=(reason,),
+            heatmap=heat,
+            heatmap_grid=heat_grid,
+            smoothed=smoothed,
+            **common,
+        )
         lap("postprocess", t)
         timings["total"] = (time.perf_counter() - t_start) * 1e3
-        return self._finish(dataclasses.replace(diag, smoothed=smoothed), ts, probs)
+        return self._finish(diag, ts, probs)
 
     def _calibrate(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         z = raw.astype(np.float64)
@@ -410,74 +428,20 @@ class Diagnoser:
             alpha = 1.0 - math.exp(-(ts - self._last_ts) / self.smoothing_ms)
             return (1.0 - alpha) * self._ema + alpha * probs, True
 
-    def _decide(
-        self,
-        probs: npt.NDArray[np.float64],
-        report: _quality.QualityReport,
-        heat: npt.NDArray[np.float32] | None,
-        heat_grid: npt.NDArray[np.float32] | None,
-        timings: dict[str, float],
-        runtime: dict[str, Any],
-        frame_info: dict[str, Any],
-        ts: float | None,
-    ) -> Diagnosis:
+    def _decide(self, probs: npt.NDArray[np.float64]) -> tuple[str, int, str]:
+        """(status, label index, reason) from calibrated probabilities: the abstain band
+        first, then the threshold on the positive score ``1 - P(negative label)``."""
         pkg = self._model.package
         positive = float(1.0 - probs[self._neg])
         lo, hi = pkg.abstain_band
         if lo <= positive <= hi and not (lo == hi == pkg.threshold):
-            status, reason = "indeterminate", "abstain_band"
-        elif positive >= pkg.threshold:
-            status, reason = "positive", "threshold"
-        else:
-            status, reason = "negative", "threshold"
-        if status == "positive":
+            return "indeterminate", int(np.argmax(probs)), "abstain_band"
+        if positive >= pkg.threshold:
             # The most probable lesion class (never the negative label).
             masked = probs.copy()
             masked[self._neg] = -1.0
-            k = int(np.argmax(masked))
-        elif status == "negative":
-            k = self._neg
-        else:
-            k = int(np.argmax(probs))
-        return self._result(
-            status, k, probs, (reason,), report, heat, heat_grid, timings, runtime, frame_info, ts
-        )
-
-    def _result(
-        self,
-        status: str,
-        k: int | None,
-        probs: npt.NDArray[np.float64] | None,
-        reasons: tuple[str, ...],
-        report: _quality.QualityReport,
-        heat: npt.NDArray[np.float32] | None,
-        heat_grid: npt.NDArray[np.float32] | None,
-        timings: dict[str, float],
-        runtime: dict[str, Any],
-        frame_info: dict[str, Any],
-        ts: float | None,
-    ) -> Diagnosis:
-        """A Diagnosis; ``k`` is the label index (None: the model was not run)."""
-        return Diagnosis(
-            status=status,
-            label=self._labels[k] if k is not None else None,
-            confidence=float(probs[k]) if probs is not None and k is not None else None,
-            positive_score=float(1.0 - probs[self._neg]) if probs is not None else None,
-            scores=(
-                {lab: float(p) for lab, p in zip(self._labels, probs, strict=True)}
-                if probs is not None
-                else {}
-            ),
-            reasons=reasons,
-            quality=report,
-            heatmap=heat,
-            heatmap_grid=heat_grid,
-            timings_ms=timings,
-            model=dict(self._model_info),
-            runtime=runtime,
-            frame=frame_info,
-            timestamp_ms=ts,
-        )
+            return "positive", int(np.argmax(masked)), "threshold"
+        return "negative", self._neg, "threshold"
 
     def _finish(
         self, diag: Diagnosis, ts: float | None, probs: npt.NDArray[np.float64] | None
@@ -512,8 +476,9 @@ def diagnose(
     model : str, path or Model, optional
         Default the bundled reference model of ``modality``.
     """
-    key_model: Any = model if isinstance(model, Model) else (os.fspath(model) if model else None)
-    key = (modality, id(key_model) if isinstance(key_model, Model) else key_model)
+    # A loaded Model is keyed by identity, a name or path by its text.
+    which: Any = id(model) if isinstance(model, Model) else (os.fspath(model) if model else None)
+    key = (modality, which)
     with _default_lock:
         d = _default.get(key)
         if d is None:

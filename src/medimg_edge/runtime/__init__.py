@@ -30,7 +30,7 @@ from ._package import (
     read_verified,
     sha256_file,
 )
-from ._preprocess import robust_unit, to_gray, to_model_input
+from ._preprocess import apply_denoise, resize_to_input, robust_unit, to_gray, to_model_input
 from ._quant import QuantParams, dequantize, quantize
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "ModelFile",
     "ModelPackage",
     "QuantParams",
+    "apply_denoise",
     "backend",
     "backend_info",
     "dequantize",
@@ -56,6 +57,7 @@ __all__ = [
     "quantize",
     "read_package",
     "read_verified",
+    "resize_to_input",
     "robust_unit",
     "sha256_file",
     "to_gray",

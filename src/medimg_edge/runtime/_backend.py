@@ -79,14 +79,11 @@ def _try(key: str, module: str, dists: tuple[str, ...]) -> Backend | str:
             mod = importlib.import_module(module)
     except Exception as exc:  # ImportError, or a broken install (e.g. NumPy ABI mismatch)
         return f"{module}: {type(exc).__name__}: {exc}".strip()
-    if key == "tensorflow":
-        interp = getattr(mod, "Interpreter", None)
-        load = getattr(getattr(mod, "experimental", None), "load_delegate", None)
-        resolver = getattr(getattr(mod, "experimental", None), "OpResolverType", None)
-    else:
-        interp = getattr(mod, "Interpreter", None)
-        load = getattr(mod, "load_delegate", None)
-        resolver = getattr(mod, "OpResolverType", None)
+    # TensorFlow keeps load_delegate and OpResolverType in tf.lite.experimental.
+    extras = getattr(mod, "experimental", None) if key == "tensorflow" else mod
+    interp = getattr(mod, "Interpreter", None)
+    load = getattr(extras, "load_delegate", None)
+    resolver = getattr(extras, "OpResolverType", None)
     if interp is None or load is None:
         return f"{module}: has no Interpreter/load_delegate"
     dist, version = _dist_version(dists)

@@ -10,6 +10,7 @@ delegate" are told apart from "no Edge TPU device" (which only the delegate itse
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import re
 from typing import Any
@@ -36,8 +37,6 @@ _INSTALL_HINT = (
 
 def edgetpu_library() -> str:
     """Name or path of the Edge TPU library to load on this platform."""
-    import os
-
     override = os.environ.get(EDGETPU_LIB_ENV, "").strip()
     if override:
         return override

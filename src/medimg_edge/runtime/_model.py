@@ -122,25 +122,24 @@ class Model:
     def __init__(
         self,
         package: ModelPackage,
+        entry: ModelFile,
         data: bytes,
         *,
         backend_: Backend,
-        delegate: str,
         delegate_obj: Any,
         num_threads: int,
         device: str | None,
-        file_sha256: str,
-        file_name: str,
     ) -> None:
+        """``data``: the verified bytes of ``entry`` (``read_verified``); ``delegate_obj``:
+        the Edge TPU delegate, or None for the CPU."""
         self._package = package
+        self._entry = entry
         self._data = data
         self._backend = backend_
-        self._delegate = delegate
+        self._delegate = "cpu" if delegate_obj is None else "edgetpu"
         self._delegate_obj = delegate_obj  # kept alive as long as the interpreter
         self._num_threads = num_threads
-        self._device = device
-        self._sha256 = file_sha256
-        self._file_name = file_name
+        self._device = None if delegate_obj is None else device
         self._interp = _make_interpreter(
             backend_, data, num_threads, [delegate_obj] if delegate_obj is not None else None
         )
@@ -194,8 +193,8 @@ class Model:
             "modality": pkg.modality,
             "labels": list(pkg.labels),
             "negative_label": pkg.negative_label,
-            "sha256": self._sha256,
-            "file": self._file_name,
+            "sha256": self._entry.sha256,
+            "file": self._entry.path.name,
             "sidecar": str(pkg.sidecar),
             "delegate": self._delegate,
             "device": self._device,
@@ -351,23 +350,22 @@ class Model:
         for i in range(n):
             with self._lock:
                 self._quantize_into(arr[i], self._qbuf)
-                self._interp.set_tensor(self._in.index, self._qbuf)
-                self._interp.invoke()
-                for role, b in self._outs.items():
-                    raw = self._interp.get_tensor(b.index).reshape(self._out_shapes[role])
-                    scale, zp = self._out_affine[role]
-                    if scale is None:
-                        out[role][i] = raw
-                    else:
-                        np.subtract(raw, zp, out=out[role][i], dtype=np.float32)
-                        out[role][i] *= scale
+                raw = self._invoke_locked(self._qbuf)
+            for role, value in raw.items():
+                scale, zp = self._out_affine[role]
+                dst = out[role][i]
+                if scale is None:
+                    dst[...] = value.reshape(dst.shape)
+                else:
+                    np.subtract(value.reshape(dst.shape), zp, out=dst, dtype=np.float32)
+                    dst *= scale
         return out
 
-    def _invoke(self, tensor: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
-        with self._lock:
-            self._interp.set_tensor(self._in.index, tensor)
-            self._interp.invoke()
-            return {role: self._interp.get_tensor(b.index) for role, b in self._outs.items()}
+    def _invoke_locked(self, tensor: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
+        """set_tensor + invoke + get_tensor (copies) of every output; hold ``_lock``."""
+        self._interp.set_tensor(self._in.index, tensor)
+        self._interp.invoke()
+        return {role: self._interp.get_tensor(b.index) for role, b in self._outs.items()}
 
     def invoke_raw(self, tensor: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
         """Run one already-quantised input tensor; outputs in their storage dtype.
@@ -380,21 +378,20 @@ class Model:
                 f"tensor must have shape {self._in.shape} and dtype {self._in.params.dtype}, "
                 f"got {arr.shape} {arr.dtype}"
             )
-        return self._invoke(arr)
+        with self._lock:
+            return self._invoke_locked(arr)
 
     def clone(self) -> Model:
         """A new :class:`Model` on its own interpreter from the same verified bytes
         (for one model per thread); the delegate is shared."""
         return Model(
             self._package,
+            self._entry,
             self._data,
             backend_=self._backend,
-            delegate=self._delegate,
             delegate_obj=self._delegate_obj,
             num_threads=self._num_threads,
             device=self._device,
-            file_sha256=self._sha256,
-            file_name=self._file_name,
         )
 
 
@@ -442,16 +439,9 @@ def load_model(
 
     def make(entry: ModelFile, data: bytes, delegate_obj: Any) -> Model:
         return Model(
-            pkg,
-            data,
-            backend_=b,
-            delegate="cpu" if delegate_obj is None else "edgetpu",
-            delegate_obj=delegate_obj,
-            num_threads=threads,
-            device=None if delegate_obj is None else device,
-            file_sha256=entry.sha256,
-            file_name=entry.path.name,
-        )
+            pkg, entry, data, backend_=b, delegate_obj=delegate_obj, num_threads=threads,
+            device=device,
+        )  # fmt: skip
 
     def on_cpu() -> Model:
         return make(pkg.cpu, read_verified(pkg.cpu), None)

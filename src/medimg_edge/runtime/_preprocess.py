@@ -20,7 +20,14 @@ from .._errors import InvalidInputError
 from .._validation import as_float_array, checked_array
 from ._package import InputSpec
 
-__all__ = ["PERCENTILES", "robust_unit", "to_gray", "to_model_input"]
+__all__ = [
+    "PERCENTILES",
+    "apply_denoise",
+    "resize_to_input",
+    "robust_unit",
+    "to_gray",
+    "to_model_input",
+]
 
 #: Percentiles of the frame that map to 0 and 1.
 PERCENTILES = (0.5, 99.5)
@@ -96,13 +103,23 @@ def to_model_input(
             f"only 1-channel (gray) models are supported by this preprocessing; the model "
             f"takes {spec.channels} channels"
         )
-    gray = to_gray(frame, color_order=color_order)
-    if spec.denoise == "ultrasound":
-        gray = denoise.ultrasound(gray)
-    elif spec.denoise == "xray":
-        gray = denoise.xray(gray)
-    unit = robust_unit(gray)
+    gray = apply_denoise(to_gray(frame, color_order=color_order), spec.denoise)
+    return resize_to_input(robust_unit(gray), spec)[:, :, None]
+
+
+def apply_denoise(gray: npt.NDArray[Any], preset: str) -> npt.NDArray[Any]:
+    """The denoising preset of a model input (``"none"``, ``"ultrasound"``, ``"xray"``)."""
+    if preset == "ultrasound":
+        return denoise.ultrasound(gray)
+    if preset == "xray":
+        return denoise.xray(gray)
+    return gray
+
+
+def resize_to_input(unit: npt.NDArray[np.float32], spec: InputSpec) -> npt.NDArray[np.float32]:
+    """Resize a windowed 2-D frame to the model's input size: area averaging when
+    shrinking (it also averages noise), bilinear when enlarging."""
     h, w = unit.shape
     interp = cv2.INTER_AREA if (h >= spec.height and w >= spec.width) else cv2.INTER_LINEAR
     resized = cv2.resize(unit, (spec.width, spec.height), interpolation=interp)
-    return np.ascontiguousarray(resized, dtype=np.float32)[:, :, None]
+    return np.ascontiguousarray(resized, dtype=np.float32)
