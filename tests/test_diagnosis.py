@@ -265,6 +265,97 @@ def test_video_drops_frames_when_the_caller_outruns_the_pipeline(frame: np.ndarr
     assert not d.diagnose(frame, timestamp_ms=30.0).dropped
 
 
+def _frames_of_every_kind(frame: np.ndarray) -> dict[str, np.ndarray]:
+    u8 = np.clip(frame / np.percentile(frame, 99.9) * 255, 0, 255).astype(np.uint8)
+    return {
+        "uint8": u8,
+        "uint16": u8.astype(np.uint16) * 16,
+        "float32": u8.astype(np.float32) / 255,
+        "float64": u8 / 255.0,
+        "bgr": np.dstack([u8, u8, u8]),
+        "rgba": np.dstack([u8, u8, u8, np.full_like(u8, 255)]),
+    }
+
+
+@pytest.mark.parametrize("video", [False, True], ids=["single", "video"])
+def test_steady_state_allocates_no_frame_sized_buffer(frame: np.ndarray, video: bool) -> None:
+    """After the first frame of a size, the window, the resized input and the quantised
+    tensor live in reused per-thread buffers: what one call allocates (traced by
+    tracemalloc, which sees NumPy's and OpenCV's array allocations) is a small fixed
+    amount for the result, far below one frame-sized float32 array."""
+    import tracemalloc
+
+    d = _diagnoser(smoothing_ms=100.0)
+    frame_bytes = frame.shape[0] * frame.shape[1] * 4
+    for kind, f in _frames_of_every_kind(frame).items():
+        d.reset()
+        ts = iter(range(0, 10_000, 33))
+        for _ in range(3):  # warm-up: buffers for this size and dtype
+            d.diagnose(f, timestamp_ms=next(ts) if video else None)
+        kept, peaks = [], []
+        tracemalloc.start()
+        try:
+            for _ in range(5):
+                tracemalloc.reset_peak()
+                base, _ = tracemalloc.get_traced_memory()
+                kept.append(d.diagnose(f, timestamp_ms=next(ts) if video else None))
+                peaks.append(tracemalloc.get_traced_memory()[1] - base)
+        finally:
+            tracemalloc.stop()
+        assert all(r.label is not None for r in kept), kind  # the model ran
+        assert max(peaks) < frame_bytes // 8, (kind, peaks, frame_bytes)
+        # Reading the frame-sized heatmap is what allocates it, once.
+        assert kept[0].heatmap is not None and kept[0].heatmap is kept[0].heatmap
+
+
+def test_reused_buffers_never_leak_into_results(diagnoser: me.Diagnoser, frame: np.ndarray) -> None:
+    """A result stays what it was when later frames (reusing the buffers) are diagnosed."""
+    a = diagnoser.diagnose(frame)
+    grid = a.heatmap_grid.copy() if a.heatmap_grid is not None else None
+    scores = dict(a.scores)
+    other = np.ascontiguousarray(np.flipud(frame) ** 2)
+    b = diagnoser.diagnose(other)
+    diagnoser.diagnose(frame[:200, :180])  # another size: the buffers are replaced
+    assert a.scores == scores and b.scores != a.scores
+    assert grid is not None and np.array_equal(a.heatmap_grid, grid)
+    assert a.heatmap is not None
+    want = cv2.resize(grid, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(a.heatmap, want)
+    again = diagnoser.diagnose(frame)
+    assert again.scores == a.scores
+
+
+def test_window_matches_numpy_percentile_definition() -> None:
+    """``robust_unit`` (order-statistics kernel, LUT path for uint8) equals the plain
+    NumPy definition: ``np.percentile`` of the strided subsample, float32 affine, clip."""
+
+    def reference(image: np.ndarray) -> np.ndarray:
+        img = image.astype(np.float32)
+        step0, step1 = max(1, img.shape[0] // 256), max(1, img.shape[1] // 256)
+        small = img if img.size <= 65536 else img[::step0, ::step1]
+        lo, hi = np.percentile(small, (0.5, 99.5))
+        if not hi > lo:
+            return np.zeros_like(img)
+        return np.clip((img - np.float32(lo)) * np.float32(1.0 / (hi - lo)), 0.0, 1.0)
+
+    rng = np.random.default_rng(5)
+    for k in range(24):
+        h, w = (int(v) for v in rng.integers(32, 700, 2))
+        image = [
+            rng.integers(0, 256, (h, w)).astype(np.uint8),
+            rng.integers(0, 4096, (h, w)).astype(np.uint16),
+            (rng.random((h, w)) * 3).astype(np.float32),
+            rng.normal(size=(h, w)),
+        ][k % 4]
+        want = reference(image)
+        assert np.array_equal(me.runtime.robust_unit(image), want), (k, image.dtype)
+        out = np.full((h, w), np.nan, np.float32)
+        assert me.runtime.robust_unit(image, out=out) is out
+        assert np.array_equal(out, want)
+    flat = np.full((40, 50), 9, np.uint8)
+    assert not me.runtime.robust_unit(flat).any()
+
+
 # -- threads ------------------------------------------------------------------------------------
 def test_one_diagnoser_shared_by_threads(frame: np.ndarray) -> None:
     d = _diagnoser()

@@ -10,7 +10,21 @@ class MedimgEdgeError(Exception):
 
 
 class InvalidInputError(MedimgEdgeError, ValueError):
-    """An input image or parameter is unusable; the message says how to fix it."""
+    """An input image or parameter is unusable; the message says how to fix it.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and how to fix it.  Never carries patient identifiers.
+    code : str, optional
+        A short machine-readable reason (``"truncated"``, ``"too_large"``,
+        ``"unsupported_format"``, ...) for logs, quarantine records and batch summaries;
+        ``"invalid_input"`` when nothing more specific applies.
+    """
+
+    def __init__(self, message: str = "", *, code: str = "invalid_input") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ModelError(MedimgEdgeError):

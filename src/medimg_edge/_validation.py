@@ -129,6 +129,7 @@ def as_float_array(
     ndims: tuple[int, ...] = (2,),
     min_side: int = 1,
     nonnegative: str | None = None,
+    out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Validate ``image`` and return it as a C-contiguous float32 array.
 
@@ -146,6 +147,10 @@ def as_float_array(
     nonnegative : str, optional
         If given, negative values are refused with this text as the reason (checked in
         the same SIMD pass as finiteness).
+    out : ndarray of float32, optional
+        A C-contiguous float32 array of the image's shape to convert into (a workspace
+        reused across calls); not used when its shape does not match or when ``image``
+        is already a C-contiguous float32 array (returned as it is).
 
     Raises
     ------
@@ -155,7 +160,18 @@ def as_float_array(
     arr = checked_array(image, name=name, ndims=ndims, min_side=min_side)
     native = arr.dtype
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
-        out = np.ascontiguousarray(arr, dtype=np.float32)
+        if (
+            out is not None
+            and not (arr.dtype == np.float32 and arr.flags.c_contiguous)
+            and out.shape == arr.shape
+            and out.dtype == np.float32
+            and out.flags.c_contiguous
+            and out.flags.writeable
+            and not np.may_share_memory(out, arr)
+        ):
+            np.copyto(out, arr, casting="unsafe")
+        else:
+            out = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind == "f":
         finite, lo, hi = _core.scan(out)
         if not finite:

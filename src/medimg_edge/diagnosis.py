@@ -13,6 +13,7 @@ in ``reasons`` and the model is not run: the pipeline refuses to guess. Not for 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -27,10 +28,16 @@ import numpy.typing as npt
 from . import quality as _quality
 from . import simd
 from ._errors import InvalidInputError
-from ._validation import checked_array
+from ._validation import as_float_array, checked_array
 from ._version import __version__
 from .runtime import Model, load_model
-from .runtime._preprocess import apply_denoise, resize_to_input, robust_unit, to_gray
+from .runtime._preprocess import (
+    apply_denoise,
+    resize_to_input,
+    subsample_shape,
+    to_gray,
+    window_into,
+)
 
 __all__ = [
     "NOTICE",
@@ -73,7 +80,9 @@ class Diagnosis:
         ``"quality:<code>"`` per quality issue, ``"abstain_band"`` or ``"threshold"``.
     quality : QualityReport
     heatmap : ndarray of float32 or None
-        Lesion localisation resized to the frame, values in [0, 1].
+        Lesion localisation resized (bilinear) to the frame, values in [0, 1].  Computed
+        on first access from ``heatmap_grid`` (a frame-sized array is allocated only
+        when it is asked for) and then kept.
     heatmap_grid : ndarray of float32 or None
         The same at the model's resolution.
     timings_ms : dict of str to float
@@ -99,7 +108,6 @@ class Diagnosis:
     scores: dict[str, float]
     reasons: tuple[str, ...]
     quality: _quality.QualityReport
-    heatmap: npt.NDArray[np.float32] | None
     heatmap_grid: npt.NDArray[np.float32] | None
     timings_ms: dict[str, float]
     model: dict[str, Any]
@@ -110,6 +118,15 @@ class Diagnosis:
     smoothed: bool = False
     dropped: bool = False
     notice: str = NOTICE
+
+    @functools.cached_property
+    def heatmap(self) -> npt.NDArray[np.float32] | None:
+        """``heatmap_grid`` resized (bilinear) to the frame (see the class docstring)."""
+        if self.heatmap_grid is None:
+            return None
+        h, w = (int(v) for v in self.frame["shape"][:2])
+        heat = cv2.resize(self.heatmap_grid, (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.asarray(heat, dtype=np.float32)
 
     def to_dict(self, *, include_heatmap: bool = False) -> dict[str, Any]:
         """JSON-serialisable form (the heatmap, at the model's grid resolution, on request)."""
@@ -151,6 +168,23 @@ def _check_modality(modality: object) -> str:
     return str(modality)
 
 
+class _Workspace:
+    """Buffers of one thread reused from frame to frame while the frame size stays the
+    same (none of them escapes into a result)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, npt.NDArray[Any]] = {}
+
+    def get(
+        self, name: str, shape: tuple[int, ...], dtype: type[np.generic] = np.float32
+    ) -> npt.NDArray[Any]:
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = np.empty(shape, dtype)
+            self._buffers[name] = buf
+        return buf
+
+
 class Diagnoser:
     """Reusable per-device pipeline: one model, its preprocessing and the decision rule.
 
@@ -181,6 +215,12 @@ class Diagnoser:
     model (same verified bytes, its own interpreter) and the kernels release the GIL,
     so two threads diagnose two frames at once. Video state (smoothing, timestamps) is
     per Diagnoser: use one Diagnoser per video stream.
+
+    **Buffers.** Each thread keeps its buffers (the float32 copy of the frame, the
+    [0, 1] window, the model input, the quantised tensor) and reuses them while the frame
+    size stays the same, so a steady stream allocates no frame-sized array per frame; no
+    buffer escapes into a result (``Diagnosis.heatmap`` is made from ``heatmap_grid`` on
+    first access).  A model with a denoising preset allocates the denoised frame.
 
     **Video mode.** Timestamps must increase strictly. When a frame arrives while the
     previous one of the same stream is still being processed, it is dropped: the call
@@ -282,6 +322,13 @@ class Diagnoser:
             self._ema = None
             self._last = None
 
+    def _workspace(self) -> _Workspace:
+        ws: _Workspace | None = getattr(self._local, "workspace", None)
+        if ws is None:
+            ws = _Workspace()
+            self._local.workspace = ws
+        return ws
+
     def _thread_model(self) -> Model:
         model: Model | None = getattr(self._local, "model", None)
         if model is None:
@@ -345,10 +392,20 @@ class Diagnoser:
             raise InvalidInputError(
                 f"frame has shape {arr.shape}; height and width must be at least {_MIN_SIDE} pixels"
             )
-        gray = to_gray(arr, color_order=self.color_order)
+        ws = self._workspace()
+        hw = arr.shape[:2]
+        gray = to_gray(
+            arr,
+            color_order=self.color_order,
+            out=ws.get("gray", hw, np.uint8) if arr.ndim == 3 else None,
+        )
+        # One float32 copy of the frame, validated (finite, in range) and shared by the
+        # quality measures and the window.
+        native = gray.dtype.newbyteorder("=")
+        img = as_float_array(gray, name="frame", out=ws.get("frame", hw))
         frame_info = {"shape": list(arr.shape), "dtype": str(arr.dtype), "modality": self.modality}
         t = lap("validate", t_start)
-        report = _quality.assess(gray, modality=self.modality)
+        report = _quality._assess_float(img, native, self.modality)
         t = lap("quality", t)
         common: dict[str, Any] = {
             "quality": report,
@@ -367,15 +424,24 @@ class Diagnoser:
                 positive_score=None,
                 scores={},
                 reasons=tuple(f"quality:{c}" for c in report.issues),
-                heatmap=None,
                 heatmap_grid=None,
                 **common,
             )
             return self._finish(refused, ts, None)
-        gray = apply_denoise(gray, self._denoise)
+        source: npt.NDArray[Any] | None = gray  # what img holds, converted to float32
+        if self._denoise != "none":
+            img = apply_denoise(gray, self._denoise)  # a new float32 array
+            source = None
         t = lap("denoise", t)
         model = self._thread_model()
-        x = resize_to_input(robust_unit(gray), model.package.input)
+        spec = model.package.input
+        unit = window_into(
+            img,
+            ws.get("unit", hw),
+            scratch=ws.get("sub", subsample_shape(hw)),
+            source=source,
+        )
+        x = resize_to_input(unit, spec, out=ws.get("input", (spec.height, spec.width)))
         t = lap("preprocess", t)
         out = model.predict(x)
         t = lap("model", t)
@@ -383,15 +449,12 @@ class Diagnoser:
         smoothed = False
         if ts is not None and self.smoothing_ms > 0:
             probs, smoothed = self._smooth(probs, ts)
-        heat_grid = heat = None
+        heat_grid = None
         if "heatmap" in out:
             g = out["heatmap"][0]
             if self._heat_kind == "logits":
                 g = 1.0 / (1.0 + np.exp(-g))
             heat_grid = np.clip(g, 0.0, 1.0).astype(np.float32)
-            heat = cv2.resize(
-                heat_grid, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR
-            )
         status, k, reason = self._decide(probs)
         diag = Diagnosis(
             status=status,
@@ -400,7 +463,6 @@ class Diagnoser:
             positive_score=float(1.0 - probs[self._neg]),
             scores={lab: float(p) for lab, p in zip(self._labels, probs, strict=True)},
             reasons=(reason,),
-            heatmap=heat,
             heatmap_grid=heat_grid,
             smoothed=smoothed,
             **common,

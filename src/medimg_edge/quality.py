@@ -15,12 +15,13 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._errors import InvalidInputError
 from ._validation import as_image2d, check_float
 from ._validation import value_range as _min_max
-from .denoise import estimate_noise
+from .denoise._noise import _immerkaer_sigma
 
 __all__ = [
     "ISSUE_CODES",
@@ -273,6 +274,17 @@ def assess(
     dtype = image.dtype if isinstance(image, np.ndarray) else None
     native = dtype.newbyteorder("=") if dtype is not None and dtype.byteorder in "<>" else dtype
     img = as_image2d(image, min_side=3)
+    return _assess_float(img, native, mod, value_range)
+
+
+def _assess_float(
+    img: npt.NDArray[np.float32],
+    native: np.dtype[Any] | None,
+    mod: str,
+    value_range: tuple[float, float] | None = None,
+) -> QualityReport:
+    """:func:`assess` of a validated C-contiguous float32 image whose original dtype was
+    ``native`` (``Diagnoser`` converts a frame once and shares it between the stages)."""
     if value_range is not None:
         lo, hi = _check_value_range(value_range)
         known = True
@@ -298,7 +310,7 @@ def assess(
         "p99": p99,
         "fraction_saturated": float(s["n_above"]) / n,
         "fraction_underexposed": float(s["n_below"]) / n,
-        "noise_sigma": estimate_noise(img) / scale,
+        "noise_sigma": _immerkaer_sigma(img) / scale,
         "sharpness_laplacian_var": lap_var / (scale * scale),
         "sharpness_tenengrad": sh["tenengrad_sum"] / n / (scale * scale),
         "blur_effect": blur,

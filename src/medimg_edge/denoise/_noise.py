@@ -7,6 +7,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from .. import _core
 from .._validation import as_image2d, check_int, check_odd_window
@@ -37,7 +38,11 @@ def estimate_noise(image: Any) -> float:
     .. [1] J. Immerkaer, "Fast noise variance estimation," Computer Vision and Image
        Understanding 64(2):300-302, 1996. doi:10.1006/cviu.1996.0060
     """
-    img = as_image2d(image, min_side=3)
+    return _immerkaer_sigma(as_image2d(image, min_side=3))
+
+
+def _immerkaer_sigma(img: npt.NDArray[np.float32]) -> float:
+    """:func:`estimate_noise` of a validated C-contiguous float32 image, M, N >= 3."""
     rows, cols = img.shape
     total = float(_core.immerkaer_abs_sum(img))
     sigma: float = math.sqrt(math.pi / 2.0) * total / (6.0 * (rows - 2) * (cols - 2))

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .. import denoise
+from .. import _core, denoise
 from .._errors import InvalidInputError
 from .._validation import as_float_array, checked_array
 from ._package import InputSpec
@@ -25,15 +25,22 @@ __all__ = [
     "apply_denoise",
     "resize_to_input",
     "robust_unit",
+    "subsample_shape",
     "to_gray",
     "to_model_input",
+    "window_bounds",
+    "window_into",
 ]
 
 #: Percentiles of the frame that map to 0 and 1.
 PERCENTILES = (0.5, 99.5)
+_QUANTILES = np.array(PERCENTILES) / 100.0
+_CODES_U8 = np.arange(256, dtype=np.float32)
 
 
-def to_gray(frame: Any, *, color_order: str = "bgr") -> npt.NDArray[Any]:
+def to_gray(
+    frame: Any, *, color_order: str = "bgr", out: npt.NDArray[np.uint8] | None = None
+) -> npt.NDArray[Any]:
     """A 2-D frame from a 2-D one or an ``(H, W, 3|4)`` colour screen grab.
 
     Parameters
@@ -44,6 +51,8 @@ def to_gray(frame: Any, *, color_order: str = "bgr") -> npt.NDArray[Any]:
     color_order : {"bgr", "rgb"}
         Channel order of a colour frame (OpenCV delivers BGR(A); most SDKs RGB(A)); the
         luma weights (ITU-R BT.601) differ for R and B.
+    out : (H, W) ndarray of uint8, optional
+        Where to write the gray version of a colour frame (a reused buffer).
     """
     arr = checked_array(frame, name="frame", ndims=(2, 3))
     if arr.ndim == 2:
@@ -61,25 +70,101 @@ def to_gray(frame: Any, *, color_order: str = "bgr") -> npt.NDArray[Any]:
         ("rgb", 3): cv2.COLOR_RGB2GRAY,
         ("rgb", 4): cv2.COLOR_RGBA2GRAY,
     }[(color_order, arr.shape[2])]
-    gray: npt.NDArray[Any] = cv2.cvtColor(np.ascontiguousarray(arr), code)
+    src = np.ascontiguousarray(arr)
+    if out is not None and out.shape == arr.shape[:2] and out.dtype == np.uint8:
+        gray: npt.NDArray[Any] = cv2.cvtColor(src, code, dst=out)
+    else:
+        gray = cv2.cvtColor(src, code)
     return gray
 
 
-def robust_unit(image: Any) -> npt.NDArray[np.float32]:
+def window_bounds(
+    image: npt.NDArray[np.float32], *, scratch: npt.NDArray[np.float32] | None = None
+) -> tuple[float, float]:
+    """The 0.5th and 99.5th percentiles (NumPy's ``"linear"`` method) of a validated
+    C-contiguous float32 2-D image, on a strided subsample of at most about 256 x 256
+    pixels when the image has more than 65536.
+
+    Computed by the exact O(n) order-statistics kernel of
+    :func:`medimg_edge.features.firstorder` (counting for integer-valued frames, radix
+    select otherwise; bit-identical to :func:`numpy.percentile`), with the GIL released.
+    ``scratch`` (float32, the subsample's shape) avoids a per-call allocation.
+    """
+    small = (
+        image
+        if image.size <= 65536
+        else image[:: max(1, image.shape[0] // 256), :: max(1, image.shape[1] // 256)]
+    )
+    if not small.flags.c_contiguous:
+        if scratch is not None and scratch.shape == small.shape and scratch.dtype == np.float32:
+            np.copyto(scratch, small)
+            small = scratch
+        else:
+            small = np.ascontiguousarray(small)
+    _, _, q = _core.summary(small, None, 0, _QUANTILES, False, -1.0, -1.0, 0.0, 0.0)
+    return float(q[0]), float(q[1])
+
+
+def subsample_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Shape of the subsample :func:`window_bounds` reads from an image of ``shape``."""
+    h, w = int(shape[0]), int(shape[1])
+    if h * w <= 65536:
+        return h, w
+    return -(-h // max(1, h // 256)), -(-w // max(1, w // 256))
+
+
+def robust_unit(
+    image: Any,
+    *,
+    out: npt.NDArray[np.float32] | None = None,
+    scratch: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]:
     """Window a 2-D image to [0, 1] between its 0.5th and 99.5th percentiles.
 
-    A constant image maps to zeros.
+    ``(x - p0.5) / (p99.5 - p0.5)`` in float32, clipped to [0, 1]; the percentiles come
+    from :func:`window_bounds`.  A constant image maps to zeros.
+
+    Parameters
+    ----------
+    image : (M, N) array_like
+        uint8, uint16, float32 or float64; finite.
+    out : (M, N) ndarray of float32, optional
+        Where to write the result (may be ``image`` itself when that is float32): lets a
+        caller reuse one buffer across frames.
+    scratch : ndarray of float32, optional
+        Buffer of :func:`subsample_shape` for the percentile subsample.
     """
-    img = as_float_array(image, name="image")
-    small = (
-        img
-        if img.size <= 65536
-        else img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]
-    )
-    lo, hi = np.percentile(small, PERCENTILES)
+    arr = checked_array(image, name="image", ndims=(2,))
+    img = as_float_array(arr, name="image", out=out)
+    if out is None or out.shape != img.shape or out.dtype != np.float32:
+        out = np.empty_like(img)
+    return window_into(img, out, scratch=scratch, source=arr)
+
+
+def window_into(
+    img: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    *,
+    scratch: npt.NDArray[np.float32] | None = None,
+    source: npt.NDArray[Any] | None = None,
+) -> npt.NDArray[np.float32]:
+    """:func:`robust_unit` of a validated C-contiguous float32 image into ``out`` (same
+    shape; may be ``img``).  When ``source``, the frame ``img`` was converted from, is
+    uint8, the window is one table lookup (``cv2.LUT`` over the 256 codes, each entry
+    computed with the same float32 operations, so the result is identical)."""
+    lo, hi = window_bounds(img, scratch=scratch)
     if not hi > lo:
-        return np.zeros_like(img)
-    out = (img - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+        out.fill(0.0)
+        return out
+    lo32 = np.float32(lo)
+    scale32 = np.float32(1.0 / (hi - lo))
+    if source is not None and source.dtype == np.uint8 and source.flags.c_contiguous:
+        lut = (_CODES_U8 - lo32) * scale32
+        np.clip(lut, 0.0, 1.0, out=lut)
+        cv2.LUT(source, lut, dst=out)
+        return out
+    np.subtract(img, lo32, out=out)
+    np.multiply(out, scale32, out=out)
     np.clip(out, 0.0, 1.0, out=out)
     return out
 
@@ -116,10 +201,20 @@ def apply_denoise(gray: npt.NDArray[Any], preset: str) -> npt.NDArray[Any]:
     return gray
 
 
-def resize_to_input(unit: npt.NDArray[np.float32], spec: InputSpec) -> npt.NDArray[np.float32]:
+def resize_to_input(
+    unit: npt.NDArray[np.float32],
+    spec: InputSpec,
+    *,
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]:
     """Resize a windowed 2-D frame to the model's input size: area averaging when
-    shrinking (it also averages noise), bilinear when enlarging."""
+    shrinking (it also averages noise), bilinear when enlarging.  ``out`` (float32,
+    ``(spec.height, spec.width)``) is filled instead of allocating a new array."""
     h, w = unit.shape
     interp = cv2.INTER_AREA if (h >= spec.height and w >= spec.width) else cv2.INTER_LINEAR
-    resized = cv2.resize(unit, (spec.width, spec.height), interpolation=interp)
+    size = (spec.width, spec.height)
+    if out is not None and out.shape == (spec.height, spec.width) and out.dtype == np.float32:
+        resized = cv2.resize(unit, size, dst=out, interpolation=interp)
+    else:
+        resized = cv2.resize(unit, size, interpolation=interp)
     return np.ascontiguousarray(resized, dtype=np.float32)
