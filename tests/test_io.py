@@ -18,15 +18,9 @@ from medimg_edge import io as mio
 from medimg_edge._validation import MAX_PIXELS
 
 pydicom = pytest.importorskip("pydicom")
-from pydicom.data import get_testdata_file  # noqa: E402
+from dicom_helpers import bundled  # noqa: E402
 
 read_image = mio.read_image
-
-
-def bundled(name):
-    path = get_testdata_file(name)
-    assert path is not None, f"pydicom test file {name} is missing"
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +310,193 @@ def test_result_feeds_every_function(tmp_path, camera):
         img = read_image(bundled(name))
         assert me.features.extract(img)["firstorder_mean"] == pytest.approx(float(img.mean()))
         assert isinstance(me.quality.assess(img).ok, bool)
+
+
+# ---------------------------------------------------------------------------------------
+# read_input: frames, cine sampling, modality, header, flags, instance key
+# ---------------------------------------------------------------------------------------
+
+import hashlib  # noqa: E402
+import tracemalloc  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid  # noqa: E402
+
+read_input = mio.read_input
+
+
+def make_dicom(
+    path,
+    frames,
+    *,
+    modality="US",
+    photometric="MONOCHROME2",
+    compress=False,
+    **attrs,
+):
+    """Write ``frames`` ((N, H, W) or (H, W) uint8/uint16) as a DICOM file with pydicom."""
+    frames = np.asarray(frames)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"  # Ultrasound Multi-frame Image Storage
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = modality
+    ds.PatientName = "TEST^PATIENT"
+    ds.PatientID = "T-1"
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    ds.set_pixel_data(frames, photometric, int(frames.dtype.itemsize * 8))
+    if compress:
+        ds.compress(RLELossless)
+    ds.save_as(path, enforce_file_format=True)
+    return ds
+
+
+def test_read_input_still_image_and_header():
+    path = bundled("CT_small.dcm")
+    ref = pydicom.dcmread(path)
+    got = read_input(path)
+    assert got.kind == "dicom" and got.modality is None  # CT is not an edge modality
+    assert got.frame_indices == (0,) and got.n_frames == 1 and len(got.frames) == 1
+    np.testing.assert_array_equal(got.frames[0], read_image(path))
+    assert got.instance_key == hashlib.sha256(ref.SOPInstanceUID.encode()).hexdigest()
+    assert ref.SOPInstanceUID not in got.instance_key
+    ds = got.dataset
+    assert isinstance(ds, pydicom.Dataset) and not isinstance(ds, pydicom.FileDataset)
+    assert "PixelData" not in ds and getattr(ds, "filename", None) is None
+    assert ds.StudyInstanceUID == ref.StudyInstanceUID and ds.PatientName == ref.PatientName
+    assert ds.file_meta.TransferSyntaxUID == ref.file_meta.TransferSyntaxUID
+    assert got.flags == ()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_ultrasound_cine_sampling(tmp_path, compress):
+    n, h, w = 10, 48, 64
+    frames = np.stack([np.full((h, w), 10 * i, np.uint8) for i in range(n)])
+    frames[:, 0, 0] = 255
+    path = tmp_path / "cine.dcm"
+    make_dicom(path, frames, compress=compress)
+    got = read_input(path, cine_frames=3)
+    assert got.modality == "ultrasound" and got.n_frames == n
+    assert got.frame_indices == (0, 5, 9) == mio.sample_frame_indices(n, 3)
+    for idx, frame in zip(got.frame_indices, got.frames, strict=True):
+        assert frame.dtype == np.uint8 and frame.shape == (h, w)
+        np.testing.assert_array_equal(frame, frames[idx])
+    # BurnedInAnnotation absent on ultrasound: flagged (unknown means maybe)
+    assert "burned_in_annotation" in got.flags and "cine_sampled" in got.flags
+    every = read_input(path, cine_frames=50)
+    assert every.frame_indices == tuple(range(n)) and "cine_sampled" not in every.flags
+    assert read_input(path, cine_frames=1).frame_indices == (0,)
+    # read_image keeps its contract: the first frame
+    np.testing.assert_array_equal(read_image(path), frames[0])
+
+
+def test_burned_in_flag_follows_the_tag(tmp_path):
+    img = np.zeros((40, 40), np.uint8)
+    make_dicom(tmp_path / "no.dcm", img, BurnedInAnnotation="NO")
+    make_dicom(tmp_path / "yes.dcm", img, modality="DX", BurnedInAnnotation="YES")
+    make_dicom(tmp_path / "dx.dcm", img, modality="DX")
+    assert "burned_in_annotation" not in read_input(tmp_path / "no.dcm").flags
+    yes = read_input(tmp_path / "yes.dcm")
+    assert yes.modality == "xray" and "burned_in_annotation" in yes.flags
+    assert read_input(tmp_path / "dx.dcm").flags == ()
+
+
+@pytest.mark.parametrize(
+    "tag, modality",
+    [("CR", "xray"), ("DX", "xray"), ("MG", "xray"), ("US", "ultrasound"), ("MR", None)],
+)
+def test_modality_map(tmp_path, tag, modality):
+    make_dicom(tmp_path / "m.dcm", np.zeros((40, 40), np.uint8), modality=tag)
+    assert read_input(tmp_path / "m.dcm").modality == modality
+    assert mio.MODALITY_MAP.get(tag) == modality
+
+
+def test_cine_decodes_only_the_sampled_frames(tmp_path):
+    n, h, w = 64, 256, 256  # 4 MiB of pixel data
+    frames = np.random.default_rng(0).integers(0, 255, (n, h, w), dtype=np.uint8)
+    for compress in (False, True):
+        path = tmp_path / f"big{compress}.dcm"
+        make_dicom(path, frames, compress=compress)
+        tracemalloc.start()
+        got = read_input(path, cine_frames=3)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert got.frame_indices == (0, 32, 63)
+        np.testing.assert_array_equal(got.frames[1], frames[32])
+        assert peak < frames.nbytes / 4, (compress, peak)
+
+
+def test_monochrome1_is_inverted(tmp_path):
+    img = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 4096
+    path = tmp_path / "m1.dcm"
+    make_dicom(path, img, modality="CR", photometric="MONOCHROME1")
+    got = read_input(path)
+    assert "monochrome1_inverted" in got.flags
+    np.testing.assert_array_equal(got.frames[0], 65535 - img)
+    np.testing.assert_array_equal(read_image(path), img)  # read_image: as stored
+
+
+def test_bundled_ultrasound_cine_in_colour():
+    path = bundled("examples_ybr_color.dcm")  # 30 frames of YBR_FULL_422 JPEG ultrasound
+    ref = pydicom.dcmread(path).pixel_array
+    got = read_input(path)
+    assert got.modality == "ultrasound" and got.n_frames == ref.shape[0] == 30
+    assert got.frame_indices == (0, 15, 29)
+    for idx, frame in zip(got.frame_indices, got.frames, strict=True):
+        np.testing.assert_array_equal(frame, cv2.cvtColor(ref[idx], cv2.COLOR_RGB2GRAY))
+    assert {"burned_in_annotation", "cine_sampled", "lossy_compressed"} <= set(got.flags)
+
+
+def test_palette_and_deflated_files():
+    pal = read_input(bundled("examples_palette.dcm"))
+    from pydicom.pixels import apply_color_lut
+
+    ds = pydicom.dcmread(bundled("examples_palette.dcm"))
+    rgb = apply_color_lut(ds.pixel_array, ds)
+    rgb8 = (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
+    np.testing.assert_array_equal(pal.frames[0], cv2.cvtColor(rgb8, cv2.COLOR_RGB2GRAY))
+    dfl = bundled("image_dfl.dcm")  # Deflated Explicit VR Little Endian
+    np.testing.assert_array_equal(read_input(dfl).frames[0], pydicom.dcmread(dfl).pixel_array)
+
+
+def test_read_input_raster_and_npy(tmp_path, camera):
+    png = tmp_path / "DOE^JOHN.png"
+    cv2.imwrite(str(png), camera)
+    got = read_input(png)
+    assert got.kind == "png" and got.modality is None and got.dataset is None
+    assert got.instance_key == hashlib.sha256(png.read_bytes()).hexdigest()
+    np.testing.assert_array_equal(got.frames[0], camera)
+    npy = tmp_path / "a.npy"
+    np.save(npy, camera.astype(np.float32))
+    got = read_input(npy)
+    assert got.kind == "npy" and got.frames[0].dtype == np.float32
+    for suffix, kind in ((".jpg", "jpeg"), (".tif", "tiff")):
+        path = tmp_path / f"x{suffix}"
+        cv2.imwrite(str(path), camera)
+        assert read_input(path).kind == kind
+
+
+def test_label_replaces_the_file_name(tmp_path):
+    path = tmp_path / "DOE^JOHN_PHI-12345.dcm"
+    path.write_bytes(b"\x00" * 128 + b"DICM" + b"\x01" * 50)
+    with pytest.raises(me.InvalidInputError) as exc:
+        read_input(path, label="ledger-42")
+    msg = str(exc.value)
+    assert msg.startswith("ledger-42: ") and "DOE" not in msg and "PHI" not in msg
+    assert exc.value.code in mio.ERROR_CODES
+    with pytest.raises(me.InvalidInputError, match="cine_frames"):
+        read_input(path, cine_frames=0)
+
+
+@given(n=st.integers(1, 5000), k=st.integers(1, 40))
+def test_sample_frame_indices(n, k):
+    idx = mio.sample_frame_indices(n, k)
+    assert len(idx) == min(n, k) and list(idx) == sorted(set(idx))
+    assert idx[0] == 0 and (idx[-1] == n - 1 or k == 1)
+    assert all(0 <= i < n for i in idx)

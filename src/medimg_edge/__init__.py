@@ -8,6 +8,7 @@ Public API (see README.md and DESIGN.md section 3)::
     me.denoise.xray(radiograph)   # Poisson-Gaussian denoising for X-ray
     me.load_model("name")         # verified int8 TFLite model on the CPU or an Edge TPU
     me.diagnose(frame, modality="ultrasound")   # quality gate + model + decision
+    me.batch.run(["archive/"], out="results")    # archive analysis into Parquet ([batch])
 
 Not for clinical use: the reference models and defaults are research tools.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "Model",
     "ModelError",
     "__version__",
+    "batch",
     "denoise",
     "diagnose",
     "features",
@@ -45,6 +47,15 @@ __all__ = [
     "simd",
     "synth",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import :mod:`medimg_edge.batch` on first use (it needs the ``[batch]`` extra)."""
+    if name == "batch":
+        import importlib
+
+        return importlib.import_module(".batch", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def info() -> dict[str, Any]:

@@ -4,7 +4,9 @@ Commands: ``info`` (installation, SIMD targets, runtime, models), ``demo`` (deno
 sample frames with every method, prints timings and PSNR, writes comparison PNGs, then
 diagnoses phantom frames with the reference models and writes overlays), ``features`` (one
 CSV row of :func:`medimg_edge.features.extract` per image file), ``diagnose``
-(``_cli_diagnose.py``), ``bench`` (``_cli_bench.py``), ``synth``, ``train``, ``evaluate``.
+(``_cli_diagnose.py``), ``bench`` (``_cli_bench.py``), ``watch`` (the watch-folder daemon,
+``_cli_watch.py``), ``batch`` (archive analysis into Parquet, ``_cli_batch.py``), ``synth``,
+``train``, ``evaluate``.
 ``main`` returns a process exit code: 0 success, 1 runtime failure (for ``features``:
 some files failed), 2 usage or input error.
 """
@@ -23,7 +25,18 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from . import _cli_bench, _cli_diagnose, _samples, denoise, features, info, quality, simd
+from . import (
+    _cli_batch,
+    _cli_bench,
+    _cli_diagnose,
+    _cli_watch,
+    _samples,
+    denoise,
+    features,
+    info,
+    quality,
+    simd,
+)
 from ._errors import MedimgEdgeError
 from ._version import __version__
 
@@ -539,6 +552,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p_synth.set_defaults(func=_cmd_synth)
     _cli_diagnose.add_parser(sub)
     _cli_bench.add_parser(sub)
+    _cli_watch.add_parser(sub)
+    _cli_batch.add_parser(sub)
     return parser
 
 

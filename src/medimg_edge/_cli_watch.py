@@ -1,0 +1,189 @@
+"""``medimg-edge watch INBOX --out OUTBOX``: the watch-folder daemon (kept apart from
+``cli.py``; the ``[daemon]`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["WATCH_HELP", "add_parser", "cmd_watch", "main"]
+
+WATCH_HELP = """\
+Watch INBOX (and every subfolder, also ones created later) and diagnose each complete
+image file dropped into it exactly once: PNG, JPEG, TIFF, .npy, DICOM.  A file is complete
+when its size and modification time have not changed for the settle interval; temporary
+names (*.part, *.tmp, dotfiles, ~syncthing~*, .syncthing.*) are ignored.  For each input
+OUTBOX gets <id>.json (the diagnosis), and with --overlay <id>.overlay.png, with --sr a
+DICOM Comprehensive SR <id>.sr.dcm, with --sc a Secondary Capture <id>.sc.dcm (both for
+DICOM inputs only).  The original moves to OUTBOX/processed/<id>.<ext>, or, if it cannot be read, to
+OUTBOX/failed/ with <id>.reason.json (error code, message, attempts).  <id> never carries
+the original file name; a SQLite ledger in OUTBOX/.medimg-edge/ remembers every input, so
+a restart (even after kill -9 or power loss) neither loses nor repeats one.
+
+Settings come from --config FILE.toml (keys: modality, settle_seconds, rescan_seconds,
+workers, queue_size, timeout_seconds, cpu_seconds, memory_limit_mb, max_file_mb,
+max_attempts, retry_seconds, min_free_mb, overlay, sr, sc, deidentify, cine_frames,
+ignore, health_host, health_port, log_level, processed_dir, failed_dir, state_dir; a
+[folders] table maps subfolders to modalities, us = "ultrasound"; a [models] table names a
+model per modality) and the options below, which win.  Signals: SIGTERM / SIGINT finish
+the files in flight and stop; SIGHUP reloads the config.  Logs are JSON lines on stderr,
+without patient data at any level.
+
+exit status: 0 stopped cleanly; 1 the daemon failed (e.g. the ledger could not be
+written; restart it: nothing is lost); 2 usage, configuration or model error.
+Not for clinical use.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "watch",
+        help="watch-folder daemon: diagnose every file dropped into a folder, exactly once",
+        description=WATCH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_arguments(p)
+    p.set_defaults(func=cmd_watch)
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inbox", metavar="INBOX", help="folder to watch")
+    p.add_argument("--out", required=True, metavar="OUTBOX", help="folder for the results")
+    p.add_argument("--config", metavar="FILE.toml", help="configuration file (TOML)")
+    p.add_argument(
+        "--modality",
+        choices=["ultrasound", "xray"],
+        help="modality of non-DICOM inputs (DICOM: the Modality tag wins)",
+    )
+    p.add_argument("--overlay", action="store_true", default=None, help="write overlay PNGs")
+    p.add_argument("--sr", action="store_true", default=None, help="write DICOM SR (DICOM in)")
+    p.add_argument("--sc", action="store_true", default=None, help="write DICOM Secondary Capture")
+    p.add_argument(
+        "--deidentify",
+        action="store_true",
+        default=None,
+        help="de-identify DICOM outputs (PS3.15 Basic Profile)",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes (default 2)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        metavar="S",
+        dest="settle_seconds",
+        help="a file is complete when unchanged for S seconds (default 2)",
+    )
+    p.add_argument(
+        "--rescan",
+        type=float,
+        metavar="S",
+        dest="rescan_seconds",
+        help="full rescan of the inbox every S seconds (default 10; events come sooner)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        dest="timeout_seconds",
+        help="wall-clock limit per file; the worker is killed past it (default 120)",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        metavar="N",
+        dest="max_attempts",
+        help="attempts before a file that crashes or hangs a worker is quarantined (3)",
+    )
+    p.add_argument(
+        "--min-free-mb",
+        type=float,
+        metavar="MB",
+        dest="min_free_mb",
+        help="pause intake while the outbox has less free space (default 256)",
+    )
+    p.add_argument(
+        "--health-port",
+        type=int,
+        metavar="PORT",
+        dest="health_port",
+        help="serve /healthz and /metrics on 127.0.0.1:PORT (0: any free port)",
+    )
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], dest="log_level")
+    p.add_argument(
+        "--exit-when-idle",
+        action="store_true",
+        help="stop once every file in the inbox is done (batch mode)",
+    )
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = (
+        "modality",
+        "overlay",
+        "sr",
+        "sc",
+        "deidentify",
+        "workers",
+        "settle_seconds",
+        "rescan_seconds",
+        "timeout_seconds",
+        "max_attempts",
+        "min_free_mb",
+        "health_port",
+        "log_level",
+    )
+    out = {k: getattr(args, k) for k in keys}
+    out["inbox"] = args.inbox
+    out["outbox"] = args.out
+    return out
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    try:
+        from .daemon import ConfigError, Daemon, load_config, setup_logging
+    except ImportError as exc:  # prometheus-client / watchdog missing
+        print(
+            f"error: the watch daemon needs the [daemon] extra ({exc.name}): "
+            "pip install 'medimg-edge[daemon]'",
+            file=sys.stderr,
+        )
+        return 2
+    overrides = _overrides(args)
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    daemon = Daemon(
+        config,
+        config_file=args.config,
+        overrides=overrides,
+        exit_when_idle=args.exit_when_idle,
+    )
+    try:
+        return daemon.run()
+    except Exception as exc:  # the type only: a message may quote a path
+        import logging
+
+        logging.getLogger("medimg_edge.daemon").critical(
+            "the daemon failed", extra={"event": "crashed", "exc_type": type(exc).__name__}
+        )
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m medimg_edge._cli_watch INBOX --out OUTBOX ...`` (same as
+    ``medimg-edge watch``)."""
+    p = argparse.ArgumentParser(
+        prog="medimg-edge watch",
+        description=WATCH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_arguments(p)
+    return cmd_watch(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,439 @@
+"""DICOM outputs of the watch-folder daemon: a Comprehensive SR with the finding and a
+Secondary Capture of the overlay picture, both in the study of the input (highdicom).
+
+Why Comprehensive SR rather than Basic Text SR: the result carries numbers (confidence,
+calibrated score per class) that belong in NUM content items with units, and a reference
+to the source image in an IMAGE content item; Basic Text SR allows neither NUM nor an
+IMAGE item under a TEXT finding.  No standard template covers an AI triage result, so the
+content tree is a plain container (no template identifier) using DCM / SCT concepts where
+they exist (Algorithm Name / Version, Finding, Source) and codes of the local coding scheme
+``99MEDIMG`` for the rest (``99`` prefixes are reserved for local schemes, PS3.16 8.2).
+
+Content tree (all ``CONTAINS`` from the root unless said otherwise)::
+
+    CONTAINER (18748-4, LN, "Diagnostic imaging report")
+      TEXT (111001, DCM, "Algorithm Name")            model name
+      TEXT (111003, DCM, "Algorithm Version")         model version
+      TEXT (MODELSHA256, 99MEDIMG, "Model SHA-256")   model file sha256
+      TEXT (SOFTWARE, 99MEDIMG, "Software")           "medimg-edge <version>"
+      TEXT (121071, DCM, "Finding")                   "<status>" or "<status>: <label>"
+        INFERRED FROM  IMAGE (260753009, SCT, "Source")   the source SOP instance (+frame)
+      TEXT (STATUS, 99MEDIMG, "Triage status")        positive / negative / indeterminate
+      TEXT (LABEL, 99MEDIMG, "Predicted class")       when the model ran
+      NUM  (CONFIDENCE, 99MEDIMG, "Calibrated confidence")  unit (1, UCUM, "no units")
+      NUM  (POSSCORE, 99MEDIMG, "Positive score")
+      NUM  (SCORE<i>, 99MEDIMG, "Calibrated score: <class>")  one per class
+      TEXT (REASONS, 99MEDIMG, "Reasons")             quality codes / abstain / threshold
+      TEXT (NOTICE, 99MEDIMG, "Notice")               "Not for clinical use: ..."
+
+Both outputs keep the input's Study Instance UID (new Series and SOP Instance UIDs) and
+reference the source instance: the SR through its IMAGE item and the Current Requested
+Procedure Evidence Sequence, the SC through Source Image Sequence.  Patient and study
+attributes copied from the source are only those of the Patient and General Study modules
+(name, ID, birth date, sex, accession number, study ID, date, time, referring physician):
+nothing else of the input header reaches an output.  With ``deidentify=True`` the source
+attributes are de-identified *before* the object is built (so SR and SC share the same
+replaced UIDs) and the finished object passes through :func:`._deid.deidentify` once more
+(without replacing UIDs again).  Without a source (PNG/JPEG/TIFF/.npy input), or with a
+source that has no Study Instance UID, the outputs go to a new study made by
+:func:`placeholder_source`: Patient Name ``ANONYMOUS``, Patient ID ``UNKNOWN``, empty birth
+date and sex, Study ID ``MEDIMG``; pass the same placeholder to both encoders (as
+``source_dataset``) to put them in one study.
+
+Files are written with a zeroed 128-byte preamble, ``DICM`` and a File Meta Information
+group (Explicit VR Little Endian).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import io
+import re
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import InvalidInputError
+from .._version import __version__
+from ..io import quiet_dicom
+from ._deid import deidentify as _deidentify
+
+__all__ = [
+    "SC_SERIES_NUMBER",
+    "SR_SERIES_NUMBER",
+    "encode_secondary_capture",
+    "encode_sr",
+    "placeholder_source",
+]
+
+#: Series numbers of the outputs (new series in the input's study).
+SR_SERIES_NUMBER = 9901
+SC_SERIES_NUMBER = 9902
+_MANUFACTURER = "medimg-edge"
+_LOCAL = "99MEDIMG"
+_DA = re.compile(r"^\d{8}$")
+_TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+_PATIENT_STUDY = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+
+
+def placeholder_source(key: str | None = None) -> Any:
+    """A source header for outputs of an input that has no DICOM header: a new study with
+    non-identifying placeholder patient attributes.
+
+    Parameters
+    ----------
+    key : str, optional
+        E.g. :attr:`medimg_edge.io.InputImage.instance_key`: the Study Instance UID is
+        derived from it (``2.25.<sha-256 of the key>``), so both outputs of one input, and
+        a repeated run after a crash, land in the same study.  Default: a random study.
+    """
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "ANONYMOUS"
+    ds.PatientID = "UNKNOWN"
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.AccessionNumber = ""
+    ds.StudyID = "MEDIMG"
+    now = datetime.datetime.now()
+    ds.StudyDate = now.strftime("%Y%m%d")
+    ds.StudyTime = now.strftime("%H%M%S")
+    ds.ReferringPhysicianName = ""
+    if key is None:
+        ds.StudyInstanceUID = pydicom.uid.generate_uid(prefix=None)
+    else:
+        digest = hashlib.sha256(("medimg-edge study " + key).encode()).digest()
+        ds.StudyInstanceUID = "2.25." + str(int.from_bytes(digest[:16], "big"))
+    return ds
+
+
+def _clean_value(keyword: str, value: Any) -> Any:
+    """Drop values that are invalid for their VR (e.g. a malformed birth date)."""
+    text = "" if value is None else str(value).strip()
+    if keyword.endswith("Date"):
+        return text if _DA.match(text) else ""
+    if keyword.endswith("Time"):
+        return text if _TM.match(text) else ""
+    if keyword == "PatientSex":
+        return text if text in ("M", "F", "O") else ""
+    return value if value is not None else ""
+
+
+def _evidence(source: Any, *, deidentify: bool, salt: bytes | None) -> tuple[Any, bool]:
+    """The slim header the outputs are built from, and whether it references an instance."""
+    from pydicom.dataset import Dataset
+
+    if source is not None and not isinstance(source, Dataset):
+        raise TypeError(f"source_dataset must be a pydicom Dataset or None, not {type(source)}")
+    if source is None or not str(source.get("StudyInstanceUID", "") or "").strip():
+        src = placeholder_source()
+    else:
+        src = source
+    ev = Dataset()
+    charset = src.get("SpecificCharacterSet")
+    if charset:
+        ev.SpecificCharacterSet = charset
+    for keyword in _PATIENT_STUDY:
+        setattr(ev, keyword, _clean_value(keyword, src.get(keyword, "")))
+    ev.StudyInstanceUID = str(src.StudyInstanceUID).strip()
+    has_instance = all(
+        str(src.get(k, "") or "").strip()
+        for k in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID")
+    )
+    if has_instance:
+        for keyword in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID"):
+            setattr(ev, keyword, str(src.get(keyword)).strip())
+        for keyword in ("Modality", "BurnedInAnnotation", "PatientOrientation"):
+            if keyword in src:
+                setattr(ev, keyword, src.get(keyword))
+    if deidentify:
+        ev = _deidentify(ev, salt=salt)
+        for keyword in ("PatientIdentityRemoved", "DeidentificationMethod"):
+            delattr(ev, keyword)
+        del ev.DeidentificationMethodCodeSequence
+        del ev.LongitudinalTemporalInformationModified
+    return ev, has_instance
+
+
+def _write(ds: Any) -> bytes:
+    import pydicom
+
+    ds.preamble = bytes(128)
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    data = buf.getvalue()
+    if data[:128] != bytes(128) or data[128:132] != b"DICM":  # pragma: no cover
+        raise RuntimeError("DICOM output without a zeroed preamble")
+    return data
+
+
+def _finish(ds: Any, *, deidentify: bool, salt: bytes | None, clean_content: bool) -> bytes:
+    if deidentify:
+        ds = _deidentify(ds, salt=salt, clean_structured_content=clean_content, replace_uids=False)
+    return _write(ds)
+
+
+def _diagnosis_fields(diagnosis: Any) -> dict[str, Any]:
+    fields = {
+        "status": str(diagnosis.status),
+        "label": None if diagnosis.label is None else str(diagnosis.label),
+        "confidence": diagnosis.confidence,
+        "positive_score": diagnosis.positive_score,
+        "scores": dict(diagnosis.scores),
+        "reasons": tuple(str(r) for r in diagnosis.reasons),
+        "model": dict(diagnosis.model),
+        "package_version": str(diagnosis.package_version),
+        "notice": str(diagnosis.notice),
+    }
+    return fields
+
+
+def encode_sr(
+    diagnosis: Any,
+    source_dataset: Any,
+    *,
+    deidentify: bool,
+    salt: bytes | None = None,
+    frame_index: int | None = None,
+) -> bytes:
+    """A Comprehensive SR document (bytes of a DICOM file) with ``diagnosis``.
+
+    Parameters
+    ----------
+    diagnosis : medimg_edge.Diagnosis
+    source_dataset : pydicom.Dataset or None
+        The input's header (:attr:`medimg_edge.io.InputImage.dataset`); ``None`` for a
+        non-DICOM input (a new study, see :func:`placeholder_source`).
+    deidentify : bool
+        Apply the PS3.15 Basic Profile (:func:`medimg_edge.daemon._deid.deidentify`).
+    salt : bytes, optional
+        UID replacement secret (default: per process).
+    frame_index : int, optional
+        0-based index of the diagnosed frame of a multi-frame source (referenced as
+        frame ``frame_index + 1``).
+
+    Returns
+    -------
+    bytes
+    """
+    with quiet_dicom():
+        return _encode_sr(diagnosis, source_dataset, deidentify, salt, frame_index)
+
+
+def _encode_sr(
+    diagnosis: Any,
+    source_dataset: Any,
+    deidentify: bool,
+    salt: bytes | None,
+    frame_index: int | None,
+) -> bytes:
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.coding import Code
+
+    ev, has_instance = _evidence(source_dataset, deidentify=deidentify, salt=salt)
+    f = _diagnosis_fields(diagnosis)
+
+    def text(code: str, scheme: str, meaning: str, value: str) -> Any:
+        return hd.sr.TextContentItem(
+            name=Code(code, scheme, meaning), value=value[:10000], relationship_type="CONTAINS"
+        )
+
+    unit = Code("1", "UCUM", "no units")
+
+    def num(code: str, meaning: str, value: float) -> Any:
+        return hd.sr.NumContentItem(
+            name=Code(code, _LOCAL, meaning[:64]),
+            value=float(value),
+            unit=unit,
+            relationship_type="CONTAINS",
+        )
+
+    model = f["model"]
+    items: list[Any] = [
+        text("111001", "DCM", "Algorithm Name", str(model.get("name", ""))),
+        text("111003", "DCM", "Algorithm Version", str(model.get("version", ""))),
+        text("MODELSHA256", _LOCAL, "Model SHA-256", str(model.get("sha256", ""))),
+        text("SOFTWARE", _LOCAL, "Software", f"medimg-edge {f['package_version']}"),
+    ]
+    finding_text = f["status"] if f["label"] is None else f"{f['status']}: {f['label']}"
+    finding = text("121071", "DCM", "Finding", finding_text)
+    if has_instance:
+        frames = None
+        if frame_index is not None and int(frame_index) >= 0:
+            n_frames = int(source_dataset.get("NumberOfFrames", 1) or 1)
+            if n_frames > 1:
+                frames = [int(frame_index) + 1]
+        image = hd.sr.ImageContentItem(
+            name=Code("260753009", "SCT", "Source"),
+            referenced_sop_class_uid=ev.SOPClassUID,
+            referenced_sop_instance_uid=ev.SOPInstanceUID,
+            referenced_frame_numbers=frames,
+            relationship_type="INFERRED FROM",
+        )
+        finding.ContentSequence = hd.sr.ContentSequence([image], is_root=False)
+    items.append(finding)
+    items.append(text("STATUS", _LOCAL, "Triage status", f["status"]))
+    if f["label"] is not None:
+        items.append(text("LABEL", _LOCAL, "Predicted class", f["label"]))
+    if f["confidence"] is not None:
+        items.append(num("CONFIDENCE", "Calibrated confidence", f["confidence"]))
+    if f["positive_score"] is not None:
+        items.append(num("POSSCORE", "Positive score", f["positive_score"]))
+    for i, (label, score) in enumerate(sorted(f["scores"].items())):
+        items.append(num(f"SCORE{i}", f"Calibrated score: {label}", score))
+    if f["reasons"]:
+        items.append(text("REASONS", _LOCAL, "Reasons", ", ".join(f["reasons"])))
+    items.append(text("NOTICE", _LOCAL, "Notice", f["notice"]))
+    root = hd.sr.ContainerContentItem(name=Code("18748-4", "LN", "Diagnostic imaging report"))
+    root.ContentSequence = hd.sr.ContentSequence(items, is_root=False)
+    evidence = [ev]
+    if not has_instance:
+        # highdicom needs an instance to collect evidence from; this one is never written
+        # (the evidence sequence is removed below) and nothing references it.
+        stub = copy.deepcopy(ev)
+        stub.SOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+        stub.SOPInstanceUID = hd.UID()
+        stub.SeriesInstanceUID = hd.UID()
+        evidence = [stub]
+    sr = hd.sr.ComprehensiveSR(
+        evidence=evidence,
+        content=root,
+        series_instance_uid=hd.UID(),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=_MANUFACTURER,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+        record_evidence=has_instance,
+        series_description="medimg-edge triage (not for clinical use)",
+    )
+    if not has_instance and "CurrentRequestedProcedureEvidenceSequence" in sr:
+        del sr.CurrentRequestedProcedureEvidenceSequence
+    sr.SoftwareVersions = __version__
+    return _finish(sr, deidentify=deidentify, salt=salt, clean_content=True)
+
+
+def _burned_in(ev: Any) -> bool:
+    burned = str(ev.get("BurnedInAnnotation", "") or "").strip().upper()
+    modality = str(ev.get("Modality", "") or "").strip().upper()
+    return burned == "YES" or (modality in ("US", "IVUS") and burned == "")
+
+
+def encode_secondary_capture(
+    overlay_rgb: npt.NDArray[Any],
+    diagnosis: Any,
+    source_dataset: Any,
+    *,
+    deidentify: bool,
+    salt: bytes | None = None,
+    burned_in: bool | None = None,
+) -> bytes:
+    """A Secondary Capture image (bytes of a DICOM file) of the overlay picture.
+
+    Parameters
+    ----------
+    overlay_rgb : (H, W, 3) ndarray of uint8
+        The overlay in **RGB** order (``render_overlay`` gives BGR: convert it).
+    diagnosis : medimg_edge.Diagnosis
+        Its model, status and notice go into the header (Series Description, Derivation
+        Description, Image Comments; all removed by de-identification).
+    source_dataset : pydicom.Dataset or None
+        As for :func:`encode_sr`.
+    deidentify : bool
+        Apply the PS3.15 Basic Profile.
+    salt : bytes, optional
+        UID replacement secret (default: per process).
+    burned_in : bool, optional
+        Whether the picture may show identifying burned-in annotation (Burned In
+        Annotation = ``YES``; de-identified output then says Patient Identity Removed
+        ``NO``).  Default: the source has Burned In Annotation ``YES``, or is ultrasound
+        without the attribute.  The banner medimg-edge draws holds no patient data.
+
+    Returns
+    -------
+    bytes
+    """
+    arr = np.asarray(overlay_rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or min(arr.shape[:2]) < 1:
+        raise InvalidInputError(
+            f"overlay_rgb must be (H, W, 3) uint8 RGB, got shape {arr.shape} dtype {arr.dtype}"
+        )
+    with quiet_dicom():
+        return _encode_sc(arr, diagnosis, source_dataset, deidentify, salt, burned_in)
+
+
+def _encode_sc(
+    arr: npt.NDArray[Any],
+    diagnosis: Any,
+    source_dataset: Any,
+    deidentify: bool,
+    salt: bytes | None,
+    burned_in: bool | None,
+) -> bytes:
+    import highdicom as hd
+    from pydicom.dataset import Dataset
+
+    ev, has_instance = _evidence(source_dataset, deidentify=deidentify, salt=salt)
+    f = _diagnosis_fields(diagnosis)
+    sc = hd.sc.SCImage(
+        pixel_array=np.ascontiguousarray(arr),
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        study_instance_uid=ev.StudyInstanceUID,
+        series_instance_uid=hd.UID(),
+        series_number=SC_SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=_MANUFACTURER,
+        patient_id=ev.PatientID,
+        patient_name=ev.PatientName,
+        patient_birth_date=ev.PatientBirthDate,
+        patient_sex=ev.PatientSex,
+        accession_number=ev.AccessionNumber,
+        study_id=ev.StudyID,
+        study_date=ev.StudyDate,
+        study_time=ev.StudyTime,
+        referring_physician_name=ev.ReferringPhysicianName,
+        patient_orientation=("L", "F"),  # replaced below (Type 2C: copied or empty)
+        specific_character_set=ev.get("SpecificCharacterSet", "ISO_IR 192"),
+        series_description="medimg-edge overlay (not for clinical use)",
+    )
+    orientation = ev.get("PatientOrientation")
+    valid = orientation is not None and not isinstance(orientation, str) and len(orientation) == 2
+    value: Any = list(orientation) if valid else ""
+    sc.PatientOrientation = value
+    if has_instance:
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = ev.SOPClassUID
+        ref.ReferencedSOPInstanceUID = ev.SOPInstanceUID
+        sc.SourceImageSequence = [ref]
+    flagged = _burned_in(ev) if burned_in is None else bool(burned_in)
+    sc.BurnedInAnnotation = "YES" if flagged else "NO"
+    model = f["model"]
+    sc.DerivationDescription = (
+        f"medimg-edge {f['package_version']} overlay: {model.get('name', '')} "
+        f"{model.get('version', '')}; status {f['status']}"
+    )[:1024]
+    sc.ImageComments = f["notice"][:10240]
+    sc.SoftwareVersions = __version__
+    return _finish(sc, deidentify=deidentify, salt=salt, clean_content=False)

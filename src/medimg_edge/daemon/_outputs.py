@@ -1,0 +1,173 @@
+"""Crash-safe file operations: atomic writes, moves and folder creation.
+
+Every file the daemon creates is written to a temporary name in the destination folder
+(``.medimg-tmp-*``), flushed with ``fsync``, renamed over the final name and the folder
+is ``fsync``-ed, so that after a power loss a file either exists complete or not at all.
+Files are created ``0600`` and folders ``0700`` (outputs may hold patient data).
+Temporary names left by a crash are removed by :func:`clean_temp_files` on start.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from pathlib import Path
+
+__all__ = [
+    "TEMP_PREFIX",
+    "atomic_write",
+    "atomic_write_many",
+    "clean_temp_files",
+    "ensure_dir",
+    "fsync_dir",
+    "move_file",
+    "move_many",
+]
+
+TEMP_PREFIX = ".medimg-tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    """``fsync`` a folder so that renames and creations in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with mode ``0700`` if it is missing."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fsync_dir(path.parent)
+
+
+def _temp_name(folder: Path) -> Path:
+    return folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp + fsync + rename + fsync folder),
+    mode ``0600``; an existing file of that name is replaced."""
+    atomic_write_many([(path, data)])
+
+
+def atomic_write_many(items: list[tuple[Path, bytes]]) -> None:
+    """:func:`atomic_write` for many files with one ``fsync`` per folder: every file is
+    written to a temporary name and flushed, then all are renamed (in the given order),
+    then each folder is flushed once.  After a crash each file is complete or absent."""
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for path, data in items:
+            temps.append((_write_temp(path.parent, data), path))
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    for folder in dict.fromkeys(path.parent for path, _ in items):
+        fsync_dir(folder)
+
+
+def _write_temp(folder: Path, data: bytes) -> Path:
+    tmp = _temp_name(folder)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def move_many(pairs: list[tuple[Path, Path]]) -> list[OSError | None]:
+    """:func:`move_file` for many files with one ``fsync`` per folder; returns, per pair,
+    ``None`` (moved) or the error (``FileNotFoundError``: the source was gone)."""
+    errors: list[OSError | None] = []
+    folders: dict[Path, None] = {}
+    for src, dst in pairs:
+        try:
+            _move_no_sync(src, dst)
+        except OSError as exc:
+            errors.append(exc)
+            continue
+        errors.append(None)
+        folders[dst.parent] = None
+        folders[src.parent] = None
+    for folder in folders:
+        fsync_dir(folder)
+    return errors
+
+
+def move_file(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst`` durably: a rename when both are on one file system, else
+    copy to a temporary name in ``dst``'s folder + fsync + rename, then unlink ``src``.
+    Symbolic links and other non-regular files are moved as they are (never followed)."""
+    _move_no_sync(src, dst)
+    fsync_dir(dst.parent)
+    fsync_dir(src.parent)
+
+
+def _move_no_sync(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``, or copy across file systems then unlink ``src``; the
+    folders are not synced (the caller does)."""
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_across(src, dst)
+        os.unlink(src)
+
+
+def _copy_across(src: Path, dst: Path) -> None:
+    tmp = _temp_name(dst.parent)
+    if src.is_symlink():
+        os.symlink(os.readlink(src), tmp)
+        os.replace(tmp, dst)
+        return
+    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fd_out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            while True:
+                chunk = os.read(fd_in, 1 << 20)
+                if not chunk:
+                    break
+                os.write(fd_out, chunk)
+            os.fsync(fd_out)
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+    os.replace(tmp, dst)
+
+
+def clean_temp_files(*folders: Path) -> int:
+    """Remove temporary files a crash left in ``folders``; returns how many."""
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX):
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        if removed:
+            fsync_dir(folder)
+    return removed

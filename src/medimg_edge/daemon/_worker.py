@@ -1,0 +1,466 @@
+"""Worker subprocesses: reading and diagnosing one input at a time, bounded in memory,
+CPU time and wall-clock time.
+
+A worker is ``python -m medimg_edge.daemon._worker``.  It applies ``RLIMIT_AS`` (address
+space) once at start and, before each file, ``RLIMIT_CPU`` = CPU used so far + the per-file
+budget (the kernel kills it with ``SIGXCPU`` past that); the parent enforces the wall-clock
+timeout by killing it (``SIGKILL``) and starting a new one.  A worker builds one
+:class:`~medimg_edge.Diagnoser` per modality, once, and reuses it for every file.
+
+Protocol (private): the parent writes one JSON object per line on the worker's stdin (the
+first one the settings, then one per job); the worker answers each with a 4-byte big-endian
+length, a JSON header and the blobs (output file contents) the header lists.  The worker's
+own stdout is moved to its stderr, and its stderr goes to ``/dev/null``: library warnings
+(pydicom quotes tag values) must never reach the daemon's logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import select
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .._errors import InvalidInputError
+
+__all__ = ["WorkerDied", "WorkerProcess", "WorkerReply"]
+
+_HEADER = struct.Struct(">I")
+_MAX_HEADER = 1 << 24
+
+
+# ---- the worker process ------------------------------------------------------------------
+
+
+def _send(out: IO[bytes], header: dict[str, Any], blobs: dict[str, bytes] | None = None) -> None:
+    blobs = blobs or {}
+    header = {**header, "blobs": [[k, len(v)] for k, v in blobs.items()]}
+    raw = json.dumps(header).encode()
+    out.write(_HEADER.pack(len(raw)) + raw + b"".join(blobs.values()))
+    out.flush()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Work:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.inbox = Path(settings["inbox"])
+        self.diagnosers: dict[str, Any] = {}
+
+    def diagnoser(self, modality: str) -> Any:
+        d = self.diagnosers.get(modality)
+        if d is None:
+            from ..diagnosis import Diagnoser
+
+            d = Diagnoser(
+                self.settings["models"].get(modality),
+                modality,
+                delegate="cpu" if self.settings.get("cpu_only") else "auto",
+                num_threads=1,
+                quality_gate=self.settings["quality_gate"],
+            )
+            self.diagnosers[modality] = d
+        return d
+
+    def run(self, job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+        import cv2
+        import numpy as np
+
+        from .._overlay import render_overlay
+
+        label = job["id"]
+        path = self.inbox / job["path"]
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return {"ok": False, "code": "vanished", "message": "the file disappeared"}, {}
+        if stat.S_ISLNK(st.st_mode):
+            raise InvalidInputError(f"{label}: symbolic link (not followed)", code="symlink")
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInputError(f"{label}: not a regular file", code="unreadable")
+        if st.st_size == 0:
+            raise InvalidInputError(f"{label}: empty file", code="empty")
+        if st.st_size > self.settings["max_file_mb"] * (1 << 20):
+            raise InvalidInputError(
+                f"{label}: file of {st.st_size} bytes is beyond max_file_mb", code="too_large"
+            )
+        real = os.path.realpath(path)
+        if not real.startswith(str(self.inbox) + os.sep):
+            raise InvalidInputError(f"{label}: resolves outside the inbox", code="outside_inbox")
+        from ..io import read_input
+
+        img = read_input(
+            path,
+            label=label,
+            cine_frames=self.settings["cine_frames"],
+            max_bytes=self.settings["max_file_mb"] * (1 << 20),
+        )
+        # the instance key of a non-DICOM input is the sha256 of its content
+        sha = _sha256(path) if img.kind == "dicom" else str(img.instance_key)
+        modality = img.modality or job.get("modality")
+        source = "dicom" if img.modality else ("config" if modality else None)
+        if modality is None:
+            raise InvalidInputError(
+                f"{label}: no modality (no DICOM Modality tag; set 'modality' or a folder "
+                "rule in the config, or --modality)",
+                code="unknown_modality",
+            )
+        diagnoser = self.diagnoser(modality)
+        results = [diagnoser.diagnose(f) for f in img.frames]
+        decisive = [i for i, r in enumerate(results) if r.status != "indeterminate"]
+        if decisive:
+            best = max(decisive, key=lambda i: results[i].positive_score or 0.0)
+        else:
+            best = 0
+        agg = results[best]
+        doc: dict[str, Any] = agg.to_dict()
+        doc["id"] = label
+        doc["input"] = {
+            "kind": img.kind,
+            "sha256": sha,
+            "instance_key": img.instance_key,
+            "flags": list(img.flags),
+            "modality": modality,
+            "modality_source": source,
+            "frames_in_file": int(getattr(img, "n_frames", len(img.frames))),
+            "frames_diagnosed": len(img.frames),
+            "frame_index": int(img.frame_indices[best]),
+        }
+        if len(results) > 1:
+            doc["aggregate"] = (
+                "the decisive frame with the highest positive score (all indeterminate: "
+                "the first frame)"
+            )
+            doc["frame_results"] = [
+                {"frame_index": int(i), **r.to_dict()}
+                for i, r in zip(img.frame_indices, results, strict=True)
+            ]
+        blobs: dict[str, bytes] = {}
+        overlay_bgr = None
+        if job["overlay"] or (job["sc"] and img.kind == "dicom"):
+            overlay_bgr = render_overlay(img.frames[best], agg)
+        if job["overlay"] and overlay_bgr is not None:
+            ok, png = cv2.imencode(".png", overlay_bgr)
+            if not ok:
+                raise RuntimeError("PNG encoding failed")
+            blobs["overlay.png"] = png.tobytes()
+        skipped: dict[str, str] = {}
+        if job["sr"] or job["sc"]:
+            if img.kind != "dicom" or img.dataset is None:
+                why = "the input is not DICOM (a DICOM output must reference a source study)"
+                for what in ("sr", "sc"):
+                    if job[what]:
+                        skipped[what] = why
+            else:
+                _dicom = importlib.import_module(f"{__package__}._dicom")
+
+                if job["sr"]:
+                    blobs["sr.dcm"] = bytes(
+                        _dicom.encode_sr(agg, img.dataset, deidentify=job["deidentify"])
+                    )
+                if job["sc"] and overlay_bgr is not None:
+                    rgb = np.ascontiguousarray(cv2.cvtColor(overlay_bgr, cv2.COLOR_BGR2RGB))
+                    blobs["sc.dcm"] = bytes(
+                        _dicom.encode_secondary_capture(
+                            rgb, agg, img.dataset, deidentify=job["deidentify"]
+                        )
+                    )
+        if skipped:
+            doc["outputs_skipped"] = skipped
+        doc["outputs"] = sorted([f"{label}.{k}" for k in blobs] + [f"{label}.json"])
+        blobs["json"] = (json.dumps(doc, allow_nan=False) + "\n").encode()
+        return {"ok": True, "sha256": sha, "kind": img.kind}, blobs
+
+
+def _cpu_used() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def worker_main() -> int:
+    """Entry point of a worker subprocess (see the module docstring)."""
+    import logging
+    import math
+    import resource
+    import warnings
+
+    proto = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints of libraries must not corrupt the protocol
+    warnings.simplefilter("ignore")
+    logging.disable(logging.CRITICAL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    settings = json.loads(sys.stdin.readline())
+    limit = int(settings["memory_limit_mb"]) << 20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    import cv2
+
+    cv2.setNumThreads(1)
+    work = _Work(settings)
+    try:
+        for modality in settings["preload"]:
+            work.diagnoser(modality)
+    except Exception as exc:  # a model problem: the daemon reports it and stops
+        _send(proto, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    _send(proto, {"ready": True, "pid": os.getpid()})
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    for line in sys.stdin:
+        job = json.loads(line)
+        soft = math.ceil(_cpu_used()) + int(job["cpu_seconds"])
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+        blobs: dict[str, bytes] = {}
+        try:
+            reply, blobs = work.run(job)
+        except InvalidInputError as exc:
+            reply = {"ok": False, "code": exc.code, "message": str(exc), "permanent": True}
+        except MemoryError:
+            blobs = {}
+            reply = {"ok": False, "code": "memory_limit", "message": "memory limit reached"}
+        except OSError as exc:
+            # strerror only: str(exc) would quote the path
+            reply = {
+                "ok": False,
+                "code": "io_error",
+                "message": f"{type(exc).__name__}: {exc.strerror or exc.errno}",
+            }
+        except Exception as exc:  # the type only: the text may quote data
+            reply = {"ok": False, "code": "internal_error", "message": type(exc).__name__}
+        _send(proto, reply, blobs)
+    return 0
+
+
+# ---- the parent's handle on one worker ---------------------------------------------------
+
+
+class WorkerDied(Exception):
+    """The worker died or was killed during a job; ``code`` says how."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class WorkerReply:
+    header: dict[str, Any]
+    blobs: dict[str, bytes]
+
+
+class WorkerProcess:
+    """One worker subprocess, (re)started on demand.
+
+    Parameters
+    ----------
+    settings : dict
+        Sent to the worker at start (inbox, models, limits, modalities to preload).
+    """
+
+    def __init__(self, settings: dict[str, Any], startup_timeout: float = 120.0) -> None:
+        self.settings = settings
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.outstanding = 0  # jobs sent and not answered
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def start(self) -> None:
+        """Start the worker and wait until its models are loaded.
+
+        Raises
+        ------
+        RuntimeError
+            When the worker cannot load its models (the message says why).
+        """
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the worker process (without waiting for it)."""
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
+        env.setdefault("OMP_NUM_THREADS", "1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "medimg_edge.daemon._worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the daemon only
+            env=env,
+        )
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(self.settings).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def wait_ready(self) -> None:
+        """Wait for the worker's ready message (see :meth:`start`)."""
+        try:
+            reply = self._read(time.monotonic() + self.startup_timeout)
+        except WorkerDied as exc:
+            self.kill()
+            raise RuntimeError(f"the worker did not start ({exc})") from None
+        if not reply.header.get("ready"):
+            self.kill()
+            raise RuntimeError(str(reply.header.get("error", "the worker did not start")))
+
+    def run(self, job: dict[str, Any], timeout: float) -> WorkerReply:
+        """Send ``job`` and wait for its reply (:meth:`send` + :meth:`receive`)."""
+        self.send(job)
+        return self.receive(timeout)
+
+    def send(self, job: dict[str, Any]) -> None:
+        """Queue ``job`` in the worker's input pipe (the worker takes jobs in order, so a
+        caller may send the next job before the current reply, keeping the worker busy).
+
+        A worker that is gone is restarted first, unless replies are still owed (the
+        caller's :meth:`receive` then raises :class:`WorkerDied` and the caller sends the
+        unanswered jobs again).
+
+        Raises
+        ------
+        RuntimeError
+            When a restarted worker cannot load its models.
+        """
+        if self.outstanding == 0 and (self.proc is None or self.proc.poll() is not None):
+            if self.proc is not None:
+                self._reap()
+            self.start()
+        self.outstanding += 1
+        if self.proc is None or self.proc.stdin is None:
+            return
+        try:
+            self.proc.stdin.write(json.dumps(job).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # the worker died: receive() reports it
+
+    def receive(self, timeout: float) -> WorkerReply:
+        """The reply to the oldest job sent, waiting at most ``timeout`` seconds.
+
+        Raises
+        ------
+        WorkerDied
+            ``timeout`` (killed after ``timeout`` s), ``cpu_limit`` or ``worker_crashed``;
+            the worker is gone (every job sent to it is unanswered) and the next
+            :meth:`send` starts a new one.
+        """
+        if self.proc is None:
+            self.outstanding = 0
+            raise WorkerDied("worker_crashed", "the worker was gone")
+        try:
+            reply = self._read(time.monotonic() + timeout)
+        except WorkerDied:
+            self.outstanding = 0
+            raise
+        self.outstanding -= 1
+        return reply
+
+    def _read_exact(self, n: int, deadline: float) -> bytes:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        parts: list[bytes] = []
+        while n > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise WorkerDied("timeout", "killed after the time limit")
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            chunk = os.read(fd, min(n, 1 << 20))
+            if not chunk:
+                code = self._reap()
+                raise WorkerDied(*_death(code))
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
+
+    def _read(self, deadline: float) -> WorkerReply:
+        (size,) = _HEADER.unpack(self._read_exact(_HEADER.size, deadline))
+        if size > _MAX_HEADER:
+            self.kill()
+            raise WorkerDied("worker_crashed", "protocol error")
+        header = json.loads(self._read_exact(size, deadline))
+        blobs = {str(k): self._read_exact(int(n), deadline) for k, n in header.pop("blobs")}
+        return WorkerReply(header, blobs)
+
+    def _reap(self) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        if self.proc is not None:
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    if f is not None:
+                        f.close()
+                except OSError:
+                    pass
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the worker (if running) and reap it."""
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self._close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the worker's stdin (it exits after its job) and reap it."""
+        if self.proc is None:
+            return
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=timeout)
+        except (subprocess.TimeoutExpired, OSError):
+            self.proc.kill()
+            self.proc.wait()
+        self._close()
+
+
+def _death(code: int | None) -> tuple[str, str]:
+    if code is not None and code < 0:
+        sig = -code
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        if sig == signal.SIGXCPU:
+            return "cpu_limit", "killed by the CPU time limit (SIGXCPU)"
+        return "worker_crashed", f"the worker died from signal {name}"
+    return "worker_crashed", f"the worker exited with status {code}"
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())
