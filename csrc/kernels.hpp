@@ -251,6 +251,8 @@ struct KernelTable {
                            const InverseAnscombeTable* table);
   // Input validation: true if all n values are finite; min and max into *mn, *mx.
   bool (*scan)(const float* p, ptrdiff_t n, float* mn, float* mx);
+  // dst[i] = float(src[i]) for n uint8 (bytes == 1) or uint16 (bytes == 2) values.
+  void (*widen)(const void* src, int bytes, ptrdiff_t n, float* dst);
   // Model input quantisation fused with the validation scan (quant.hpp): out_type is a
   // QuantOut, 1 <= channels <= kQuantMaxChannels; true if all n values of x are finite.
   bool (*quantize_affine)(const float* x, ptrdiff_t n, int channels, const float* a, const float* b,

@@ -329,3 +329,23 @@ def test_hypothesis_any_frame(frame, modality):
     assert report.ok == (report.issues == ())
     assert 0.0 <= report.measures["blur_effect"] <= 1.0
     assert 0.0 <= report.measures["fraction_saturated"] <= 1.0
+
+
+def test_fused_quality_stats_equal_the_separate_kernels(frames):
+    """``_core.quality_stats`` (one GIL release per frame) returns exactly what
+    ``summary``, ``sharpness`` and ``immerkaer_abs_sum`` return one by one."""
+    from medimg_edge import _core
+    from medimg_edge.quality import _QUANTILES
+
+    for name, frame in frames.items():
+        img = np.ascontiguousarray(frame, dtype=np.float32)
+        if min(img.shape) < 3:
+            continue
+        lo, hi = 0.0, float(img.max()) if img.max() > 0 else 1.0
+        s, q, sh, noise = _core.quality_stats(img, _QUANTILES, lo, hi)
+        s1, _, q1 = _core.summary(img, None, 0, _QUANTILES, False, -1.0, -1.0, lo, hi)
+        assert s == s1 and np.array_equal(q, q1), name
+        assert sh == _core.sharpness(img), name
+        assert noise == _core.immerkaer_abs_sum(img), name
+    with pytest.raises(ValueError):
+        _core.quality_stats(np.zeros((2, 9), np.float32), _QUANTILES, 0.0, 1.0)

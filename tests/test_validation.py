@@ -519,3 +519,39 @@ def test_float64_beyond_float32_is_invalid_input_even_with_warnings_as_errors():
         warnings.simplefilter("error")
         with pytest.raises(me.InvalidInputError, match="float32"):
             D.lee(_with(1e300, np.float64))
+
+
+@given(
+    data=st.data(),
+    dtype=st.sampled_from([np.uint8, np.uint16]),
+    shape=array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=300),
+)
+def test_integer_frames_convert_exactly_into_a_reused_buffer(data, dtype, shape):
+    """``as_float_array(..., out=)`` converts uint8/uint16 in the ``widen`` kernel (GIL
+    released): exactly what ``astype(float32)`` gives, for every length (vector tails)."""
+    from medimg_edge._validation import as_float_array
+
+    image = data.draw(arrays(dtype, shape))
+    out = np.full(shape, np.nan, np.float32)
+    got = as_float_array(image, out=out)
+    assert got is out
+    assert np.array_equal(out, image.astype(np.float32))
+    # Strided and byte-swapped frames take NumPy's path, with the same result.
+    for variant in (image[:, ::-1], image.astype(image.dtype.newbyteorder(">"))):
+        out[...] = np.nan
+        assert np.array_equal(as_float_array(variant, out=out), variant.astype(np.float32))
+
+
+def test_to_float32_binding_refuses_what_it_does_not_handle():
+    from medimg_edge import _core
+
+    out = np.empty((4, 4), np.float32)
+    assert _core.to_float32(np.ones((4, 4), np.uint8), out) is True
+    assert _core.to_float32(np.ones((4, 4), np.float64), out) is False  # NumPy converts
+    assert _core.to_float32(np.ones((4, 4), np.int16), out) is False
+    assert _core.to_float32(np.ones((4, 8), np.uint8)[:, ::2], out) is False
+    for bad in (np.empty((4, 4), np.float64), np.empty((3, 4), np.float32)):
+        with pytest.raises(ValueError):
+            _core.to_float32(np.ones((4, 4), np.uint8), bad)
+    with pytest.raises(ValueError):
+        _core.to_float32(np.ones((4, 4), np.uint8), np.empty((4, 4), np.float32)[:, ::-1])

@@ -3,6 +3,7 @@
 // so that C++ never sees an unchecked array even when _core is called directly.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -29,6 +30,21 @@ inline py::array_t<float> checked(const py::array& a, int ndim, const char* what
   if (a.size() == 0) throw std::invalid_argument(std::string(what) + ": empty array");
   return py::reinterpret_borrow<py::array_t<float>>(a);
 }
+
+// Releases the GIL for the scope when a kernel has at least kNoGilMin elements to do.
+// Releasing is a hand-off: a thread waiting for the GIL is woken (a futex wake, an
+// inter-processor interrupt on a VM), and this thread waits for it again afterwards, which
+// costs more than a few-microsecond kernel saves by running in parallel.
+constexpr ptrdiff_t kNoGilMin = ptrdiff_t(1) << 16;
+class ReleaseGilIfLarge {
+ public:
+  explicit ReleaseGilIfLarge(ptrdiff_t n) {
+    if (n >= kNoGilMin) release_.emplace();
+  }
+
+ private:
+  std::optional<py::gil_scoped_release> release_;
+};
 
 inline void check_window(int window, ptrdiff_t rows, ptrdiff_t cols) {
   if (window < 3 || window > kMaxWindow || window % 2 == 0)

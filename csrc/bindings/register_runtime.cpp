@@ -45,7 +45,7 @@ std::tuple<bool, float, float> quantize_affine(const py::array& x, const py::arr
   float mn = 0.0f, mx = 0.0f;
   bool finite;
   {
-    py::gil_scoped_release release;
+    ReleaseGilIfLarge release(n);  // a model input is often only 128 x 128
     finite = t->quantize_affine(src, n, static_cast<int>(channels), va.data(), vb.data(), out_type,
                                 dst, &mn, &mx);
   }

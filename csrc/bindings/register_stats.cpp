@@ -185,6 +185,54 @@ std::tuple<py::dict, py::array_t<double>, py::array_t<double>> gradient_summary(
   return {summary_dict(s), hist, qout};
 }
 
+// Quantiles q of the subsample image[::step_y, ::step_x] (a float32 C-contiguous 2-D
+// image), the strided copy and the order statistics with the GIL released once: the
+// percentile window of runtime.window_bounds.
+py::array_t<double> subsample_quantiles(const py::array& image, ptrdiff_t step_y, ptrdiff_t step_x,
+                                        const py::array& q, const std::string& target) {
+  auto in = checked(image, 2, "image");
+  if (step_y < 1 || step_x < 1) throw std::invalid_argument("steps must be >= 1");
+  const ptrdiff_t rows = in.shape(0), cols = in.shape(1);
+  const ptrdiff_t sr = (rows + step_y - 1) / step_y, sc = (cols + step_x - 1) / step_x;
+  const ptrdiff_t n = sr * sc;
+  const f64array qa = checked_quantiles(q);
+  const KernelTable* t = table_by_name(target);
+  py::array_t<double> qout(qa.size());
+  std::unique_ptr<float[]> fb1;
+  std::unique_ptr<uint32_t[]> fb2;
+  float* sub = reuse<float, 4>(static_cast<size_t>(n), &fb1);
+  uint32_t* sscratch = reuse<uint32_t, 0>(summary_scratch(n), &fb2);
+  SummaryRequest rq{};
+  rq.nq = static_cast<int>(qa.size());
+  rq.q = qa.data();
+  rq.qout = qout.mutable_data();
+  rq.rmad_lo = rq.rmad_hi = -1.0;
+  Summary s{};
+  const float* src = in.data();
+  {
+    ReleaseGilIfLarge release(rows * cols);
+    float* d = sub;
+    for (ptrdiff_t y = 0; y < rows; y += step_y) {
+      const float* row = src + y * cols;
+      for (ptrdiff_t x = 0; x < cols; x += step_x) *d++ = row[x];
+    }
+    t->summary(sub, n, &rq, &s, sscratch);
+  }
+  return qout;
+}
+
+py::dict sharpness_dict(const Sharpness& s) {
+  py::dict d;
+  d["lap_sum"] = s.lap_sum;
+  d["lap_sumsq"] = s.lap_sumsq;
+  d["tenengrad_sum"] = s.tenengrad_sum;
+  d["diff_h"] = s.diff_h;
+  d["lost_h"] = s.lost_h;
+  d["diff_v"] = s.diff_v;
+  d["lost_v"] = s.lost_v;
+  return d;
+}
+
 py::dict sharpness(const py::array& image, const std::string& target) {
   auto in = checked(image, 2, "image");
   const ptrdiff_t rows = in.shape(0), cols = in.shape(1);
@@ -197,15 +245,44 @@ py::dict sharpness(const py::array& image, const std::string& target) {
     py::gil_scoped_release release;
     t->sharpness(src, rows, cols, &s, scratch);
   }
-  py::dict d;
-  d["lap_sum"] = s.lap_sum;
-  d["lap_sumsq"] = s.lap_sumsq;
-  d["tenengrad_sum"] = s.tenengrad_sum;
-  d["diff_h"] = s.diff_h;
-  d["lost_h"] = s.lost_h;
-  d["diff_v"] = s.diff_v;
-  d["lost_v"] = s.lost_v;
-  return d;
+  return sharpness_dict(s);
+}
+
+// The sums behind quality.assess in one call, with the GIL released once (a Diagnoser
+// runs it on every frame, often from several threads): summary() of every pixel with
+// quantiles q and the counts below / above the range, sharpness(), and the Immerkaer
+// |I * N| sum of the noise estimate.  (measures, quantiles, sharpness, immerkaer sum)
+std::tuple<py::dict, py::array_t<double>, py::dict, double> quality_stats(
+    const py::array& image, const py::array& q, float below, float above,
+    const std::string& target) {
+  auto in = checked(image, 2, "image");
+  const ptrdiff_t rows = in.shape(0), cols = in.shape(1), n = in.size();
+  if (rows < 3 || cols < 3) throw std::invalid_argument("image must be at least 3x3");
+  const f64array qa = checked_quantiles(q);
+  const KernelTable* t = table_by_name(target);
+  py::array_t<double> qout(qa.size());
+  std::unique_ptr<uint32_t[]> fb1;
+  std::unique_ptr<float[]> fb2;
+  uint32_t* sscratch = reuse<uint32_t, 0>(summary_scratch(n), &fb1);
+  float* hscratch = reuse<float, 3>(sharpness_scratch(rows, cols), &fb2);
+  SummaryRequest rq{};
+  rq.nq = static_cast<int>(qa.size());
+  rq.q = qa.data();
+  rq.qout = qout.mutable_data();
+  rq.rmad_lo = rq.rmad_hi = -1.0;
+  rq.below = below;
+  rq.above = above;
+  Summary s{};
+  Sharpness h{};
+  double noise = 0.0;
+  const float* src = in.data();
+  {
+    py::gil_scoped_release release;
+    t->summary(src, n, &rq, &s, sscratch);
+    t->sharpness(src, rows, cols, &h, hscratch);
+    noise = t->immerkaer_abs_sum(src, rows, cols);
+  }
+  return {summary_dict(s), qout, sharpness_dict(h), noise};
 }
 
 }  // namespace
@@ -222,6 +299,10 @@ void register_stats(py::module_& m) {
         "Orientation histogram and summary (moments, quantiles) of the Sobel magnitudes.");
   m.def("sharpness", &sharpness, "image"_a, "target"_a = "",
         "Laplacian, Tenengrad and blur-effect sums.");
+  m.def("subsample_quantiles", &subsample_quantiles, "image"_a, "step_y"_a, "step_x"_a, "q"_a,
+        "target"_a = "", "Quantiles of image[::step_y, ::step_x], the GIL released once.");
+  m.def("quality_stats", &quality_stats, "image"_a, "q"_a, "below"_a, "above"_a, "target"_a = "",
+        "summary(), sharpness() and the Immerkaer sum of one image, the GIL released once.");
 }
 
 }  // namespace medimg::bind

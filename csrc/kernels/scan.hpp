@@ -1,4 +1,5 @@
-// One pass over an array for input validation: finiteness, minimum and maximum.
+// One pass over an array for input validation: finiteness, minimum and maximum; and the
+// widening of uint8 / uint16 frames to float32 that precedes it.
 #pragma once
 
 namespace {
@@ -34,6 +35,24 @@ static bool scan_kernel(const float* p, ptrdiff_t n, float* mn, float* mx) {
   *mx = hi;
   const float total = static_cast<float>(reduce_sum(nan_acc)) + tail_acc;
   return total == 0.0f;  // false for NaN
+}
+
+// dst[i] = float(src[i]) for n uint8 (bytes == 1) or uint16 (bytes == 2) values: exact.
+static void widen_kernel(const void* src, int bytes, ptrdiff_t n, float* dst) {
+  using namespace simd;
+  ptrdiff_t i = 0;
+  if (bytes == 1) {
+    const uint8_t* p = static_cast<const uint8_t*>(src);
+    for (; i + kLanes <= n; i += kLanes) store(dst + i, to_float(load_u8(p + i)));
+    for (; i < n; ++i) dst[i] = static_cast<float>(p[i]);
+    return;
+  }
+  // uint16: blocks of a fixed length, which GCC vectorises for the target's instructions.
+  const uint16_t* p = static_cast<const uint16_t*>(src);
+  constexpr ptrdiff_t kBlock = 64;
+  for (; i + kBlock <= n; i += kBlock)
+    for (ptrdiff_t k = 0; k < kBlock; ++k) dst[i + k] = static_cast<float>(p[i + k]);
+  for (; i < n; ++i) dst[i] = static_cast<float>(p[i]);
 }
 
 }  // namespace

@@ -45,6 +45,7 @@ KernelTable make_table() {
   t.anscombe = anscombe_kernel;
   t.inverse_anscombe = inverse_anscombe_kernel;
   t.scan = scan_kernel;
+  t.widen = widen_kernel;
   t.immerkaer_abs_sum = immerkaer_abs_sum_kernel;
   // runtime: model input quantisation (quant.hpp)
   t.quantize_affine = quantize_affine_kernel;

@@ -608,6 +608,34 @@ void test_scan(const Targets& T, const Image& im) {
   }
 }
 
+// widen: every target converts uint8 and uint16 values exactly (all 256 byte values and
+// the uint16 extremes), for lengths around the vector widths and block sizes.
+void test_widen(const Targets& T) {
+  std::vector<const KernelTable*> all{T.scalar};
+  all.insert(all.end(), T.others.begin(), T.others.end());
+  for (ptrdiff_t n : {ptrdiff_t(1), ptrdiff_t(15), ptrdiff_t(16), ptrdiff_t(17), ptrdiff_t(63),
+                      ptrdiff_t(64), ptrdiff_t(65), ptrdiff_t(257), ptrdiff_t(1000)}) {
+    std::vector<uint8_t> b(static_cast<size_t>(n));
+    std::vector<uint16_t> w(static_cast<size_t>(n));
+    for (ptrdiff_t i = 0; i < n; ++i) {
+      b[size_t(i)] = uint8_t((i * 37 + 11) & 255);
+      w[size_t(i)] = uint16_t(i % 3 == 0 ? 65535 : (i * 2654435761u) & 65535u);
+    }
+    for (const KernelTable* t : all) {
+      std::vector<float> out(size_t(n) + 1, -7.0f);
+      t->widen(b.data(), 1, n, out.data());
+      bool ok = out[size_t(n)] == -7.0f;
+      for (ptrdiff_t i = 0; i < n; ++i) ok = ok && out[size_t(i)] == float(b[size_t(i)]);
+      record(ok, std::string(t->name) + " widen uint8 n=" + std::to_string(n), "mismatch");
+      std::fill(out.begin(), out.end(), -7.0f);
+      t->widen(w.data(), 2, n, out.data());
+      ok = out[size_t(n)] == -7.0f;
+      for (ptrdiff_t i = 0; i < n; ++i) ok = ok && out[size_t(i)] == float(w[size_t(i)]);
+      record(ok, std::string(t->name) + " widen uint16 n=" + std::to_string(n), "mismatch");
+    }
+  }
+}
+
 // ---- model input quantisation (csrc/kernels/quant.hpp) -------------------------------------
 // Exact: every target must equal a plain transcription (float32 product and sum, clamp,
 // round half to even with nearbyintf in the default rounding mode), including exact ties.
@@ -1717,6 +1745,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  test_widen(T);
   test_lbp(T);
   test_quantize(T);
   test_stats(T);

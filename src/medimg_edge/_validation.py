@@ -169,7 +169,9 @@ def as_float_array(
             and out.flags.writeable
             and not np.may_share_memory(out, arr)
         ):
-            np.copyto(out, arr, casting="unsafe")
+            # uint8/uint16 convert in C with the GIL released (NumPy holds it for this cast).
+            if not _core.to_float32(arr, out):
+                np.copyto(out, arr, casting="unsafe")
         else:
             out = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind == "f":

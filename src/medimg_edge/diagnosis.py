@@ -34,7 +34,6 @@ from .runtime import Model, load_model
 from .runtime._preprocess import (
     apply_denoise,
     resize_to_input,
-    subsample_shape,
     to_gray,
     window_into,
 )
@@ -166,6 +165,12 @@ def _check_modality(modality: object) -> str:
     if modality not in _MODALITIES:
         raise InvalidInputError(f"modality must be 'ultrasound' or 'xray', got {modality!r}")
     return str(modality)
+
+
+# dtype -> name for Diagnosis.frame (str(dtype) costs microseconds on every frame).
+_DTYPE_NAMES = {
+    np.dtype(t): np.dtype(t).name for t in (np.uint8, np.uint16, np.float32, np.float64)
+}
 
 
 class _Workspace:
@@ -403,7 +408,11 @@ class Diagnoser:
         # quality measures and the window.
         native = gray.dtype.newbyteorder("=")
         img = as_float_array(gray, name="frame", out=ws.get("frame", hw))
-        frame_info = {"shape": list(arr.shape), "dtype": str(arr.dtype), "modality": self.modality}
+        frame_info = {
+            "shape": list(arr.shape),
+            "dtype": _DTYPE_NAMES.get(arr.dtype) or str(arr.dtype),
+            "modality": self.modality,
+        }
         t = lap("validate", t_start)
         report = _quality._assess_float(img, native, self.modality)
         t = lap("quality", t)
@@ -435,12 +444,7 @@ class Diagnoser:
         t = lap("denoise", t)
         model = self._thread_model()
         spec = model.package.input
-        unit = window_into(
-            img,
-            ws.get("unit", hw),
-            scratch=ws.get("sub", subsample_shape(hw)),
-            source=source,
-        )
+        unit = window_into(img, ws.get("unit", hw), source=source)
         x = resize_to_input(unit, spec, out=ws.get("input", (spec.height, spec.width)))
         t = lap("preprocess", t)
         out = model.predict(x)
@@ -451,10 +455,10 @@ class Diagnoser:
             probs, smoothed = self._smooth(probs, ts)
         heat_grid = None
         if "heatmap" in out:
-            g = out["heatmap"][0]
+            g = out["heatmap"][0]  # a new float32 array of predict's: clipped in place
             if self._heat_kind == "logits":
-                g = 1.0 / (1.0 + np.exp(-g))
-            heat_grid = np.clip(g, 0.0, 1.0).astype(np.float32)
+                g = (1.0 / (1.0 + np.exp(-g))).astype(np.float32)
+            heat_grid = np.clip(g, 0.0, 1.0, out=g)
         status, k, reason = self._decide(probs)
         diag = Diagnosis(
             status=status,
@@ -472,14 +476,18 @@ class Diagnoser:
         return self._finish(diag, ts, probs)
 
     def _calibrate(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        z = raw.astype(np.float64)
+        """Temperature-scaled softmax of the raw scores (log-probabilities first when the
+        model emits probabilities), in Python floats: a handful of labels costs less than
+        the NumPy calls would, and the GIL is held either way."""
+        z = raw.tolist()
         if self._score_kind == "probabilities":
-            z = np.log(np.clip(z, 1e-7, 1.0))
-        z = z / self._model.package.temperature
-        z -= z.max()
-        e = np.exp(z)
-        p: npt.NDArray[np.float64] = e / e.sum()
-        return p
+            z = [math.log(min(max(v, 1e-7), 1.0)) for v in z]
+        temperature = self._model.package.temperature
+        z = [v / temperature for v in z]
+        top = max(z)
+        e = [math.exp(v - top) for v in z]
+        total = math.fsum(e)
+        return np.array([v / total for v in e])
 
     def _smooth(
         self, probs: npt.NDArray[np.float64], ts: float

@@ -288,15 +288,16 @@ def _assess_float(
     if value_range is not None:
         lo, hi = _check_value_range(value_range)
         known = True
+    elif native == np.uint8:
+        lo, hi, known = 0.0, 255.0, True  # what _nominal_range says, without the scan
     else:
         lo, hi, known = _nominal_range(native, *_min_max(img))
     scale = hi - lo if hi > lo else 1.0
-    s, _, q = _core.summary(img, None, 0, _QUANTILES, False, -1.0, -1.0, lo, hi)
+    # One call, the GIL released once: summary, sharpness sums and the noise sum.
+    s, q, sh, noise_sum = _core.quality_stats(img, _QUANTILES, lo, hi)
     n = float(s["count"])
-    u = (q - lo) / scale
-    p1, p5, p95, p99 = (float(x) for x in u)
+    p1, p5, p95, p99 = ((float(x) - lo) / scale for x in q)
     m2 = float(s["m2"])
-    sh = _core.sharpness(img)
     lap_mean = sh["lap_sum"] / n
     lap_var = max(sh["lap_sumsq"] / n - lap_mean * lap_mean, 0.0)
     blur = max(_blur(sh["diff_h"], sh["lost_h"]), _blur(sh["diff_v"], sh["lost_v"]))
@@ -310,7 +311,7 @@ def _assess_float(
         "p99": p99,
         "fraction_saturated": float(s["n_above"]) / n,
         "fraction_underexposed": float(s["n_below"]) / n,
-        "noise_sigma": _immerkaer_sigma(img) / scale,
+        "noise_sigma": _immerkaer_sigma(img, noise_sum) / scale,
         "sharpness_laplacian_var": lap_var / (scale * scale),
         "sharpness_tenengrad": sh["tenengrad_sum"] / n / (scale * scale),
         "blur_effect": blur,

@@ -25,7 +25,6 @@ __all__ = [
     "apply_denoise",
     "resize_to_input",
     "robust_unit",
-    "subsample_shape",
     "to_gray",
     "to_model_input",
     "window_bounds",
@@ -78,46 +77,31 @@ def to_gray(
     return gray
 
 
-def window_bounds(
-    image: npt.NDArray[np.float32], *, scratch: npt.NDArray[np.float32] | None = None
-) -> tuple[float, float]:
+def window_bounds(image: npt.NDArray[np.float32]) -> tuple[float, float]:
     """The 0.5th and 99.5th percentiles (NumPy's ``"linear"`` method) of a validated
-    C-contiguous float32 2-D image, on a strided subsample of at most about 256 x 256
-    pixels when the image has more than 65536.
+    C-contiguous float32 2-D image, on the strided subsample ``image[::sy, ::sx]`` of at
+    most about 256 x 256 pixels when the image has more than
+    65536.
 
     Computed by the exact O(n) order-statistics kernel of
     :func:`medimg_edge.features.firstorder` (counting for integer-valued frames, radix
-    select otherwise; bit-identical to :func:`numpy.percentile`), with the GIL released.
-    ``scratch`` (float32, the subsample's shape) avoids a per-call allocation.
+    select otherwise; bit-identical to :func:`numpy.percentile` of the subsample), the
+    strided copy included, in one call with the GIL released.
     """
-    small = (
-        image
-        if image.size <= 65536
-        else image[:: max(1, image.shape[0] // 256), :: max(1, image.shape[1] // 256)]
-    )
-    if not small.flags.c_contiguous:
-        if scratch is not None and scratch.shape == small.shape and scratch.dtype == np.float32:
-            np.copyto(scratch, small)
-            small = scratch
-        else:
-            small = np.ascontiguousarray(small)
-    _, _, q = _core.summary(small, None, 0, _QUANTILES, False, -1.0, -1.0, 0.0, 0.0)
+    sy, sx = _subsample_steps(image.shape)
+    q = _core.subsample_quantiles(image, sy, sx, _QUANTILES)
     return float(q[0]), float(q[1])
 
 
-def subsample_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Shape of the subsample :func:`window_bounds` reads from an image of ``shape``."""
+def _subsample_steps(shape: tuple[int, ...]) -> tuple[int, int]:
     h, w = int(shape[0]), int(shape[1])
     if h * w <= 65536:
-        return h, w
-    return -(-h // max(1, h // 256)), -(-w // max(1, w // 256))
+        return 1, 1
+    return max(1, h // 256), max(1, w // 256)
 
 
 def robust_unit(
-    image: Any,
-    *,
-    out: npt.NDArray[np.float32] | None = None,
-    scratch: npt.NDArray[np.float32] | None = None,
+    image: Any, *, out: npt.NDArray[np.float32] | None = None
 ) -> npt.NDArray[np.float32]:
     """Window a 2-D image to [0, 1] between its 0.5th and 99.5th percentiles.
 
@@ -131,28 +115,25 @@ def robust_unit(
     out : (M, N) ndarray of float32, optional
         Where to write the result (may be ``image`` itself when that is float32): lets a
         caller reuse one buffer across frames.
-    scratch : ndarray of float32, optional
-        Buffer of :func:`subsample_shape` for the percentile subsample.
     """
     arr = checked_array(image, name="image", ndims=(2,))
     img = as_float_array(arr, name="image", out=out)
     if out is None or out.shape != img.shape or out.dtype != np.float32:
         out = np.empty_like(img)
-    return window_into(img, out, scratch=scratch, source=arr)
+    return window_into(img, out, source=arr)
 
 
 def window_into(
     img: npt.NDArray[np.float32],
     out: npt.NDArray[np.float32],
     *,
-    scratch: npt.NDArray[np.float32] | None = None,
     source: npt.NDArray[Any] | None = None,
 ) -> npt.NDArray[np.float32]:
     """:func:`robust_unit` of a validated C-contiguous float32 image into ``out`` (same
     shape; may be ``img``).  When ``source``, the frame ``img`` was converted from, is
     uint8, the window is one table lookup (``cv2.LUT`` over the 256 codes, each entry
     computed with the same float32 operations, so the result is identical)."""
-    lo, hi = window_bounds(img, scratch=scratch)
+    lo, hi = window_bounds(img)
     if not hi > lo:
         out.fill(0.0)
         return out
