@@ -263,15 +263,26 @@ def local_cluster(workers: int) -> tuple[Any, Any]:
     import importlib
     import logging
 
+    dask: Any = importlib.import_module("dask")
     distributed: Any = importlib.import_module("distributed")
-    cluster = distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",  # HTTP endpoint on a free loopback port
-        silence_logs=logging.ERROR,
-    )
+    # Worker housekeeping that competes with the task thread for the GIL, off or slower
+    # (the nannies pass this config to the workers): the statistical profiler (a stack
+    # sample of the task thread every 10 ms), the GIL-contention monitor (every 1 ms when
+    # gilknocker is installed) and the event-loop tick check (every 20 ms).
+    quiet = {
+        "distributed.worker.profile.enabled": False,
+        "distributed.admin.system-monitor.gil.enabled": False,
+        "distributed.admin.tick.interval": "500ms",
+    }
+    with dask.config.set(quiet):
+        cluster = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",  # HTTP endpoint on a free loopback port
+            silence_logs=logging.ERROR,
+        )
     return distributed.Client(cluster), cluster
 
 
