@@ -58,7 +58,7 @@ class Config:
     deidentify: bool = False
     cine_frames: int = 3
     workers: int = 2
-    queue_size: int = 0  # 0: 2 x workers
+    queue_size: int = 0  # 0: 16 x workers
     settle_seconds: float = 2.0
     rescan_seconds: float = 10.0
     max_attempts: int = 3
@@ -76,8 +76,10 @@ class Config:
 
     @property
     def effective_queue_size(self) -> int:
-        """The bound of the work queue (``queue_size``, or twice the workers)."""
-        return self.queue_size or 2 * self.workers
+        """The bound of the work queue (``queue_size``, or 16 per worker: claims are
+        committed once per main-loop round, and the workers must not run dry between
+        rounds)."""
+        return self.queue_size or 16 * self.workers
 
     def is_ignored(self, name: str) -> bool:
         """Whether a file or folder name matches one of the ``ignore`` patterns."""

@@ -77,6 +77,11 @@ RESTART_KEYS = (
     "cine_frames",
     "max_file_mb",
 )
+# How long the writer thread waits for more replies to finish in the same batch, and the
+# largest batch.
+_BATCH_SECONDS = 0.01
+_BATCH_MAX = 64
+
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 
 
@@ -730,10 +735,11 @@ class Daemon:
         now = time.time()
         with self._lock:
             outstanding = self._in_flight
-        # bounded: the queue, plus one job per worker running and one being written
+        # bounded: the queue, two jobs per worker (one running, one in its pipe) and one
+        # batch of replies being written
         free = min(
             self._jobs.maxsize - self._jobs.qsize(),
-            self._jobs.maxsize + 2 * c.workers - outstanding,
+            self._jobs.maxsize + 2 * c.workers + _BATCH_MAX - outstanding,
         )
         if free <= 0:
             return []
@@ -896,9 +902,12 @@ class Daemon:
                 return
             batch = [item]
             last = False
-            while len(batch) < 64:
+            # Gather the replies of the next few milliseconds too: one fsync of each folder
+            # (and one ledger commit in the main thread) then covers several files.
+            deadline = time.monotonic() + _BATCH_SECONDS
+            while len(batch) < _BATCH_MAX:
                 try:
-                    nxt = self._replies.get_nowait()
+                    nxt = self._replies.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if nxt is None:
