@@ -268,11 +268,14 @@ def local_cluster(workers: int) -> tuple[Any, Any]:
     # Worker housekeeping that competes with the task thread for the GIL, off or slower
     # (the nannies pass this config to the workers): the statistical profiler (a stack
     # sample of the task thread every 10 ms), the GIL-contention monitor (every 1 ms when
-    # gilknocker is installed) and the event-loop tick check (every 20 ms).
+    # gilknocker is installed) and the event-loop tick check (every 20 ms); the system and
+    # memory monitors sample less often (0.5 s and 0.1 s by default).
     quiet = {
         "distributed.worker.profile.enabled": False,
         "distributed.admin.system-monitor.gil.enabled": False,
         "distributed.admin.tick.interval": "500ms",
+        "distributed.admin.system-monitor.interval": "2s",
+        "distributed.worker.memory.monitor-interval": "1s",
     }
     with dask.config.set(quiet):
         cluster = distributed.LocalCluster(
