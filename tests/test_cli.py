@@ -84,3 +84,45 @@ def test_console_script_and_module_entry_points():
         timeout=120,
     )
     assert json.loads(out.stdout)["version"] == me.__version__
+
+
+_BLOCK = """
+import sys, importlib.abc
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+sys.meta_path.insert(0, _Block())
+from medimg_edge.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "blocked", "words"),
+    [
+        (["watch", "IN", "--out", "OUT"], {"prometheus_client"}, "[daemon] extra"),
+        (["watch", "IN", "--out", "OUT"], {"highdicom"}, "highdicom missing"),
+        (["batch", "IN", "--out", "OUT"], {"pyarrow"}, "[batch] extra (pyarrow"),
+    ],
+)
+def test_missing_extra_is_a_clear_error(tmp_path, argv, blocked, words):
+    """Without the ``[daemon]`` / ``[batch]`` extra the commands say what to install and
+    exit 2 (no traceback); ``me.batch`` raises a helpful ModuleNotFoundError."""
+    (tmp_path / "IN").mkdir()
+    argv = [str(tmp_path / a) if a in ("IN", "OUT") else a for a in argv]
+    code = _BLOCK.format(blocked=blocked)
+    run = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2, run.stderr
+    assert words in run.stderr and "pip install" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "OUT").exists()
+    lazy = _BLOCK.format(blocked={"pyarrow"}).replace(
+        "from medimg_edge.cli import main\nsys.exit(main(sys.argv[1:]))",
+        "import medimg_edge as me\nme.batch",
+    )
+    run = subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True)
+    assert "needs the [batch] extra" in run.stderr

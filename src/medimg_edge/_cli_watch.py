@@ -140,15 +140,24 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    try:
-        from .daemon import ConfigError, Daemon, load_config, setup_logging
-    except ImportError as exc:  # prometheus-client / watchdog missing
+    import importlib
+
+    # The [daemon] extra, checked before anything starts (the daemon imports some lazily).
+    missing = []
+    for module in ("prometheus_client", "watchdog", "pydicom", "highdicom"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
         print(
-            f"error: the watch daemon needs the [daemon] extra ({exc.name}): "
-            "pip install 'medimg-edge[daemon]'",
+            f"error: the watch daemon needs the [daemon] extra ({', '.join(missing)} "
+            "missing): pip install 'medimg-edge[daemon]'",
             file=sys.stderr,
         )
         return 2
+    from .daemon import ConfigError, Daemon, load_config, setup_logging
+
     overrides = _overrides(args)
     try:
         config = load_config(args.config, overrides)

@@ -108,6 +108,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .._errors import InvalidInputError
+
+try:
+    import pyarrow  # noqa: F401  (the [batch] extra, checked here for a helpful message)
+except ModuleNotFoundError as _exc:
+    raise ModuleNotFoundError(
+        f"medimg_edge.batch needs the [batch] extra ({_exc.name} is missing): "
+        "pip install 'medimg-edge[batch]'",
+        name=_exc.name,
+    ) from None
+
 from ._config import SALT_ENV, load_salt, make_config, parse_what, salt_path
 from ._engine import Summary, check_scheduler, dispatch
 from ._inputs import collect
