@@ -114,6 +114,7 @@ def test_poison_file_and_killed_worker(tmp_path: Path) -> None:
     assert reason["attempts"] == 2
     assert "poison" not in reason["message"]
     assert (outbox / "failed" / f"{reason['id']}.png").exists()
+
     def restarts() -> float:
         _, body = d.http("/metrics")
         values = [
