@@ -87,6 +87,16 @@ py::dict summary_dict(const Summary& s) {
   return d;
 }
 
+// A request for the moments and the quantiles qa (into qout) only: no mask, histogram, MAD.
+SummaryRequest quantile_request(const f64array& qa, py::array_t<double>& qout) {
+  SummaryRequest rq{};
+  rq.nq = static_cast<int>(qa.size());
+  rq.q = qa.data();
+  rq.qout = qout.mutable_data();
+  rq.rmad_lo = rq.rmad_hi = -1.0;
+  return rq;
+}
+
 // (measures, hist, quantiles)
 std::tuple<py::dict, py::array_t<uint32_t>, py::array_t<double>> summary(
     const py::array& values, const py::object& mask, int bins, const py::array& q, bool mad,
@@ -168,12 +178,8 @@ std::tuple<py::dict, py::array_t<double>, py::array_t<double>> gradient_summary(
   float* scratch = reuse<float, 1>(gradient_scratch(rows, cols), &fb1);
   float* mag = reuse<float, 2>(static_cast<size_t>(n), &fb2);
   uint32_t* sscratch = reuse<uint32_t, 0>(summary_scratch(n), &fb3);
-  SummaryRequest rq{};
+  SummaryRequest rq = quantile_request(qa, qout);
   rq.mask = m;
-  rq.nq = static_cast<int>(qa.size());
-  rq.q = qa.data();
-  rq.qout = qout.mutable_data();
-  rq.rmad_lo = rq.rmad_hi = -1.0;
   Summary s{};
   const float* src = in.data();
   double* h = hist.mutable_data();
@@ -202,11 +208,7 @@ py::array_t<double> subsample_quantiles(const py::array& image, ptrdiff_t step_y
   std::unique_ptr<uint32_t[]> fb2;
   float* sub = reuse<float, 4>(static_cast<size_t>(n), &fb1);
   uint32_t* sscratch = reuse<uint32_t, 0>(summary_scratch(n), &fb2);
-  SummaryRequest rq{};
-  rq.nq = static_cast<int>(qa.size());
-  rq.q = qa.data();
-  rq.qout = qout.mutable_data();
-  rq.rmad_lo = rq.rmad_hi = -1.0;
+  SummaryRequest rq = quantile_request(qa, qout);
   Summary s{};
   const float* src = in.data();
   {
@@ -265,11 +267,7 @@ std::tuple<py::dict, py::array_t<double>, py::dict, double> quality_stats(
   std::unique_ptr<float[]> fb2;
   uint32_t* sscratch = reuse<uint32_t, 0>(summary_scratch(n), &fb1);
   float* hscratch = reuse<float, 3>(sharpness_scratch(rows, cols), &fb2);
-  SummaryRequest rq{};
-  rq.nq = static_cast<int>(qa.size());
-  rq.q = qa.data();
-  rq.qout = qout.mutable_data();
-  rq.rmad_lo = rq.rmad_hi = -1.0;
+  SummaryRequest rq = quantile_request(qa, qout);
   rq.below = below;
   rq.above = above;
   Summary s{};

@@ -21,7 +21,7 @@ from . import _core
 from ._errors import InvalidInputError
 from ._validation import as_image2d, check_float
 from ._validation import value_range as _min_max
-from .denoise._noise import _immerkaer_sigma
+from .denoise._noise import _immerkaer_sigma_of_sum
 
 __all__ = [
     "ISSUE_CODES",
@@ -141,9 +141,16 @@ class QualityReport:
         }
 
 
-def _nominal_range(dtype: np.dtype[Any] | None, lo: float, hi: float) -> tuple[float, float, bool]:
+def _nominal_range(
+    dtype: np.dtype[Any] | None, img: npt.NDArray[np.float32]
+) -> tuple[float, float, bool]:
     """Nominal value range of a frame (see the table in :func:`assess`) and whether it is
-    a known range (False: the frame's own ``[min, max]``)."""
+    a known range (False: the frame's own ``[min, max]``).  ``img`` is the frame as
+    float32; it is scanned for its minimum and maximum only when the dtype does not fix
+    the range (not for uint8)."""
+    if dtype == np.uint8:
+        return 0.0, 255.0, True
+    lo, hi = _min_max(img)
 
     def bits_range(top: float) -> tuple[float, float, bool]:
         for b in _BIT_DEPTHS:
@@ -151,8 +158,6 @@ def _nominal_range(dtype: np.dtype[Any] | None, lo: float, hi: float) -> tuple[f
                 return 0.0, float(2**b - 1), True
         return 0.0, 65535.0, True
 
-    if dtype == np.uint8:
-        return 0.0, 255.0, True
     if dtype == np.uint16:
         return bits_range(hi)
     if lo >= 0.0 and hi <= 1.0:
@@ -288,10 +293,8 @@ def _assess_float(
     if value_range is not None:
         lo, hi = _check_value_range(value_range)
         known = True
-    elif native == np.uint8:
-        lo, hi, known = 0.0, 255.0, True  # what _nominal_range says, without the scan
     else:
-        lo, hi, known = _nominal_range(native, *_min_max(img))
+        lo, hi, known = _nominal_range(native, img)
     scale = hi - lo if hi > lo else 1.0
     # One call, the GIL released once: summary, sharpness sums and the noise sum.
     s, q, sh, noise_sum = _core.quality_stats(img, _QUANTILES, lo, hi)
@@ -311,7 +314,7 @@ def _assess_float(
         "p99": p99,
         "fraction_saturated": float(s["n_above"]) / n,
         "fraction_underexposed": float(s["n_below"]) / n,
-        "noise_sigma": _immerkaer_sigma(img, noise_sum) / scale,
+        "noise_sigma": _immerkaer_sigma_of_sum(noise_sum, img.shape) / scale,
         "sharpness_laplacian_var": lap_var / (scale * scale),
         "sharpness_tenengrad": sh["tenengrad_sum"] / n / (scale * scale),
         "blur_effect": blur,

@@ -41,12 +41,15 @@ def estimate_noise(image: Any) -> float:
     return _immerkaer_sigma(as_image2d(image, min_side=3))
 
 
-def _immerkaer_sigma(img: npt.NDArray[np.float32], abs_sum: float | None = None) -> float:
-    """:func:`estimate_noise` of a validated C-contiguous float32 image, M, N >= 3
-    (``abs_sum``: its ``_core.immerkaer_abs_sum`` when already computed)."""
-    rows, cols = img.shape
-    total = float(_core.immerkaer_abs_sum(img) if abs_sum is None else abs_sum)
-    sigma: float = math.sqrt(math.pi / 2.0) * total / (6.0 * (rows - 2) * (cols - 2))
+def _immerkaer_sigma(img: npt.NDArray[np.float32]) -> float:
+    """:func:`estimate_noise` of a validated C-contiguous float32 image, M, N >= 3."""
+    return _immerkaer_sigma_of_sum(float(_core.immerkaer_abs_sum(img)), img.shape)
+
+
+def _immerkaer_sigma_of_sum(abs_sum: float, shape: tuple[int, ...]) -> float:
+    """The noise sigma from ``_core.immerkaer_abs_sum`` of an image of ``shape``."""
+    rows, cols = shape
+    sigma: float = math.sqrt(math.pi / 2.0) * abs_sum / (6.0 * (rows - 2) * (cols - 2))
     return sigma
 
 

@@ -80,8 +80,7 @@ def to_gray(
 def window_bounds(image: npt.NDArray[np.float32]) -> tuple[float, float]:
     """The 0.5th and 99.5th percentiles (NumPy's ``"linear"`` method) of a validated
     C-contiguous float32 2-D image, on the strided subsample ``image[::sy, ::sx]`` of at
-    most about 256 x 256 pixels when the image has more than
-    65536.
+    most about 256 x 256 pixels when the image has more than 65536.
 
     Computed by the exact O(n) order-statistics kernel of
     :func:`medimg_edge.features.firstorder` (counting for integer-valued frames, radix
