@@ -19,17 +19,15 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-# the /proc helpers of the daemon tests
+# the daemon runner and /proc helpers of the daemon tests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from daemon_helpers import daemon_children
+from daemon_helpers import DaemonProc, daemon_children
 
 
 def _status(pid: int) -> dict[str, int]:
@@ -74,40 +72,32 @@ def main(argv: list[str] | None = None) -> int:
     inbox, outbox = root / "in", root / "out"
     inbox.mkdir()
     blobs = _images(args.size)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "medimg_edge._cli_watch",
-            str(inbox),
-            "--out",
-            str(outbox),
-            "--modality",
-            "ultrasound",
-            "--workers",
-            str(args.workers),
-            "--settle",
-            "0.2",
-            "--rescan",
-            "2",
-            "--log-level",
-            "WARNING",
-        ],
-        stderr=subprocess.DEVNULL,
+    daemon = DaemonProc(
+        inbox,
+        outbox,
+        "--modality",
+        "ultrasound",
+        "--workers",
+        str(args.workers),
+        "--settle",
+        "0.2",
+        "--rescan",
+        "2",
+        "--log-level",
+        "WARNING",
+        log=root / "daemon.log",
     )
+    try:
+        daemon.start()  # waits until the daemon's status file names its pid
+    except AssertionError as exc:  # it exited, or was not ready in time
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.stop()
+        print(f"the daemon did not start: {exc}", file=sys.stderr)
+        return 1
+    proc = daemon.proc
+    assert proc is not None
     rows: list[dict[str, Any]] = []
     try:
-        status = outbox / ".medimg-edge" / "daemon.json"
-        while True:
-            try:
-                if json.loads(status.read_text()).get("pid") == proc.pid:
-                    break
-            except (OSError, ValueError):
-                pass
-            if proc.poll() is not None:
-                print("the daemon exited", file=sys.stderr)
-                return 1
-            time.sleep(0.05)
         written = 0
         t0 = time.monotonic()
         pending = list(checkpoints)
@@ -143,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, k in enumerate(daemon_children(proc.pid)):
             peaks[f"worker{i}"] = _status(k).get("VmHWM", 0) / 1024
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=120)
+        code = daemon.stop(timeout=120)
     results = sum(1 for e in os.scandir(outbox) if e.name.endswith(".json"))
     failed = len(list((outbox / "failed").glob("*.reason.json")))
     shutil.rmtree(root, ignore_errors=True)

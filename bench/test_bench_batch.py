@@ -7,8 +7,9 @@ the X-ray reference model (``what="diagnosis"``, ``modality="xray"``).
 Group ``batch-200`` (one round = all 200 files; ``files_per_s`` in ``extra_info``):
 
 * ``bare``: a Python loop, one ``Diagnoser`` (one thread), read + diagnose per file;
-* ``local-1`` / ``local-2``: ``batch.run`` through a warm spawn ``ProcessPoolExecutor``
-  of 1 / 2 worker processes (its workers already built their Diagnoser);
+* ``local-1`` / ``local-2``: ``batch.run`` through a warm pool of 1 / 2 worker processes,
+  the engine's own (``batch._engine.local_pool``: spawn ``ProcessPoolExecutor``; its
+  workers already built their Diagnoser);
 * ``dask-2`` (``test_batch_throughput_dask``, run last): ``batch.run`` through a warm
   Dask ``LocalCluster`` (2 worker processes, one thread each, scheduler on 127.0.0.1 in
   this process; it exists only while this case runs).
@@ -21,7 +22,6 @@ local-2.  Every round checks its statuses and scores against the bare loop's.
 
 from __future__ import annotations
 
-import multiprocessing
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -37,8 +37,7 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("distributed")
 
 from medimg_edge import batch
-from medimg_edge.batch._engine import local_cluster
-from medimg_edge.batch._worker import init_process
+from medimg_edge.batch._engine import local_cluster, local_pool
 
 N_FILES = 200
 SIZE = 512
@@ -57,10 +56,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def _read(path: str) -> Any:
-    read_input = getattr(me.io, "read_input", None)
-    if read_input is not None:
-        return read_input(path, cine_frames=1).frames[0]
-    return me.io.read_image(path)
+    return me.io.read_input(path, cine_frames=1).frames[0]
 
 
 def _diagnoser() -> me.Diagnoser:
@@ -94,8 +90,7 @@ def pools() -> Iterator[dict[int, ProcessPoolExecutor]]:
 
 def _pool(pools: dict[int, ProcessPoolExecutor], n: int) -> ProcessPoolExecutor:
     if n not in pools:
-        ctx = multiprocessing.get_context("spawn")
-        pools[n] = ProcessPoolExecutor(n, mp_context=ctx, initializer=init_process)
+        pools[n] = local_pool(n)  # the pool scheduler="local" starts
     return pools[n]
 
 

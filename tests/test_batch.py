@@ -521,3 +521,68 @@ def test_missing_file_in_manifest_is_a_row(archive: Archive, tmp_path: Path) -> 
     t = batch.run(man, scheduler="serial").to_pandas()
     assert sorted(t["error_code"].fillna("ok")) == ["no_such_file", "ok"]
     assert "Smith" not in " ".join(t["error_message"].dropna())
+
+
+# -- worker cache, special files, quality from the diagnosis --------------------------------
+
+
+def test_warm_pool_builds_each_diagnoser_once(archive: Archive) -> None:
+    # Runs without --out draw a new random salt each time (a new config): the warm
+    # worker still reuses its Diagnoser across runs.
+    from medimg_edge.batch._engine import local_pool
+
+    files = [str(p) for p in archive.manifested[-6:]]  # X-ray NPY files
+    with local_pool(1) as pool:
+        tables = [
+            batch.run(files, scheduler=pool, what="diagnosis", modality="xray", keep_ids=True)
+            for _ in range(3)
+        ]
+        built = pool.submit(_worker.diagnosers_built).result()
+    assert built == 1
+    for t in tables:
+        assert t.column("error_code").null_count == len(files)
+    by_path = [
+        dict(zip(t.column("path").to_pylist(), t.column("diag_status").to_pylist(), strict=True))
+        for t in tables
+    ]
+    assert by_path[0] == by_path[1] == by_path[2]
+    assert len({t.column("source_id")[0].as_py() for t in tables}) == 3  # three salts
+
+
+def test_fifo_in_archive_is_a_row_not_a_hang(archive: Archive, tmp_path: Path) -> None:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    shutil.copyfile(archive.dicoms[0], folder / "ok.dcm")
+    os.mkfifo(folder / "pipe.png")  # an image suffix: collected, never opened blocking
+    os.mkfifo(folder / "IM000009")  # no suffix: probed for DICOM without blocking
+    script = (
+        "import json, sys\n"
+        "from medimg_edge import batch\n"
+        "t = batch.run(sys.argv[1], scheduler='serial', keep_ids=True)\n"
+        "print(json.dumps(t.select(['path', 'error_code', 'error_message']).to_pylist()))\n"
+    )
+    # A child process with a timeout: a blocking open() of a FIFO would hang forever.
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    import json
+
+    rows = {Path(r["path"]).name: r for r in json.loads(done.stdout.strip().splitlines()[-1])}
+    assert set(rows) == {"ok.dcm", "pipe.png"}
+    assert rows["ok.dcm"]["error_code"] is None
+    assert rows["pipe.png"]["error_code"] == "unreadable"
+    assert "regular file" in rows["pipe.png"]["error_message"]
+
+
+def test_quality_columns_same_with_and_without_diagnosis(archive: Archive, serial: Any) -> None:
+    # With diagnosis asked too (the serial run), the quality columns come from the
+    # Diagnosis's report: they must equal quality.assess's (a quality-only run).
+    alone = batch.run(archive.inputs, scheduler="serial", what="quality", salt_file=archive.salt)
+    cols = ["source_id", *batch.QUALITY_COLUMNS, "quality_ok", "quality_issues"]
+    cols += ["quality_thresholds"]
+    assert serial.column("quality_ok").null_count == len(archive.bad)
+    assert serial.select(cols).to_pylist() == alone.select(cols).to_pylist()

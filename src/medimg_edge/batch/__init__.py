@@ -220,7 +220,7 @@ def _execute(
     for src in sources:
         sid = salted_hash(salt, "path", src.path)
         items.append(Item(sid, src.path, src.modality, previous.get(sid)))
-    summary = dispatch(
+    return dispatch(
         config,
         items,
         sink,
@@ -228,12 +228,7 @@ def _execute(
         workers=workers,
         chunk_size=chunk_size,
         progress=progress,
-    )
-    if out_path is not None:
-        from dataclasses import replace
-
-        summary = replace(summary, out=str(out_path))
-    return summary, sink
+    ), sink
 
 
 def execute(inputs: Inputs, *, out: str | os.PathLike[str], **options: Unpack[Options]) -> Summary:
@@ -265,7 +260,8 @@ def run(
         default all three, :data:`WHAT`).
     modality : {"ultrasound", "xray"}, optional
         For every file; by default from the manifest's ``modality`` column or the DICOM
-        Modality tag (US -> ultrasound; CR, DX, DR, RG -> xray).
+        Modality tag through :data:`medimg_edge.io.MODALITY_MAP` (US, IVUS ->
+        ultrasound; CR, DX, DR, RG, RF, MG, XA, PX, IO -> xray).
     model : str or path, optional
         Model name or sidecar path for the diagnosis (default: the reference model of
         each modality, ``diagnosis.REFERENCE_MODELS``).

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .._errors import InvalidInputError
 from .._version import __version__
+from ._files import write_atomic
 from ._schema import SCHEMA_VERSION, WHAT
 
 __all__ = ["SALT_ENV", "BatchConfig", "load_salt", "make_config", "parse_what", "salt_path"]
@@ -74,8 +75,9 @@ def salt_path(out: Path) -> Path:
 def load_salt(salt_file: str | os.PathLike[str] | None, out: Path | None) -> bytes:
     """The salt of the identifier hashes, in this order: ``salt_file``; the environment
     variable :data:`SALT_ENV`; ``<out>.salt``; else a new random salt (32 bytes, hex),
-    written to ``<out>.salt`` with mode 0600 (only the owner may read it) so that a
-    resumed run hashes the same way.  Without ``out`` a new salt is used and not kept.
+    written atomically (temporary file, fsync, rename) to ``<out>.salt`` with mode 0600
+    (only the owner may read it) so that a resumed run hashes the same way.  Without
+    ``out`` a new salt is used and not kept.
     """
     if salt_file is not None:
         p = Path(salt_file)
@@ -102,12 +104,7 @@ def load_salt(salt_file: str | os.PathLike[str] | None, out: Path | None) -> byt
             return data
     kept.parent.mkdir(parents=True, exist_ok=True)
     salt = secrets.token_hex(32).encode("ascii")
-    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, salt + b"\n")
-    finally:
-        os.close(fd)
-    os.chmod(kept, 0o600)
+    write_atomic(kept, salt + b"\n", mode=0o600, prefix=".")
     return salt
 
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import InvalidInputError
 from ._config import BatchConfig
-from ._worker import Item, init_process, process_chunk, remote_chunk, to_batch
+from ._worker import Item, base_row, process_chunk, remote_chunk, to_batch
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Summary", "check_scheduler", "dispatch", "local_cluster"]
+__all__ = ["Summary", "check_scheduler", "dispatch", "local_cluster", "local_pool"]
 
 _MAX_CHUNK = 64
 _NAMED = ("local", "serial", "local-dask")
@@ -59,7 +59,6 @@ class Summary:
     scheduler : str
         ``"serial"``, ``"local"`` (process pool), ``"executor"`` (given), ``"dask"``.
     workers : int
-    out : str or None
     interrupted : bool
         True when the run was stopped (Ctrl-C) before the end.
     """
@@ -73,7 +72,6 @@ class Summary:
     run: int = 1
     scheduler: str = "local"
     workers: int = 1
-    out: str | None = None
     interrupted: bool = False
 
     @property
@@ -206,8 +204,6 @@ def _dask(
 
 
 def _failed_rows(config: BatchConfig, chunk: list[Item], exc: BaseException) -> pa.RecordBatch:
-    from .._version import __version__
-
     code = "worker_crashed"
     if not isinstance(exc, BrokenProcessPool) and type(exc).__name__ != "KilledWorker":
         code = "task_failed"
@@ -218,26 +214,20 @@ def _failed_rows(config: BatchConfig, chunk: list[Item], exc: BaseException) -> 
         )
     else:
         message = f"the task of {len(chunk)} file(s) failed ({type(exc).__name__})"
-    rows = [
-        {
-            "source_id": it.source_id,
-            "path": it.path if config.keep_ids else None,
-            "package_version": __version__,
-            "config_id": config.config_id,
-            "what": ",".join(config.what),
-            "run": config.run,
-            "error_code": code,
-            "error_message": message,
-        }
-        for it in chunk
-    ]
+    rows = [{**base_row(config, it), "error_code": code, "error_message": message} for it in chunk]
     return to_batch(rows)
+
+
+def local_pool(workers: int) -> ProcessPoolExecutor:
+    """The process pool ``scheduler="local"`` uses: ``workers`` spawn-started processes
+    (each sets itself up on its first task: :func:`~._worker.remote_chunk`).  Also used by
+    the benchmarks, so that they time the very pool the engine uses."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _local_pool(workers: int) -> Any:
     def make() -> tuple[Executor, bool]:
-        ctx = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_process), True
+        return local_pool(workers), True
 
     return make
 
@@ -353,8 +343,7 @@ def dispatch(
     elif isinstance(scheduler, Executor):
         kind = "executor"
         n_workers = int(getattr(scheduler, "_max_workers", n_workers) or n_workers)
-    else:
-        check_scheduler(scheduler)
+    else:  # a Dask address or Client (the caller ran check_scheduler)
         kind = "dask"
         client, owned, n_workers = _dask_client(scheduler, n_workers)
     size = chunk_size or max(1, min(_MAX_CHUNK, math.ceil(len(items) / (4 * n_workers))))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import InvalidInputError
-from ..io import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, _sniff
 
 __all__ = ["MANIFEST_SUFFIXES", "Source", "collect"]
 
@@ -29,12 +30,23 @@ class Source:
 
 
 def _is_dicom_without_suffix(path: Path) -> bool:
+    """The file is regular and :func:`medimg_edge.io._sniff` finds the DICOM signature.
+
+    Opened without blocking and checked with ``fstat`` before the read: a FIFO or a
+    device is never read (it could block the walk forever)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return False
-    return head[128:132] == b"DICM"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.pread(fd, 132, 0)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return _sniff(head) == "dicom"
 
 
 def _walk(root: Path) -> list[Path]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidInputError
+from ._files import fsync_dir, write_atomic
 from ._schema import SCHEMA_VERSION, schema
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ def latest_rows(table: pa.Table) -> pa.Table:
     return t.filter(mask)
 
 
-def _check_folder(out: Path) -> None:
+def _check_folder(out: Path) -> dict[str, Any] | None:
+    """Check that ``out`` may be a batch output; its marker's content, if it has one."""
     if out.exists() and not out.is_dir():
         raise InvalidInputError(
             f"--out {out.name} exists and is not a folder: batch output is a folder of "
@@ -79,6 +81,8 @@ def _check_folder(out: Path) -> None:
                 f"version {SCHEMA_VERSION}: choose a new --out",
                 code="bad_output",
             )
+        return dict(meta)
+    return None
 
 
 def read(out: str | os.PathLike[str], *, all_runs: bool = False) -> pa.Table:
@@ -139,14 +143,13 @@ class ParquetSink:
     def __init__(
         self, out: Path, *, rows_per_part: int = 5000, flush_seconds: float = 60.0
     ) -> None:
-        _check_folder(out)
+        meta = _check_folder(out)
         out.mkdir(parents=True, exist_ok=True)
         for p in out.iterdir():
             if p.name.startswith(_TMP_PREFIX):
                 p.unlink()  # a part a killed run did not finish
-        marker = out / MARKER
-        if marker.is_file():
-            self._meta: dict[str, Any] = json.loads(marker.read_text(encoding="utf-8"))
+        if meta is not None:
+            self._meta: dict[str, Any] = meta
         else:
             self._meta = {"schema_version": SCHEMA_VERSION, "runs": []}
             self._write_marker(out)
@@ -160,12 +163,10 @@ class ParquetSink:
         self._buffered = 0
         self._part = 0
         self._last_flush = time.monotonic()
-        self.parts_written: list[Path] = []
 
     def _write_marker(self, out: Path) -> None:
-        tmp = out / f"{_TMP_PREFIX}{MARKER}"
-        tmp.write_text(json.dumps(self._meta, indent=1), encoding="utf-8")
-        os.replace(tmp, out / MARKER)
+        data = json.dumps(self._meta, indent=1).encode("utf-8")
+        write_atomic(out / MARKER, data, prefix=_TMP_PREFIX)
 
     def previous(self, config_id: str) -> dict[str, str]:
         """``source_id -> content_sha256`` of the files whose latest row succeeded under
@@ -216,7 +217,7 @@ class ParquetSink:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.out / name)
-        self.parts_written.append(self.out / name)
+        fsync_dir(self.out)
         self._part += 1
         self._buffer = []
         self._buffered = 0

@@ -1,9 +1,10 @@
 """What runs on a worker: one chunk of files -> one Arrow record batch.
 
-Each worker process keeps one :class:`_State` per configuration (module-level cache), and
-the state builds one :class:`~medimg_edge.Diagnoser` per modality the first time it is
-needed and reuses it for every later file and task.  The same functions run in the
-driver for ``scheduler="serial"``, in the local process pool and on Dask workers.
+Each worker process keeps one :class:`~medimg_edge.Diagnoser` per (modality, model
+sha256, quality gate) in a process-wide cache: it is built the first time a file needs it
+and reused for every later file, task and run (a warm pool builds it once, whatever the
+salt or run number of each run).  The same functions run in the driver for
+``scheduler="serial"``, in the local process pool and on Dask workers.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import stat
 import threading
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import io
 from .._errors import InvalidInputError, MedimgEdgeError
 from .._version import __version__
 from ._config import BatchConfig
@@ -28,10 +32,11 @@ from ._schema import feature_column, schema
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ..diagnosis import Diagnoser
+    from ..diagnosis import Diagnoser, Diagnosis
 
 __all__ = [
     "Item",
+    "base_row",
     "diagnosers_built",
     "init_process",
     "process_chunk",
@@ -40,22 +45,14 @@ __all__ = [
     "to_batch",
 ]
 
-#: DICOM Modality (0008,0060) values read as each modality.
-DICOM_MODALITIES = {
-    "US": "ultrasound",
-    "IVUS": "ultrasound",
-    "CR": "xray",
-    "DX": "xray",
-    "RG": "xray",
-    "DR": "xray",
-}
 _STAGE_CODES = {
     "read": "unreadable_image",
     "quality": "quality_failed",
     "features": "features_failed",
     "diagnosis": "diagnosis_failed",
 }
-_HASH_BLOCK = 1 << 20
+#: Bytes of a file's head that :func:`medimg_edge.io._kind` needs (DICOM: "DICM" at 128).
+_HEAD = 132
 
 
 @dataclass(frozen=True)
@@ -78,58 +75,68 @@ def salted_hash(salt: bytes, kind: str, value: str) -> str:
     return hmac.new(salt, msg, hashlib.sha256).hexdigest()
 
 
-class _State:
-    """Per-process, per-configuration worker state: the Diagnosers, built once."""
-
-    def __init__(self, config: BatchConfig) -> None:
-        self.config = config
-        self._diagnosers: dict[str, Diagnoser] = {}
-        self._lock = threading.Lock()
-
-    def diagnoser(self, modality: str) -> Diagnoser:
-        global _BUILT
-        with self._lock:
-            d = self._diagnosers.get(modality)
-            if d is None:
-                ref = self.config.model_for(modality)
-                if ref is None:
-                    raise InvalidInputError(
-                        f"no model for {modality} frames in this run (--model is for "
-                        "another modality)",
-                        code="no_model",
-                    )
-                from ..diagnosis import Diagnoser
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    d = Diagnoser(
-                        ref.ref,
-                        modality,
-                        delegate="cpu",
-                        num_threads=1,
-                        quality_gate=self.config.quality_gate,
-                    )
-                if d.model.info["sha256"] != ref.sha256:
-                    raise InvalidInputError(
-                        f"model {ref.name} on this worker differs from the driver's (sha256 "
-                        "mismatch): install the same medimg-edge and models everywhere",
-                        code="model_mismatch",
-                    )
-                self._diagnosers[modality] = d
-                _BUILT += 1
-            return d
+def base_row(config: BatchConfig, item: Item) -> dict[str, Any]:
+    """The columns every row of ``item`` has, success or failure: ids, package version,
+    config id, ``what``, run (and ``path`` with ``keep_ids``)."""
+    row: dict[str, Any] = {
+        "source_id": item.source_id,
+        "package_version": __version__,
+        "config_id": config.config_id,
+        "what": ",".join(config.what),
+        "run": config.run,
+    }
+    if config.keep_ids:
+        row["path"] = item.path
+    return row
 
 
-_STATES: dict[str, _State] = {}
-_STATES_LOCK = threading.Lock()
+#: (modality, model sha256, quality gate) -> Diagnoser, for the life of the process.
+_DIAGNOSERS: dict[tuple[str, str, bool], Diagnoser] = {}
+_DIAGNOSERS_LOCK = threading.Lock()
 _BUILT = 0
 _INITIALISED = False
 
 
 def diagnosers_built() -> int:
     """How many Diagnosers this process has built (tests check there is one per
-    worker and modality, whatever the number of tasks)."""
+    worker and modality, whatever the number of tasks and runs)."""
     return _BUILT
+
+
+def _diagnoser(config: BatchConfig, modality: str) -> Diagnoser:
+    """The process's Diagnoser for ``modality`` and the config's model and quality gate,
+    built on first use; its model must have the sha256 the driver resolved."""
+    global _BUILT
+    ref = config.model_for(modality)
+    if ref is None:
+        raise InvalidInputError(
+            f"no model for {modality} frames in this run (--model is for another modality)",
+            code="no_model",
+        )
+    key = (modality, ref.sha256, config.quality_gate)
+    with _DIAGNOSERS_LOCK:
+        d = _DIAGNOSERS.get(key)
+        if d is None:
+            from ..diagnosis import Diagnoser
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                d = Diagnoser(
+                    ref.ref,
+                    modality,
+                    delegate="cpu",
+                    num_threads=1,
+                    quality_gate=config.quality_gate,
+                )
+            if d.model.info["sha256"] != ref.sha256:
+                raise InvalidInputError(
+                    f"model {ref.name} on this worker differs from the driver's (sha256 "
+                    "mismatch): install the same medimg-edge and models everywhere",
+                    code="model_mismatch",
+                )
+            _DIAGNOSERS[key] = d
+            _BUILT += 1
+        return d
 
 
 def init_process() -> None:
@@ -143,125 +150,57 @@ def init_process() -> None:
     _INITIALISED = True
 
 
-def _state(config: BatchConfig) -> _State:
-    with _STATES_LOCK:
-        st = _STATES.get(config.config_id)
-        if st is None or st.config != config:
-            if len(_STATES) >= 4:
-                _STATES.pop(next(iter(_STATES)))
-            st = _State(config)
-            _STATES[config.config_id] = st
-        return st
+class _NotRegular(OSError):
+    """The path is a FIFO, socket, device or directory: never read (it could block)."""
 
 
-def _hash_file(path: str) -> tuple[str, int, bytes]:
-    h = hashlib.sha256()
-    size = 0
-    head = b""
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(_HASH_BLOCK)
-            if not block:
-                break
-            if not head:
-                head = block[:132]
-            size += len(block)
-            h.update(block)
-    return h.hexdigest(), size, head
+def _hash_file(path: str) -> tuple[str, int, str | None]:
+    """(sha256 of the content, size, format from :func:`medimg_edge.io._kind`).
 
-
-def _format(head: bytes, path: str) -> str | None:
-    if head[128:132] == b"DICM":
-        return "dicom"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "tiff"
-    if head.startswith(b"\x93NUMPY"):
-        return "npy"
-    if os.path.splitext(path)[1].lower() in (".dcm", ".dicom"):
-        return "dicom"
-    return None
-
-
-def _dicom_header(path: str) -> tuple[str | None, str | None]:
-    """(Modality, SOP Instance UID) from the header, or Nones (never raises)."""
+    Opened without blocking and checked with ``fstat`` before any read, so a FIFO or a
+    device in an archive is refused (:class:`_NotRegular`) instead of hanging the run.
+    Empty files are hashed too.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        import pydicom
-
-        ds = pydicom.dcmread(
-            path, stop_before_pixels=True, force=True, specific_tags=["Modality", "SOPInstanceUID"]
-        )
-        mod = str(ds.get("Modality", "") or "").strip().upper() or None
-        uid = str(ds.get("SOPInstanceUID", "") or "").strip() or None
-        return mod, uid
-    except Exception:
-        return None, None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotRegular("not a regular file")
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        head = fh.read(_HEAD)
+        digest = io._sha256_of(fh)
+    return digest, int(st.st_size), io._kind(Path(path), head)
 
 
 def _load(
-    path: str, fmt: str | None, keep_ids: bool
+    path: str, keep_ids: bool
 ) -> tuple[np.ndarray[Any, Any], str | None, str | None, int, tuple[str, ...]]:
     """(first frame, modality from the DICOM tag, SOP Instance UID, number of frames,
-    reader flags).
-
-    Uses :func:`medimg_edge.io.read_input` when the installed package has it (only the
-    first frame of a cine is decoded), else :func:`medimg_edge.io.read_image` plus the
-    DICOM header read with pydicom.
-    """
-    from .. import io
-
-    read_input = getattr(io, "read_input", None)
-    if read_input is not None:
-        label = None if keep_ids else "<file>"
-        inp = read_input(path, label=label, cine_frames=1)
-        frame = np.asarray(inp.frames[0])
-        uid = None
-        ds = inp.dataset
-        if ds is not None:
-            uid = str(ds.get("SOPInstanceUID", "") or "").strip() or None
-        n = int(getattr(inp, "n_frames", 1) or 1)
-        return frame, inp.modality, uid, n, tuple(inp.flags)
-    frame = io.read_image(path)
-    if fmt != "dicom":
-        return frame, None, None, 1, ()
-    tag, uid = _dicom_header(path)
-    return frame, DICOM_MODALITIES.get(tag or ""), uid, 1, ()
+    reader flags) by :func:`medimg_edge.io.read_input` (only the first frame of a cine
+    is decoded).  Without ``keep_ids`` its messages name the file ``<file>``."""
+    inp = io.read_input(path, label=None if keep_ids else "<file>", cine_frames=1)
+    uid = None
+    if inp.dataset is not None:
+        uid = str(inp.dataset.get("SOPInstanceUID", "") or "").strip() or None
+    return np.asarray(inp.frames[0]), inp.modality, uid, inp.n_frames, tuple(inp.flags)
 
 
-def _clean(message: str, path: str, keep_ids: bool) -> str:
-    """The message without the file's path or name (they may carry patient names)."""
-    if keep_ids:
-        return message
-    name = os.path.basename(path)
-    out = message.replace(path, "<file>")
-    if name:
-        out = out.replace(name, "<file>")
-    return out
-
-
-def _process(state: _State, item: Item) -> dict[str, Any] | None:
-    cfg = state.config
+def _process(config: BatchConfig, item: Item) -> dict[str, Any] | None:
+    cfg = config
     t0 = time.perf_counter()
-    row: dict[str, Any] = {
-        "source_id": item.source_id,
-        "package_version": __version__,
-        "config_id": cfg.config_id,
-        "what": ",".join(cfg.what),
-        "run": cfg.run,
-    }
-    if cfg.keep_ids:
-        row["path"] = item.path
+    row = base_row(cfg, item)
     stage = "read"
     try:
-        digest, size, head = _hash_file(item.path)
-        fmt = _format(head, item.path)
+        digest, size, fmt = _hash_file(item.path)
         row.update(content_sha256=digest, file_size=size, format=fmt)
         if item.expected_sha256 is not None and item.expected_sha256 == digest:
             return None
-        image, dicom_modality, uid, n_frames, flags = _load(item.path, fmt, cfg.keep_ids)
+        image, dicom_modality, uid, n_frames, flags = _load(item.path, cfg.keep_ids)
         if uid is not None:
             row["instance_id"] = salted_hash(cfg.salt, "uid", uid)
             if cfg.keep_ids:
@@ -280,11 +219,24 @@ def _process(state: _State, item: Item) -> dict[str, Any] | None:
             modality, source = dicom_modality, "dicom"
         if modality is not None:
             row.update(modality=modality, modality_source=source)
+        # With both quality and diagnosis, the Diagnosis's own quality report (the same
+        # measures of the same frame) fills the quality columns.  A diagnosis that fails
+        # is raised at its own stage, after quality and features, as before.
+        diag: Diagnosis | None = None
+        diag_error: Exception | None = None
+        if "quality" in cfg.what and "diagnosis" in cfg.what and modality is not None:
+            try:
+                diag = _diagnoser(cfg, modality).diagnose(image)
+            except Exception as exc:
+                diag_error = exc
         if "quality" in cfg.what:
             stage = "quality"
-            from ..quality import assess
+            if diag is not None:
+                rep = diag.quality
+            else:
+                from ..quality import assess
 
-            rep = assess(image, modality=modality)
+                rep = assess(image, modality=modality)
             row.update(
                 quality_ok=rep.ok,
                 quality_issues=list(rep.issues),
@@ -305,7 +257,9 @@ def _process(state: _State, item: Item) -> dict[str, Any] | None:
                     "column, or use DICOM files with a Modality tag (US, CR, DX)",
                     code="unknown_modality",
                 )
-            d = state.diagnoser(modality).diagnose(image)
+            if diag_error is not None:
+                raise diag_error
+            d = diag if diag is not None else _diagnoser(cfg, modality).diagnose(image)
             row.update(
                 diag_status=d.status,
                 diag_label=d.label,
@@ -319,17 +273,22 @@ def _process(state: _State, item: Item) -> dict[str, Any] | None:
             )
     except FileNotFoundError:
         row.update(error_code="no_such_file", error_message="no such file")
+    except _NotRegular:
+        row.update(
+            error_code="unreadable",
+            error_message="not a regular file (FIFO, socket, device or folder): not read",
+        )
     except OSError as exc:
         row.update(
             error_code="unreadable", error_message=f"cannot read the file ({type(exc).__name__})"
         )
     except InvalidInputError as exc:
+        # The reader names the file "<file>" (read_input's label) and the later stages
+        # never see the path, so messages carry no file name.
         code = exc.code if exc.code != "invalid_input" else _STAGE_CODES[stage]
-        row.update(error_code=code, error_message=_clean(str(exc), item.path, cfg.keep_ids))
+        row.update(error_code=code, error_message=str(exc))
     except MedimgEdgeError as exc:
-        row.update(
-            error_code="model_error", error_message=_clean(str(exc), item.path, cfg.keep_ids)
-        )
+        row.update(error_code="model_error", error_message=str(exc))
     except Exception as exc:  # a bug or a library failure: keep going, say what type
         row.update(
             error_code="internal_error",
@@ -360,11 +319,10 @@ def to_batch(rows: Sequence[dict[str, Any]]) -> pa.RecordBatch:
 
 def process_chunk(config: BatchConfig, items: Sequence[Item]) -> tuple[pa.RecordBatch, int]:
     """Process ``items`` in order: (record batch of the rows, number skipped as done)."""
-    state = _state(config)
     rows: list[dict[str, Any]] = []
     skipped = 0
     for item in items:
-        row = _process(state, item)
+        row = _process(config, item)
         if row is None:
             skipped += 1
         else:
@@ -373,6 +331,7 @@ def process_chunk(config: BatchConfig, items: Sequence[Item]) -> tuple[pa.Record
 
 
 def remote_chunk(config: BatchConfig, items: Sequence[Item]) -> tuple[pa.RecordBatch, int]:
-    """:func:`process_chunk` in a pool or Dask worker process (one OpenCV thread)."""
+    """:func:`process_chunk` in a pool or Dask worker process: the process's set-up
+    (:func:`init_process`, once per process) comes first."""
     init_process()
     return process_chunk(config, items)
