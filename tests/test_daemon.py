@@ -95,6 +95,47 @@ def test_unit_file_ships() -> None:
         assert needle in text
 
 
+def test_cli_overrides_are_the_config_keys(tmp_path: Path) -> None:
+    """Both parsers (``medimg-edge watch`` and ``python -m medimg_edge._cli_watch``) give
+    the same overrides: every option named like its config key, nothing else (no
+    ``command`` / ``func`` / ``config`` / ``exit_when_idle``); load_config takes them."""
+    import argparse
+
+    from medimg_edge import _cli_watch, cli
+
+    inbox, outbox = make_dirs(tmp_path)
+    argv = [str(inbox), "--out", str(outbox), "--sr", "--workers", "3", "--settle", "1.5"]
+    argv += ["--log-level", "INFO", "--exit-when-idle", "--modality", "xray"]
+    standalone = argparse.ArgumentParser()
+    _cli_watch._add_arguments(standalone)
+    got = [
+        _cli_watch._overrides(cli._build_parser().parse_args(["watch", *argv])),
+        _cli_watch._overrides(standalone.parse_args(argv)),
+    ]
+    assert got[0] == got[1]
+    assert list(got[0]) == [
+        "modality",
+        "overlay",
+        "sr",
+        "sc",
+        "deidentify",
+        "workers",
+        "settle_seconds",
+        "rescan_seconds",
+        "timeout_seconds",
+        "max_attempts",
+        "min_free_mb",
+        "health_port",
+        "log_level",
+        "inbox",
+        "outbox",
+    ]
+    assert got[0]["sr"] is True and got[0]["overlay"] is None and got[0]["workers"] == 3
+    assert got[0]["inbox"] == str(inbox) and got[0]["outbox"] == str(outbox)
+    config = load_config(None, got[0])
+    assert config.workers == 3 and config.settle_seconds == 1.5 and config.sr is True
+
+
 def test_cli_config_error_exit_2(tmp_path: Path) -> None:
     inbox, outbox = make_dirs(tmp_path)
     d = DaemonProc(inbox, outbox, "--workers", "0").start(wait=False)

@@ -482,6 +482,38 @@ def test_read_input_raster_and_npy(tmp_path, camera):
         assert read_input(path).kind == kind
 
 
+def test_sha256_is_the_file_content_hash(tmp_path, camera):
+    """``InputImage.sha256`` is the hash of the bytes as stored, for every format: rasters,
+    ``.npy`` (native and byte-swapped, with trailing bytes) and DICOM with and without a
+    SOP Instance UID (then it is also the instance key)."""
+
+    def content(p):
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    paths = []
+    for suffix in (".png", ".jpg", ".tif"):
+        paths.append(tmp_path / f"r{suffix}")
+        cv2.imwrite(str(paths[-1]), camera)
+    for dtype in ("<u2", ">u2", ">f8", "bool"):
+        paths.append(tmp_path / f"a{dtype.strip('<>')}{len(paths)}.npy")
+        np.save(paths[-1], (camera > 100).astype(dtype))
+    with open(paths[-1], "ab") as fh:
+        fh.write(b"trailing bytes the reader ignores")
+    for path in paths:
+        got = read_input(path)
+        assert got.sha256 == got.instance_key == content(path), path
+    uid = make_dicom(tmp_path / "uid.dcm", camera[:64, :64]).SOPInstanceUID
+    got = read_input(tmp_path / "uid.dcm")
+    assert got.sha256 == content(tmp_path / "uid.dcm")
+    assert got.instance_key == hashlib.sha256(uid.encode()).hexdigest()
+    ds = make_dicom(tmp_path / "nouid.dcm", camera[:64, :64])
+    del ds.SOPInstanceUID
+    del ds.file_meta.MediaStorageSOPInstanceUID
+    ds.save_as(tmp_path / "nouid.dcm", enforce_file_format=False)
+    got = read_input(tmp_path / "nouid.dcm")
+    assert got.sha256 == got.instance_key == content(tmp_path / "nouid.dcm")
+
+
 def test_label_replaces_the_file_name(tmp_path):
     path = tmp_path / "DOE^JOHN_PHI-12345.dcm"
     path.write_bytes(b"\x00" * 128 + b"DICM" + b"\x01" * 50)

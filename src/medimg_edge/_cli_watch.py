@@ -117,23 +117,15 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: Parsed options that are not configuration overrides (``command`` and ``func`` are set
+#: by ``medimg-edge``'s own parser).
+_NOT_OVERRIDES = frozenset({"inbox", "out", "config", "exit_when_idle", "command", "func"})
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = (
-        "modality",
-        "overlay",
-        "sr",
-        "sc",
-        "deidentify",
-        "workers",
-        "settle_seconds",
-        "rescan_seconds",
-        "timeout_seconds",
-        "max_attempts",
-        "min_free_mb",
-        "health_port",
-        "log_level",
-    )
-    out = {k: getattr(args, k) for k in keys}
+    """Every option named like its configuration key (``None``: not given), the inbox and
+    the outbox."""
+    out = {k: v for k, v in vars(args).items() if k not in _NOT_OVERRIDES}
     out["inbox"] = args.inbox
     out["outbox"] = args.out
     return out

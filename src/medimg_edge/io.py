@@ -37,15 +37,17 @@ import struct
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ._errors import InvalidInputError
 from ._validation import MAX_PIXELS, MAX_SIDE
+
+_T = TypeVar("_T")
 
 __all__ = [
     "BOMB_MIN_BYTES",
@@ -241,11 +243,6 @@ def _png_decoded_bytes(data: bytes, rows: int, cols: int) -> int:
     return rows * (1 + (cols * channels * depth + 7) // 8)
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    rows, cols, _ = _jpeg_header(data)
-    return rows, cols
-
-
 def _jpeg_header(data: bytes) -> tuple[int, int, int]:
     sof = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
     i = 2
@@ -412,9 +409,10 @@ def _open_regular(path: Path, name: str, max_bytes: int) -> _Source:
 
 
 def _sha256_of(fh: BinaryIO) -> str:
+    """SHA-256 hex of the whole file, read in 256 KiB chunks (bounded memory)."""
     fh.seek(0)
     h = hashlib.sha256()
-    while chunk := fh.read(1 << 20):
+    while chunk := fh.read(1 << 18):
         h.update(chunk)
     return h.hexdigest()
 
@@ -422,7 +420,8 @@ def _sha256_of(fh: BinaryIO) -> str:
 # ---- rasters -------------------------------------------------------------------------------
 
 
-def _read_raster(src: _Source, name: str) -> npt.NDArray[Any]:
+def _read_raster(src: _Source, name: str, digest: hashlib._Hash | None = None) -> npt.NDArray[Any]:
+    """Decode a PNG / JPEG / TIFF; ``digest`` (if given) is fed the file's bytes."""
     import cv2
 
     kind = src.kind
@@ -446,6 +445,8 @@ def _read_raster(src: _Source, name: str) -> npt.NDArray[Any]:
     data = src.fh.read()
     if len(data) != src.size:
         raise _fail(name, "the file changed while it was read", "truncated")
+    if digest is not None:
+        digest.update(data)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     del data
     if img is None:
@@ -486,7 +487,8 @@ def _as_supported(arr: npt.NDArray[Any], name: str) -> npt.NDArray[Any]:
 # ---- .npy ----------------------------------------------------------------------------------
 
 
-def _read_npy(src: _Source, name: str) -> npt.NDArray[Any]:
+def _read_npy(src: _Source, name: str, digest: hashlib._Hash | None = None) -> npt.NDArray[Any]:
+    """Read a 2-D ``.npy``; ``digest`` (if given) is fed the file's bytes as they are read."""
     fmt = np.lib.format
     fh = src.fh
     try:
@@ -523,9 +525,16 @@ def _read_npy(src: _Source, name: str) -> npt.NDArray[Any]:
     need = rows * cols * dtype.itemsize
     if src.size - data_offset < need:
         raise _fail(name, "the .npy data is shorter than its header declares", "truncated")
+    if digest is not None:
+        fh.seek(0)
+        digest.update(fh.read(data_offset))
     arr = np.fromfile(fh, dtype=dtype, count=rows * cols)
     if arr.size != rows * cols:
         raise _fail(name, "could not read the .npy data (truncated)", "truncated")
+    if digest is not None:
+        digest.update(arr.view(np.uint8).data)  # the bytes as stored
+        while chunk := fh.read(1 << 18):
+            digest.update(chunk)
     arr = arr.reshape((rows, cols), order="F" if fortran else "C")
     arr = np.ascontiguousarray(arr)
     if arr.dtype.byteorder not in "=|":
@@ -698,7 +707,7 @@ class _DicomFrames:
     header: Any
     n_frames: int
     inverted: bool
-    key: str
+    key: str | None  # the instance key; None: the sha256 of the file as stored
 
 
 def _dicom_int(header: Any, keyword: str, default: int) -> int:
@@ -732,6 +741,7 @@ def _read_dicom(
             "refused (PS3.10 7.5: the preamble must be zeros or a TIFF header)",
             "executable_preamble",
         )
+    stored = src
     src = _inflate_if_deflated(src, name)
     fh: Any = _ClampedReader(src.fh, src.size)
     fh.seek(0)
@@ -790,14 +800,14 @@ def _read_dicom(
             )
     indices = sample_frame_indices(n_frames, cine_frames)
     frames: list[npt.NDArray[Any]] = []
-    inverted = False
+    inverted = invert_monochrome1 and photometric == "MONOCHROME1"
+    rescale = _rescale_of(header)
     full: Any = None  # the whole dataset, read only if decoding from the file fails
     for index in indices:
         if ts not in _NATIVE_TS:
             arr = _decode_encapsulated(fh, value_start, header, ts, index, n_frames, name)
-            frame, inv = _dicom_frame(np.asarray(arr), header, name, photometric, palette)
-            inverted = inverted or (inv and invert_monochrome1)
-            frames.append(_invert(frame, header) if inv and invert_monochrome1 else frame)
+            frame = _dicom_frame(np.asarray(arr), header, name, photometric, palette, rescale)
+            frames.append(_invert(frame, header, rescale) if inverted else frame)
             continue
         arr = None
         try:
@@ -828,18 +838,19 @@ def _read_dicom(
                     f"could not decode the DICOM pixel data ({type(exc).__name__})",
                     "undecodable",
                 ) from None
-        frame, inv = _dicom_frame(np.asarray(arr), header, name, photometric, palette)
-        inverted = inverted or (inv and invert_monochrome1)
-        if inv and invert_monochrome1:
-            frame = _invert(frame, header)
-        frames.append(frame)
+        frame = _dicom_frame(np.asarray(arr), header, name, photometric, palette, rescale)
+        frames.append(_invert(frame, header, rescale) if inverted else frame)
     for tag in _PIXEL_TAGS:
         if tag in header:
             del header[tag]
     uid = str(header.get("SOPInstanceUID", "") or "").strip()
     if not uid and hasattr(header, "file_meta"):
         uid = str(header.file_meta.get("MediaStorageSOPInstanceUID", "") or "").strip()
-    key = hashlib.sha256(uid.encode("ascii", "replace")).hexdigest() if uid else _sha256_of(fh)
+    key = None  # without a UID: the caller's hash of the file as stored
+    if uid:
+        key = hashlib.sha256(uid.encode("ascii", "replace")).hexdigest()
+    elif src is not stored:  # deflated: the key has always been the inflated stream's hash
+        key = _sha256_of(fh)
     return _DicomFrames(tuple(frames), indices, header, n_frames, inverted, key)
 
 
@@ -941,10 +952,25 @@ def _decode_encapsulated(
         ) from None
 
 
+def _rescale_of(header: Any) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept); (1, 0) when absent or unparsable."""
+    try:
+        slope = float(header.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(header.get("RescaleIntercept", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        slope, intercept = 1.0, 0.0
+    return slope, intercept
+
+
 def _dicom_frame(
-    arr: npt.NDArray[Any], header: Any, name: str, photometric: str, palette: bool
-) -> tuple[npt.NDArray[Any], bool]:
-    """One decoded frame -> 2-D grey with the rescale applied; ``True`` for MONOCHROME1."""
+    arr: npt.NDArray[Any],
+    header: Any,
+    name: str,
+    photometric: str,
+    palette: bool,
+    rescale: tuple[float, float],
+) -> npt.NDArray[Any]:
+    """One decoded frame -> 2-D grey with the rescale (:func:`_rescale_of`) applied."""
     import cv2
 
     samples = _dicom_int(header, "SamplesPerPixel", 1) or 1
@@ -967,11 +993,7 @@ def _dicom_frame(
             arr = arr[..., 0]
     if arr.ndim != 2:
         raise _fail(name, f"unsupported DICOM pixel array shape {arr.shape}", "bad_dicom")
-    try:
-        slope = float(header.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(header.get("RescaleIntercept", 0.0) or 0.0)
-    except (TypeError, ValueError):
-        slope, intercept = 1.0, 0.0
+    slope, intercept = rescale
     if not (math.isfinite(slope) and math.isfinite(intercept)):
         raise _fail(name, "non-finite RescaleSlope / RescaleIntercept", "bad_dicom")
     if slope != 1.0 or intercept != 0.0:
@@ -979,19 +1001,15 @@ def _dicom_frame(
         arr = np.ascontiguousarray(out)
     else:
         arr = _as_supported(np.ascontiguousarray(arr), name)
-    return arr, photometric == "MONOCHROME1"
+    return arr
 
 
-def _invert(frame: npt.NDArray[Any], header: Any) -> npt.NDArray[Any]:
+def _invert(frame: npt.NDArray[Any], header: Any, rescale: tuple[float, float]) -> npt.NDArray[Any]:
     """MONOCHROME1 -> MONOCHROME2 over the stored range (after rescale)."""
     stored = _dicom_int(header, "BitsStored", 0) or _dicom_int(header, "BitsAllocated", 16)
     signed = _dicom_int(header, "PixelRepresentation", 0) == 1
     lo, hi = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if signed else (0, (1 << stored) - 1)
-    try:
-        slope = float(header.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(header.get("RescaleIntercept", 0.0) or 0.0)
-    except (TypeError, ValueError):
-        slope, intercept = 1.0, 0.0
+    slope, intercept = rescale
     total = (lo + hi) * slope + 2 * intercept
     if frame.dtype in (np.uint8, np.uint16) and not signed and slope == 1 and intercept == 0:
         flipped: npt.NDArray[Any] = (np.asarray(hi, frame.dtype) - frame).astype(frame.dtype)
@@ -1051,6 +1069,9 @@ class InputImage:
     instance_key : str
         SHA-256 hex of the SOP Instance UID for DICOM (never the UID itself), of the
         file content otherwise (and for DICOM files without a SOP Instance UID).
+    sha256 : str
+        SHA-256 hex of the file's bytes as stored (computed once, on the file descriptor
+        the image was read from).
     """
 
     frames: tuple[npt.NDArray[Any], ...]
@@ -1060,6 +1081,7 @@ class InputImage:
     dataset: Any
     flags: tuple[str, ...]
     instance_key: str
+    sha256: str
     n_frames: int = 1
 
 
@@ -1070,6 +1092,31 @@ def _name_of(path: str | os.PathLike[str], label: str | None) -> str:
     return p.name or "input"
 
 
+def _burned_in_annotation(header: Any) -> bool:
+    """Whether a DICOM header says its pixels may show burned-in text: Burned In
+    Annotation (0028,0301) is ``YES``, or the modality is ultrasound and the attribute is
+    absent (ultrasound frames usually carry it)."""
+    burned = str(header.get("BurnedInAnnotation", "") or "").strip().upper()
+    modality = MODALITY_MAP.get(str(header.get("Modality", "") or "").strip().upper())
+    return burned == "YES" or (modality == "ultrasound" and burned == "")
+
+
+def _guarded_dicom(name: str, read: Callable[[], _T]) -> _T:
+    """``read()`` with pydicom's warnings silenced and any error it lets through (a
+    corrupt header value pydicom chokes on late) as :class:`InvalidInputError`."""
+    with quiet_dicom():
+        try:
+            return read()
+        except InvalidInputError:
+            raise
+        except RecursionError:
+            raise _fail(name, "DICOM sequences nested too deeply", "bad_dicom") from None
+        except Exception as exc:  # the text may quote tag values: report only its type
+            raise _fail(
+                name, f"not a readable DICOM file ({type(exc).__name__})", "bad_dicom"
+            ) from None
+
+
 def _dicom_input(src: _Source, name: str, cine_frames: int) -> InputImage:
     """The DICOM part of :func:`read_input`."""
     got = _read_dicom(src, name, cine_frames=cine_frames, invert_monochrome1=True, palette=True)
@@ -1077,8 +1124,7 @@ def _dicom_input(src: _Source, name: str, cine_frames: int) -> InputImage:
     modality_tag = str(header.get("Modality", "") or "").strip().upper()
     modality = MODALITY_MAP.get(modality_tag)
     flags: list[str] = []
-    burned = str(header.get("BurnedInAnnotation", "") or "").strip().upper()
-    if burned == "YES" or (modality == "ultrasound" and burned == ""):
+    if _burned_in_annotation(header):
         flags.append("burned_in_annotation")
     if len(got.indices) < got.n_frames:
         flags.append("cine_sampled")
@@ -1092,6 +1138,7 @@ def _dicom_input(src: _Source, name: str, cine_frames: int) -> InputImage:
         raise _fail(
             name, f"not a readable DICOM header ({type(exc).__name__})", "bad_dicom"
         ) from None
+    sha = _sha256_of(src.fh)
     return InputImage(
         frames=got.frames,
         frame_indices=got.indices,
@@ -1099,7 +1146,8 @@ def _dicom_input(src: _Source, name: str, cine_frames: int) -> InputImage:
         kind="dicom",
         dataset=dataset,
         flags=tuple(flags),
-        instance_key=got.key,
+        instance_key=got.key or sha,
+        sha256=sha,
         n_frames=got.n_frames,
     )
 
@@ -1153,7 +1201,12 @@ def read_input(
     src = _open_regular(Path(path), name, max_bytes)
     try:
         if src.kind != "dicom":
-            frame = _read_npy(src, name) if src.kind == "npy" else _read_raster(src, name)
+            digest = hashlib.sha256()
+            if src.kind == "npy":
+                frame = _read_npy(src, name, digest)
+            else:
+                frame = _read_raster(src, name, digest)
+            sha = digest.hexdigest()
             return InputImage(
                 frames=(frame,),
                 frame_indices=(0,),
@@ -1161,20 +1214,11 @@ def read_input(
                 kind=src.kind,
                 dataset=None,
                 flags=(),
-                instance_key=_sha256_of(src.fh),
+                instance_key=sha,
+                sha256=sha,
                 n_frames=1,
             )
-        with quiet_dicom():
-            try:
-                return _dicom_input(src, name, cine_frames)
-            except InvalidInputError:
-                raise
-            except RecursionError:
-                raise _fail(name, "DICOM sequences nested too deeply", "bad_dicom") from None
-            except Exception as exc:  # a corrupt header value pydicom chokes on late
-                raise _fail(
-                    name, f"not a readable DICOM file ({type(exc).__name__})", "bad_dicom"
-                ) from None
+        return _guarded_dicom(name, lambda: _dicom_input(src, name, cine_frames))
     finally:
         src.fh.close()
 
@@ -1229,17 +1273,12 @@ def read_image(path: str | os.PathLike[str]) -> npt.NDArray[Any]:
         if src.kind == "npy":
             return _read_npy(src, name)
         if src.kind == "dicom":
-            with quiet_dicom():
-                try:
-                    got = _read_dicom(
-                        src, name, cine_frames=1, invert_monochrome1=False, palette=False
-                    )
-                except InvalidInputError:
-                    raise
-                except Exception as exc:  # a corrupt header value pydicom chokes on late
-                    raise _fail(
-                        name, f"not a readable DICOM file ({type(exc).__name__})", "bad_dicom"
-                    ) from None
+            got = _guarded_dicom(
+                name,
+                lambda: _read_dicom(
+                    src, name, cine_frames=1, invert_monochrome1=False, palette=False
+                ),
+            )
             return got.frames[0]
         return _read_raster(src, name)
     finally:

@@ -51,11 +51,11 @@ chtml/part15/chapter_E.html
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import secrets
 from collections.abc import Collection, Mapping
+from copy import deepcopy
 from typing import Any
 
 from .._version import __version__
@@ -571,11 +571,21 @@ def _deidentify(
     salt: bytes | None,
     clean_structured_content: bool,
     replace_uids: bool,
+    *,
+    mark: bool = True,
+    copy: bool = True,
 ) -> Any:
+    """:func:`deidentify` without the type check and the warning filter.
+
+    ``mark=False`` leaves out the attributes recording the de-identification (Patient
+    Identity Removed, De-identification Method and its code sequence, Longitudinal
+    Temporal Information Modified); ``copy=False`` de-identifies ``ds`` itself (for an
+    object the caller owns and discards) instead of a deep copy.
+    """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    out = copy.deepcopy(ds)
+    out = deepcopy(ds) if copy else ds
     worker = _Deidentifier(
         PROCESS_SALT if salt is None else bytes(salt),
         keep_private,
@@ -593,6 +603,8 @@ def _deidentify(
                 meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
             else:
                 meta.MediaStorageSOPInstanceUID = worker._uid(meta.MediaStorageSOPInstanceUID)
+    if not mark:
+        return out
     burned = str(out.get("BurnedInAnnotation", "") or "").strip().upper()
     out.PatientIdentityRemoved = "NO" if burned == "YES" else "YES"
     method = "PS3.15 E.1 Basic Profile (medimg-edge " + __version__ + ")"

@@ -58,8 +58,8 @@ import numpy.typing as npt
 
 from .._errors import InvalidInputError
 from .._version import __version__
-from ..io import quiet_dicom
-from ._deid import deidentify as _deidentify
+from ..io import _burned_in_annotation, quiet_dicom
+from ._deid import _deidentify
 
 __all__ = [
     "SC_SERIES_NUMBER",
@@ -162,12 +162,8 @@ def _evidence(source: Any, *, deidentify: bool, salt: bytes | None) -> tuple[Any
         for keyword in ("Modality", "BurnedInAnnotation", "PatientOrientation"):
             if keyword in src:
                 setattr(ev, keyword, src.get(keyword))
-    if deidentify:
-        ev = _deidentify(ev, salt=salt)
-        for keyword in ("PatientIdentityRemoved", "DeidentificationMethod"):
-            delattr(ev, keyword)
-        del ev.DeidentificationMethodCodeSequence
-        del ev.LongitudinalTemporalInformationModified
+    if deidentify:  # the markers go on the outputs (_finish), not on this header
+        ev = _deidentify(ev, (), salt, False, True, mark=False)
     return ev, has_instance
 
 
@@ -184,8 +180,8 @@ def _write(ds: Any) -> bytes:
 
 
 def _finish(ds: Any, *, deidentify: bool, salt: bytes | None, clean_content: bool) -> bytes:
-    if deidentify:
-        ds = _deidentify(ds, salt=salt, clean_structured_content=clean_content, replace_uids=False)
+    if deidentify:  # ``ds`` is the encoder's own new object: de-identified in place
+        ds = _deidentify(ds, (), salt, clean_content, False, copy=False)
     return _write(ds)
 
 
@@ -332,12 +328,6 @@ def _encode_sr(
     return _finish(sr, deidentify=deidentify, salt=salt, clean_content=True)
 
 
-def _burned_in(ev: Any) -> bool:
-    burned = str(ev.get("BurnedInAnnotation", "") or "").strip().upper()
-    modality = str(ev.get("Modality", "") or "").strip().upper()
-    return burned == "YES" or (modality in ("US", "IVUS") and burned == "")
-
-
 def encode_secondary_capture(
     overlay_rgb: npt.NDArray[Any],
     diagnosis: Any,
@@ -427,7 +417,7 @@ def _encode_sc(
         ref.ReferencedSOPClassUID = ev.SOPClassUID
         ref.ReferencedSOPInstanceUID = ev.SOPInstanceUID
         sc.SourceImageSequence = [ref]
-    flagged = _burned_in(ev) if burned_in is None else bool(burned_in)
+    flagged = _burned_in_annotation(ev) if burned_in is None else bool(burned_in)
     sc.BurnedInAnnotation = "YES" if flagged else "NO"
     model = f["model"]
     sc.DerivationDescription = (

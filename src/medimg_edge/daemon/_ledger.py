@@ -31,8 +31,9 @@ __all__ = ["ACTIVE_STATES", "Ledger", "Row"]
 
 ACTIVE_STATES = ("seen", "stable", "processing")
 _STATES = (*ACTIVE_STATES, "done", "failed", "gone")
+_ACTIVE_SQL = f"state IN ({', '.join(repr(s) for s in ACTIVE_STATES)})"  # fixed literals
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     rowid INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS files (
     updated REAL NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS files_active_path ON files(path)
-    WHERE state IN ('seen', 'stable', 'processing');
+    WHERE {_ACTIVE_SQL};
 CREATE INDEX IF NOT EXISTS files_state ON files(state);
 """
 
@@ -150,11 +151,7 @@ class Ledger:
 
     def active(self) -> list[Row]:
         """Rows in ``seen``, ``stable`` or ``processing``."""
-        return self._rows("WHERE state IN ('seen', 'stable', 'processing') ORDER BY rowid")
-
-    def get(self, rowid: int) -> Row | None:
-        rows = self._rows("WHERE rowid = ?", (rowid,))
-        return rows[0] if rows else None
+        return self._rows(f"WHERE {_ACTIVE_SQL} ORDER BY rowid")
 
     def unmoved(self) -> list[Row]:
         """Finished rows whose original could not be moved out of the inbox (the scanner

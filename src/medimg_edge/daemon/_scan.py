@@ -103,9 +103,6 @@ class Settler:
         for p in [p for p in self._first if p not in paths]:
             del self._first[p]
 
-    def __len__(self) -> int:
-        return len(self._first)
-
 
 class Watcher:
     """watchdog observer on the inbox whose events only call ``on_hint`` (hints).

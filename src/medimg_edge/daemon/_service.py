@@ -38,7 +38,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -49,7 +48,6 @@ from ._outputs import (
     atomic_write_many,
     clean_temp_files,
     ensure_dir,
-    fsync_dir,
     move_file,
     move_many,
 )
@@ -928,14 +926,18 @@ class Daemon:
 
     def _finish_batch(self, batch: list[tuple[Job, Reply]]) -> list[Outcome]:
         """Outputs of every successful reply written atomically (JSON last), the outbox
-        flushed, then the originals moved to ``processed/`` and flushed; other replies one
-        by one (:meth:`_process`)."""
-        c = self.config
+        flushed, then the originals moved to ``processed/`` and flushed (:meth:`_done`);
+        other replies one by one (:meth:`_process`)."""
         good = [(job, r) for job, r in batch if isinstance(r, WorkerReply) and r.header.get("ok")]
         taken = {id(job) for job, _ in good}
         outcomes = [self._process(job, r) for job, r in batch if id(job) not in taken]
-        if not good:
-            return outcomes
+        return outcomes + self._done(good) if good else outcomes
+
+    def _done(self, good: list[tuple[Job, WorkerReply]]) -> list[Outcome]:
+        """Write the outputs of successful replies and move their originals to
+        ``processed/``.  When the writes fail (e.g. disk full) several replies are retried
+        one by one; a single one counts as a failed attempt (``output_error``)."""
+        c = self.config
         writes = [
             (c.outbox / f"{job.rid}.{name}", data)
             for job, r in good
@@ -943,39 +945,31 @@ class Daemon:
         ]
         try:
             atomic_write_many(writes)
-        except OSError:  # e.g. disk full: retry the files one by one
-            return outcomes + [self._process(job, r) for job, r in good]
+        except OSError as exc:
+            if len(good) > 1:
+                return [o for pair in good for o in self._done([pair])]
+            job = good[0][0]
+            return [self._failed_attempt(job, "output_error", exc.strerror or "write error")]
         moves = [
             (c.inbox / job.row.path, c.processed_dir / f"{job.rid}{job.suffix}") for job, _ in good
         ]
+        outcomes = []
         for (job, r), err in zip(good, move_many(moves), strict=True):
-            moved = err is None or isinstance(err, FileNotFoundError)
-            if err is not None and not moved:
-                log.error(
-                    "could not move the original out of the inbox",
-                    extra={"event": "move_failed", "id": job.rid, "errno": err.errno},
-                )
             h = r.header
+            moved = self._moved_out(job.rid, err)
             outcomes.append(
                 Outcome(job, "done", sha256=h.get("sha256"), kind=h.get("kind"), moved=moved)
             )
         return outcomes
 
     def _process(self, job: Job, reply: Reply) -> Outcome:
-        c = self.config
         if isinstance(reply, WorkerDied):
             return self._failed_attempt(job, reply.code, str(reply), restarted=True)
         if isinstance(reply, RuntimeError):  # a restarted worker could not load its models
             return Outcome(job, "retry", "worker_start_failed", str(reply)[:200])
         h = reply.header
         if h.get("ok"):
-            try:
-                for name, data in sorted(reply.blobs.items(), key=lambda kv: kv[0] == "json"):
-                    atomic_write(c.outbox / f"{job.rid}.{name}", data)
-            except OSError as exc:
-                return self._failed_attempt(job, "output_error", exc.strerror or "write error")
-            moved = self._move(job, c.processed_dir)
-            return Outcome(job, "done", sha256=h.get("sha256"), kind=h.get("kind"), moved=moved)
+            return self._done([(job, reply)])[0]
         code = str(h.get("code", "error"))
         if code == "vanished":
             return Outcome(job, "gone", code)
@@ -996,19 +990,17 @@ class Daemon:
             return Outcome(job, "failed", code, message, moved=moved, worker_restarted=restarted)
         return Outcome(job, "retry", code, message, worker_restarted=restarted)
 
-    def _move(self, job: Job, folder: Path) -> bool:
-        src = self.config.inbox / job.row.path
-        try:
-            move_file(src, folder / f"{job.rid}{job.suffix}")
-        except FileNotFoundError:
-            return True  # gone meanwhile: nothing left in the inbox
-        except OSError as exc:
-            log.error(
-                "could not move the original out of the inbox",
-                extra={"event": "move_failed", "id": job.rid, "errno": exc.errno},
-            )
-            return False
-        return True
+    @staticmethod
+    def _moved_out(rid: str, err: OSError | None) -> bool:
+        """Whether the original left the inbox after a move that ended with ``err``
+        (``FileNotFoundError``: it was gone meanwhile, nothing is left); logs a failure."""
+        if err is None or isinstance(err, FileNotFoundError):
+            return True
+        log.error(
+            "could not move the original out of the inbox",
+            extra={"event": "move_failed", "id": rid, "errno": err.errno},
+        )
+        return False
 
     def _quarantine(
         self, rid: str, relpath: str, suffix: str, code: str, message: str, attempts: int
@@ -1022,17 +1014,11 @@ class Daemon:
             "attempts": attempts,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        # atomic_write flushes failed/ itself: the reason file is durable even when the
+        # original is gone
         atomic_write(c.failed_dir / f"{rid}.reason.json", (json.dumps(reason) + "\n").encode())
-        src = c.inbox / relpath
         try:
-            move_file(src, c.failed_dir / f"{rid}{suffix}")
-        except FileNotFoundError:
-            fsync_dir(c.failed_dir)
-            return True
+            move_file(c.inbox / relpath, c.failed_dir / f"{rid}{suffix}")
         except OSError as exc:
-            log.error(
-                "could not move the original out of the inbox",
-                extra={"event": "move_failed", "id": rid, "errno": exc.errno},
-            )
-            return False
+            return self._moved_out(rid, exc)
         return True

@@ -16,7 +16,6 @@ own stdout is moved to its stderr, and its stderr goes to ``/dev/null``: library
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -48,14 +47,6 @@ def _send(out: IO[bytes], header: dict[str, Any], blobs: dict[str, bytes] | None
     raw = json.dumps(header).encode()
     out.write(_HEADER.pack(len(raw)) + raw + b"".join(blobs.values()))
     out.flush()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Work:
@@ -112,8 +103,6 @@ class _Work:
             cine_frames=self.settings["cine_frames"],
             max_bytes=self.settings["max_file_mb"] * (1 << 20),
         )
-        # the instance key of a non-DICOM input is the sha256 of its content
-        sha = _sha256(path) if img.kind == "dicom" else str(img.instance_key)
         modality = img.modality or job.get("modality")
         source = "dicom" if img.modality else ("config" if modality else None)
         if modality is None:
@@ -134,12 +123,12 @@ class _Work:
         doc["id"] = label
         doc["input"] = {
             "kind": img.kind,
-            "sha256": sha,
+            "sha256": img.sha256,
             "instance_key": img.instance_key,
             "flags": list(img.flags),
             "modality": modality,
             "modality_source": source,
-            "frames_in_file": int(getattr(img, "n_frames", len(img.frames))),
+            "frames_in_file": img.n_frames,
             "frames_diagnosed": len(img.frames),
             "frame_index": int(img.frame_indices[best]),
         }
@@ -156,11 +145,11 @@ class _Work:
         overlay_bgr = None
         if job["overlay"] or (job["sc"] and img.kind == "dicom"):
             overlay_bgr = render_overlay(img.frames[best], agg)
-        if job["overlay"] and overlay_bgr is not None:
-            ok, png = cv2.imencode(".png", overlay_bgr)
-            if not ok:
-                raise RuntimeError("PNG encoding failed")
-            blobs["overlay.png"] = png.tobytes()
+            if job["overlay"]:
+                ok, png = cv2.imencode(".png", overlay_bgr)
+                if not ok:
+                    raise RuntimeError("PNG encoding failed")
+                blobs["overlay.png"] = png.tobytes()
         skipped: dict[str, str] = {}
         if job["sr"] or job["sc"]:
             if img.kind != "dicom" or img.dataset is None:
@@ -179,14 +168,18 @@ class _Work:
                     rgb = np.ascontiguousarray(cv2.cvtColor(overlay_bgr, cv2.COLOR_BGR2RGB))
                     blobs["sc.dcm"] = bytes(
                         _dicom.encode_secondary_capture(
-                            rgb, agg, img.dataset, deidentify=job["deidentify"]
+                            rgb,
+                            agg,
+                            img.dataset,
+                            deidentify=job["deidentify"],
+                            burned_in="burned_in_annotation" in img.flags,
                         )
                     )
         if skipped:
             doc["outputs_skipped"] = skipped
         doc["outputs"] = sorted([f"{label}.{k}" for k in blobs] + [f"{label}.json"])
         blobs["json"] = (json.dumps(doc, allow_nan=False) + "\n").encode()
-        return {"ok": True, "sha256": sha, "kind": img.kind}, blobs
+        return {"ok": True, "sha256": img.sha256, "kind": img.kind}, blobs
 
 
 def _cpu_used() -> float:
@@ -325,11 +318,6 @@ class WorkerProcess:
         if not reply.header.get("ready"):
             self.kill()
             raise RuntimeError(str(reply.header.get("error", "the worker did not start")))
-
-    def run(self, job: dict[str, Any], timeout: float) -> WorkerReply:
-        """Send ``job`` and wait for its reply (:meth:`send` + :meth:`receive`)."""
-        self.send(job)
-        return self.receive(timeout)
 
     def send(self, job: dict[str, Any]) -> None:
         """Queue ``job`` in the worker's input pipe (the worker takes jobs in order, so a
