@@ -56,7 +56,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def _read(path: str) -> Any:
-    return me.io.read_input(path, cine_frames=1).frames[0]
+    return me.io.read_input(path, cine_frames=1, content_hash=False).frames[0]
 
 
 def _diagnoser() -> me.Diagnoser:

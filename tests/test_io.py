@@ -532,3 +532,22 @@ def test_sample_frame_indices(n, k):
     assert len(idx) == min(n, k) and list(idx) == sorted(set(idx))
     assert idx[0] == 0 and (idx[-1] == n - 1 or k == 1)
     assert all(0 <= i < n for i in idx)
+
+
+def test_content_hash_can_be_skipped_for_dicom_with_a_uid(tmp_path) -> None:
+    """``content_hash=False`` leaves ``sha256`` out only where it would cost a second
+    pass: DICOM with a SOP Instance UID; everything else still carries the hash."""
+    from dicom_helpers import us_dataset
+
+    path = tmp_path / "us.dcm"
+    us_dataset(np.full((40, 50), 7, np.uint8)).save_as(path, enforce_file_format=True)
+    full = read_input(path)
+    lean = read_input(path, content_hash=False)
+    assert full.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert lean.sha256 is None and lean.instance_key == full.instance_key
+    assert np.array_equal(lean.frames[0], full.frames[0])
+    png = tmp_path / "f.png"
+    cv2.imwrite(str(png), np.full((40, 50), 9, np.uint8))
+    assert (
+        read_input(png, content_hash=False).sha256 == hashlib.sha256(png.read_bytes()).hexdigest()
+    )

@@ -1069,9 +1069,10 @@ class InputImage:
     instance_key : str
         SHA-256 hex of the SOP Instance UID for DICOM (never the UID itself), of the
         file content otherwise (and for DICOM files without a SOP Instance UID).
-    sha256 : str
+    sha256 : str or None
         SHA-256 hex of the file's bytes as stored (computed once, on the file descriptor
-        the image was read from).
+        the image was read from); ``None`` when :func:`read_input` was told
+        ``content_hash=False`` and the file is DICOM with a SOP Instance UID.
     """
 
     frames: tuple[npt.NDArray[Any], ...]
@@ -1081,7 +1082,7 @@ class InputImage:
     dataset: Any
     flags: tuple[str, ...]
     instance_key: str
-    sha256: str
+    sha256: str | None
     n_frames: int = 1
 
 
@@ -1117,7 +1118,7 @@ def _guarded_dicom(name: str, read: Callable[[], _T]) -> _T:
             ) from None
 
 
-def _dicom_input(src: _Source, name: str, cine_frames: int) -> InputImage:
+def _dicom_input(src: _Source, name: str, cine_frames: int, content_hash: bool) -> InputImage:
     """The DICOM part of :func:`read_input`."""
     got = _read_dicom(src, name, cine_frames=cine_frames, invert_monochrome1=True, palette=True)
     header = got.header
@@ -1138,7 +1139,7 @@ def _dicom_input(src: _Source, name: str, cine_frames: int) -> InputImage:
         raise _fail(
             name, f"not a readable DICOM header ({type(exc).__name__})", "bad_dicom"
         ) from None
-    sha = _sha256_of(src.fh)
+    sha = _sha256_of(src.fh) if content_hash or got.key is None else None
     return InputImage(
         frames=got.frames,
         frame_indices=got.indices,
@@ -1146,7 +1147,7 @@ def _dicom_input(src: _Source, name: str, cine_frames: int) -> InputImage:
         kind="dicom",
         dataset=dataset,
         flags=tuple(flags),
-        instance_key=got.key or sha,
+        instance_key=got.key or str(sha),
         sha256=sha,
         n_frames=got.n_frames,
     )
@@ -1158,6 +1159,7 @@ def read_input(
     label: str | None = None,
     cine_frames: int = 3,
     max_bytes: int = MAX_FILE_BYTES,
+    content_hash: bool = True,
 ) -> InputImage:
     """Read a PNG, JPEG, TIFF, ``.npy`` or DICOM file for diagnosis.
 
@@ -1184,6 +1186,11 @@ def read_input(
         How many frames to sample from a multi-frame file (>= 1).
     max_bytes : int
         Largest accepted file size.
+    content_hash : bool
+        Compute ``InputImage.sha256``.  Raster and ``.npy`` files are hashed anyway (in
+        memory, for the instance key); for a DICOM file with a SOP Instance UID
+        ``False`` saves a second pass over the file (callers that hashed it already, or
+        do not need the hash).
 
     Returns
     -------
@@ -1218,7 +1225,7 @@ def read_input(
                 sha256=sha,
                 n_frames=1,
             )
-        return _guarded_dicom(name, lambda: _dicom_input(src, name, cine_frames))
+        return _guarded_dicom(name, lambda: _dicom_input(src, name, cine_frames, content_hash))
     finally:
         src.fh.close()
 

@@ -183,7 +183,9 @@ def _load(
     """(first frame, modality from the DICOM tag, SOP Instance UID, number of frames,
     reader flags) by :func:`medimg_edge.io.read_input` (only the first frame of a cine
     is decoded).  Without ``keep_ids`` its messages name the file ``<file>``."""
-    inp = io.read_input(path, label=None if keep_ids else "<file>", cine_frames=1)
+    inp = io.read_input(
+        path, label=None if keep_ids else "<file>", cine_frames=1, content_hash=False
+    )  # hashed already by _hash_file (before reading, for resume)
     uid = None
     if inp.dataset is not None:
         uid = str(inp.dataset.get("SOPInstanceUID", "") or "").strip() or None
