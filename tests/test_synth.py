@@ -81,7 +81,7 @@ def test_xray_mask_bbox_lung(seed: int) -> None:
         if nodule:
             assert maps["lung_field"][s.mask].all(), "nodule outside the lung field"
             r = s.params["nodule"]["radius_px"]
-            assert 3.0 <= r <= 12.0
+            assert _xray.NODULE_RADIUS_PX[0] <= r <= _xray.NODULE_RADIUS_PX[1]
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -211,8 +211,112 @@ def test_nodule_attenuates_with_identical_anatomy(seed: int) -> None:
 
 
 def test_nodule_contrast_range_documented() -> None:
-    cnrs = [me.synth.chest_xray(i, nodule=True).params["nodule"]["cnr"] for i in range(20)]
-    assert min(cnrs) > 0.1 and max(cnrs) < 100
+    nods = [me.synth.chest_xray(i, size=128, nodule=True).params["nodule"] for i in range(40)]
+    cnrs = [n["cnr"] for n in nods]
+    assert min(cnrs) > 0 and max(cnrs) < 1000
+    solid = [n["detectability"] for n in nods if not n["ground_glass"]]
+    glass = [n["detectability"] for n in nods if n["ground_glass"]]
+    assert solid and glass
+    assert np.median(glass) < np.median(solid)  # ground glass is the subtle class
+
+
+def test_nodule_radius_density_ranges() -> None:
+    """Radius log-uniform 1.5-15 px at 256 (scaled with size), density 0.3-3.0 with about
+    65 % solid; drawn from the nodule stream only, so a small size is enough."""
+    nods = [_xray._draw_nodule(np.random.default_rng(i), 0.5) for i in range(3000)]
+    r = np.array([n["radius_px"] for n in nods]) / 0.5
+    d = np.array([n["density"] for n in nods])
+    gg = np.array([n["ground_glass"] for n in nods])
+    assert r.min() >= 1.5 and r.max() <= 15.0
+    assert r.min() < 1.6 and r.max() > 14.0
+    # log-uniform: the median radius is the geometric mean sqrt(1.5 * 15) = 4.74
+    assert abs(np.median(r) / math.sqrt(1.5 * 15.0) - 1) < 0.06
+    assert d.min() >= 0.3 and d.max() <= 3.0
+    assert np.array_equal(gg, d < 1.0)
+    assert 0.60 <= 1 - gg.mean() <= 0.70
+    assert all(n["edge_sigma_px"] > 0 for n in nods if n["ground_glass"])
+    # the same through the public generator
+    for seed in range(6):
+        n = me.synth.chest_xray(seed, size=512, nodule=True).params["nodule"]
+        assert 3.0 <= n["radius_px"] <= 30.0 and 0.3 <= n["density"] <= 3.0
+        assert isinstance(n["ground_glass"], bool)
+
+
+def test_ground_glass_edge_is_soft() -> None:
+    """A ground-glass nodule's projected contrast has a smoothed edge: part of it lies
+    outside the nominal shape, unlike a solid nodule."""
+    found: dict[bool, float] = {}
+    for seed in range(40):
+        s, maps = _xray._simulate(seed, size=256, nodule=True, dose=1e5)
+        n = s.params["nodule"]
+        if n["radius_px"] < 5:
+            continue
+        outside = float(maps["p_nodule"][~s.mask].sum()) / float(maps["p_nodule"].sum())
+        found.setdefault(n["ground_glass"], outside)
+        if len(found) == 2:
+            break
+    assert found[False] < 0.02
+    assert found[True] > 0.05
+
+
+def test_dose_range_drawn() -> None:
+    assert _xray.DOSE_RANGE == (1.0e3, 1.2e5)
+    doses = np.array([me.synth.chest_xray(i, size=64).params["dose"] for i in range(60)])
+    assert doses.min() >= 1e3 and doses.max() <= 1.2e5
+    assert doses.min() < 5e3 and doses.max() > 2.5e4
+
+
+def test_display_mapping_randomised_and_monotone() -> None:
+    """Different seeds get different display mappings of the same physics; each mapping
+    is monotone non-decreasing in the log response."""
+    gammas, fractions = [], []
+    for seed in range(12):
+        s, maps = _xray._simulate(seed, size=128)
+        disp = s.params["display"]
+        gammas.append(disp["gamma"])
+        fractions.append(disp["used_fraction"])
+        lr = maps["log_response"].ravel()
+        order = np.argsort(lr, kind="stable")
+        assert (np.diff(s.image.ravel()[order].astype(np.int64)) >= 0).all()
+        ramp = np.linspace(-0.2, 1.2, 500, dtype=np.float32)[None, :]
+        out = _xray._display(ramp, disp, 12).astype(np.int64)
+        assert (np.diff(out) >= 0).all() and out[0, -1] - out[0, 0] > 0.5 * 4095
+    assert min(gammas) >= 0.6 and max(gammas) <= 1.6 and max(gammas) / min(gammas) > 1.5
+    assert min(fractions) >= 0.55 and max(fractions) <= 1.0
+
+
+def _edge_width(row: np.ndarray) -> float:
+    """Equivalent width (px) of the steepest edge of a profile: step height / max slope."""
+    slope = np.abs(np.diff(row))
+    k = int(np.argmax(slope))
+    step = abs(float(row[max(k - 12, 0)]) - float(row[min(k + 13, row.size - 1)]))
+    return step / float(slope[k])
+
+
+def test_xray_blur_px_widens_edge() -> None:
+    """blur_px blurs the expected fluence before the noise: the air/body edge of the
+    expected-quanta map widens with it, and the anatomy is unchanged."""
+    widths = []
+    for blur in (0.0, 2.0, 6.0):
+        s, maps = _xray._simulate(2, size=256, blur_px=blur, dose=1e5)
+        assert s.params["blur_px"] == blur and not s.params["blur_drawn"]
+        row = maps["expected"][int(0.6 * 256), :128].astype(np.float64)  # air | body
+        widths.append(_edge_width(row))
+    assert widths[0] < widths[1] < widths[2]
+    assert widths[2] > 2.0 * widths[0] and widths[2] - widths[0] > 4.0
+    a, _ = _xray._simulate(2, size=128, blur_px=0.0)
+    b, _ = _xray._simulate(2, size=128, blur_px=3.0)
+    assert a.params["anatomy"] == b.params["anatomy"] and a.params["dose"] == b.params["dose"]
+    assert not np.array_equal(a.image, b.image)
+    assert me.synth.chest_xray(2, size=128).params["blur_drawn"] is True
+
+
+def test_xray_large_size_renders() -> None:
+    s = me.synth.chest_xray(5, size=3072, nodule=True)
+    assert s.image.shape == s.mask.shape == (3072, 3072) and s.image.dtype == np.uint16
+    r = s.params["nodule"]["radius_px"]
+    assert 1.5 * 12 <= r <= 15 * 12
+    assert s.mask.sum() > 0.5 * math.pi * (r * 0.75 * 0.85) ** 2
 
 
 # ---- generate / write / CLI -------------------------------------------------------------
@@ -313,7 +417,11 @@ INVALID = [
     lambda: me.synth.chest_xray(-1),
     lambda: me.synth.chest_xray(1.5),  # type: ignore[arg-type]
     lambda: me.synth.chest_xray(0, size=63),
-    lambda: me.synth.chest_xray(0, size=2049),
+    lambda: me.synth.chest_xray(0, size=4097),
+    lambda: me.synth.chest_xray(0, blur_px=-1.0),
+    lambda: me.synth.chest_xray(0, blur_px=float("nan")),
+    lambda: me.synth.chest_xray(0, blur_px=100.0),
+    lambda: me.synth.chest_xray(0, blur_px="wide"),  # type: ignore[arg-type]
     lambda: me.synth.chest_xray(0, bits=9),
     lambda: me.synth.chest_xray(0, bits=17),
     lambda: me.synth.chest_xray(0, dose=0),

@@ -21,7 +21,7 @@ LABELS: dict[str, tuple[str, ...]] = {
 }
 
 MIN_SIZE = 64
-MAX_SIZE = 2048
+MAX_SIZE = 4096
 #: Seeds are non-negative integers below 2**128 (what :func:`generate` derives).
 MAX_SEED = (1 << 128) - 1
 

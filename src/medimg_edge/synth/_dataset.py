@@ -62,7 +62,7 @@ def generate(
         :class:`numpy.random.SeedSequence`), so sets with different seeds never share
         samples and any sample can be regenerated alone from ``params["seed"]``.
     size : int, default 256
-        Image side, 64 ... 2048.
+        Image side, 64 ... 4096.
     positive_fraction : float, default 0.5
         Fraction of samples with a lesion, in [0, 1]; ``round(positive_fraction * n)``
         positives, for ultrasound split as evenly as possible over cyst, hypoechoic and
@@ -70,7 +70,7 @@ def generate(
     progress : bool, default False
         Show a tqdm progress bar on stderr.
     **kwargs
-        Forwarded to :func:`chest_xray` (``dose``, ``opacity``, ``bits``) or
+        Forwarded to :func:`chest_xray` (``dose``, ``opacity``, ``bits``, ``blur_px``) or
         :func:`ultrasound` (``geometry``, ``snr_db``).  ``nodule`` / ``lesion`` are not
         accepted: ``positive_fraction`` sets them.
 
@@ -91,7 +91,10 @@ def generate(
     seed = check_seed(seed)
     size = check_size(size)
     frac = check_float("positive_fraction", positive_fraction, 0.0, 1.0)
-    allowed = {"xray": ("dose", "opacity", "bits"), "ultrasound": ("geometry", "snr_db")}
+    allowed = {
+        "xray": ("dose", "opacity", "bits", "blur_px"),
+        "ultrasound": ("geometry", "snr_db"),
+    }
     unknown = sorted(set(kwargs) - set(allowed[modality]))
     if unknown:
         raise InvalidInputError(
