@@ -2,6 +2,7 @@
 // the OS saves the AVX/AVX-512 register state) picks the best compiled target.
 #include "dispatch.hpp"
 
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 
@@ -59,9 +60,12 @@ bool cpu_supports(const std::string& name) {
 }
 
 namespace {
+// The active table is chosen once (at the first kernel call, or when the cap changes) and
+// published through an atomic pointer: kernel calls read it with one acquire load and never
+// take a lock.  The mutex only serialises writers (set_target_cap) and the cap string.
 std::mutex g_mutex;
-std::string g_cap;                      // guarded by g_mutex
-const KernelTable* g_active = nullptr;  // guarded by g_mutex
+std::string g_cap;                                  // guarded by g_mutex
+std::atomic<const KernelTable*> g_active{nullptr};  // written under g_mutex, read freely
 
 const KernelTable* find_compiled(const std::string& name) {
   for (const KernelTable* t : compiled_tables())
@@ -77,6 +81,18 @@ const KernelTable* choose(const std::string& cap) {
   }
   return best;
 }
+
+// Slow path of active_table(): the first call chooses under the lock (a concurrent
+// set_target_cap may have published a table meanwhile; keep that one).
+const KernelTable* choose_first() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  const KernelTable* t = g_active.load(std::memory_order_relaxed);
+  if (t == nullptr) {
+    t = choose(g_cap);
+    g_active.store(t, std::memory_order_release);
+  }
+  return t;
+}
 }  // namespace
 
 void set_target_cap(const std::string& name) {
@@ -89,7 +105,7 @@ void set_target_cap(const std::string& name) {
   }
   std::lock_guard<std::mutex> lock(g_mutex);
   g_cap = name;
-  g_active = choose(g_cap);
+  g_active.store(choose(g_cap), std::memory_order_release);
 }
 
 std::string target_cap() {
@@ -98,13 +114,16 @@ std::string target_cap() {
 }
 
 const KernelTable* active_table() {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  if (g_active == nullptr) g_active = choose(g_cap);
-  return g_active;
+  const KernelTable* t = g_active.load(std::memory_order_acquire);
+  return t != nullptr ? t : choose_first();
 }
 
 const KernelTable* table_by_name(const std::string& name) {
   if (name.empty()) return active_table();
+  return named_table(name);
+}
+
+const KernelTable* named_table(const std::string& name) {
   const KernelTable* t = find_compiled(name);
   if (t == nullptr)
     throw std::invalid_argument("SIMD target '" + name + "' is not compiled into this build");

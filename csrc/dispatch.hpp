@@ -16,10 +16,13 @@ bool cpu_supports(const std::string& name);
 // name that is not compiled in.  Thread-safe.
 void set_target_cap(const std::string& name);
 std::string target_cap();
-// The best compiled target the CPU supports, at most the cap.
+// The best compiled target the CPU supports, at most the cap.  Lock-free: one atomic
+// acquire load (the table is chosen once, and again only when the cap changes).
 const KernelTable* active_table();
 // A specific target by name ("" = active); throws std::invalid_argument if it is not
 // compiled in or the CPU cannot run it.
 const KernelTable* table_by_name(const std::string& name);
+// table_by_name for a non-empty name.
+const KernelTable* named_table(const std::string& name);
 
 }  // namespace medimg

@@ -18,6 +18,7 @@
 //   --require TARGET   fail unless TARGET is compiled in and this CPU can run it
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -27,7 +28,9 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../dispatch.hpp"
@@ -1678,6 +1681,49 @@ void test_glcm(const Targets& T) {
 }
 }  // namespace
 
+// ---- dispatch ---------------------------------------------------------------------------
+// active_table() is a lock-free read of the table chosen by the cap: capped at each target
+// it returns the strongest supported one at most that target, and readers on another thread
+// see only compiled tables while the cap changes (ThreadSanitizer-clean by construction:
+// one atomic pointer).
+void test_dispatch(const Targets& T) {
+  const std::string saved = medimg::target_cap();
+  std::vector<const KernelTable*> supported{T.scalar};
+  supported.insert(supported.end(), T.others.begin(), T.others.end());
+  for (const KernelTable* t : supported) {
+    medimg::set_target_cap(t->name);
+    record(medimg::active_table() == t, std::string("cap ") + t->name + " selects " + t->name);
+    record(medimg::table_by_name("") == t, std::string("cap ") + t->name + " table_by_name(\"\")");
+  }
+  medimg::set_target_cap("");
+  record(medimg::active_table() == supported.back(), "no cap selects the strongest target");
+  bool threw = false;
+  try {
+    medimg::set_target_cap("warp9");
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  record(threw && medimg::active_table() == supported.back(),
+         "an unknown cap throws and keeps the active table");
+  std::atomic<bool> stop{false};
+  std::atomic<long> bad{0}, reads{0};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      const KernelTable* t = medimg::active_table();
+      bool known = false;
+      for (const KernelTable* s : supported) known = known || s == t;
+      if (!known) ++bad;
+      ++reads;
+    }
+  });
+  for (int i = 0; i < 2000; ++i) medimg::set_target_cap(supported[i % supported.size()]->name);
+  stop = true;
+  reader.join();
+  record(bad.load() == 0, "concurrent readers see only supported tables while the cap changes",
+         fmt("%.0f bad of %.0f reads", double(bad.load()), double(reads.load())));
+  medimg::set_target_cap(saved);
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> required;
   for (int i = 1; i < argc; ++i) {
@@ -1750,6 +1796,7 @@ int main(int argc, char** argv) {
   test_quantize(T);
   test_stats(T);
   test_glcm(T);
+  test_dispatch(T);
 
   std::printf("worst error / tolerance observed (1.0 = at the tolerance):\n");
   for (const auto& kv : g_worst) std::printf("  %-36s %.3g\n", kv.first.c_str(), kv.second);
