@@ -31,6 +31,7 @@ from ._errors import InvalidInputError
 from ._validation import as_float_array, checked_array
 from ._version import __version__
 from .runtime import Model, load_model
+from .runtime._ood import guard_of
 from .runtime._preprocess import (
     apply_denoise,
     resize_to_input,
@@ -76,7 +77,8 @@ class Diagnosis:
     scores : dict of str to float
         Calibrated probability per label.
     reasons : tuple of str
-        ``"quality:<code>"`` per quality issue, ``"abstain_band"`` or ``"threshold"``.
+        ``"quality:<code>"`` per quality issue, ``"out_of_distribution"``,
+        ``"abstain_band"`` or ``"threshold"``.
     quality : QualityReport
     heatmap : ndarray of float32 or None
         Lesion localisation resized (bilinear) to the frame, values in [0, 1].  Computed
@@ -98,6 +100,13 @@ class Diagnosis:
         True when the frame was skipped because the previous one was still running.
     notice : str
         Not for clinical use.
+    ood : dict
+        The out-of-distribution guard's verdict: ``{"guard": "mahalanobis", "distance":
+        float | None, "threshold": float, "out_of_distribution": bool | None}`` (distance
+        None when the model was not run), or ``{"guard": "absent"}`` for a model package
+        without a guard. An out-of-distribution frame is ``indeterminate`` with reason
+        ``out_of_distribution``: the model was run (the distance needs it) but no label,
+        score or heatmap is reported.
     """
 
     status: str
@@ -117,6 +126,7 @@ class Diagnosis:
     smoothed: bool = False
     dropped: bool = False
     notice: str = NOTICE
+    ood: dict[str, Any] = dataclasses.field(default_factory=lambda: {"guard": "absent"})
 
     @functools.cached_property
     def heatmap(self) -> npt.NDArray[np.float32] | None:
@@ -147,6 +157,7 @@ class Diagnosis:
             "smoothed": self.smoothed,
             "dropped": self.dropped,
             "notice": self.notice,
+            "ood": dict(self.ood),
         }
         if include_heatmap and self.heatmap_grid is not None:
             out["heatmap"] = {
@@ -290,6 +301,17 @@ class Diagnoser:
         self._neg = pkg.labels.index(pkg.negative_label)
         self._heat_kind = pkg.outputs.get("heatmap", {}).get("kind")
         self._score_kind = pkg.outputs["scores"]["kind"]
+        self._guard = guard_of(pkg.meta, pkg.outputs, pkg.sidecar.name)
+        self._ood_skipped: dict[str, Any] = (
+            {"guard": "absent"}
+            if self._guard is None
+            else {
+                "guard": "mahalanobis",
+                "distance": None,
+                "threshold": self._guard.threshold,
+                "out_of_distribution": None,
+            }
+        )
         self._local = threading.local()
         self._local.model = self._model
         self._video_lock = threading.Lock()
@@ -425,6 +447,7 @@ class Diagnoser:
             "timestamp_ms": ts,
         }
         if self.quality_gate and not report.ok:
+            common["ood"] = dict(self._ood_skipped)
             timings["total"] = (time.perf_counter() - t_start) * 1e3
             refused = Diagnosis(
                 status="indeterminate",
@@ -449,6 +472,34 @@ class Diagnoser:
         t = lap("preprocess", t)
         out = model.predict(x)
         t = lap("model", t)
+        guard = self._guard
+        if guard is not None:
+            distance = guard.distance(out[guard.output][0])
+            flagged = distance > guard.threshold
+            common["ood"] = {
+                "guard": "mahalanobis",
+                "distance": distance,
+                "threshold": guard.threshold,
+                "out_of_distribution": flagged,
+            }
+            if flagged:
+                # Not a frame the model knows: no label, score or heatmap is reported,
+                # and it does not enter the video average.
+                rejected = Diagnosis(
+                    status="indeterminate",
+                    label=None,
+                    confidence=None,
+                    positive_score=None,
+                    scores={},
+                    reasons=("out_of_distribution",),
+                    heatmap_grid=None,
+                    **common,
+                )
+                lap("postprocess", t)
+                timings["total"] = (time.perf_counter() - t_start) * 1e3
+                return self._finish(rejected, ts, None)
+        else:
+            common["ood"] = {"guard": "absent"}
         probs = self._calibrate(out["scores"][0])
         smoothed = False
         if ts is not None and self.smoothing_ms > 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,6 +80,11 @@ class NetConfig:
     learning_rate: float = 3e-3
     heatmap_weight: float = 0.5
     seed: int = 0
+    #: Strength of the per-epoch device-processing augmentation (0 = off); applies when
+    #: the training set keeps its raw frames.
+    augment: float = 1.0
+    #: Threads preparing each epoch's augmented frames.
+    workers: int = 2
 
 
 def build_network(size: int, n_classes: int, cfg: NetConfig) -> Any:
@@ -133,7 +139,9 @@ def _heat_loss(y_true: Any, y_pred: Any) -> Any:
 def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool = True) -> Any:
     """Train the network (Adam, cosine-decayed learning rate; loss = categorical
     cross-entropy + ``heatmap_weight`` x per-cell binary cross-entropy, the latter only on
-    samples with a known heatmap target). Deterministic for a given seed."""
+    samples with a known heatmap target). When ``train`` keeps its raw frames and
+    ``cfg.augment > 0``, every epoch trains on a fresh random augmentation of every frame
+    (:func:`medimg_edge.training.augmented_inputs`). Deterministic for a given seed."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(cfg.seed)
@@ -164,22 +172,52 @@ def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool =
 
     x, y, w = arrays(train)
     val_data = None if val is None or len(val) == 0 else arrays(val)
-    model.fit(
-        x,
-        y,
-        sample_weight=w,
-        batch_size=cfg.batch_size,
-        epochs=cfg.epochs,
-        shuffle=True,
-        validation_data=val_data,
-        verbose=1 if progress and sys.stderr.isatty() else (2 if progress else 0),
-    )
+    verbose = 1 if progress and sys.stderr.isatty() else (2 if progress else 0)
+    if cfg.augment <= 0.0 or train.frames is None:
+        model.fit(
+            x,
+            y,
+            sample_weight=w,
+            batch_size=cfg.batch_size,
+            epochs=cfg.epochs,
+            shuffle=True,
+            validation_data=val_data,
+            verbose=verbose,
+        )
+        return model
+    from ._data import augmented_inputs
+
+    for epoch in range(cfg.epochs):
+        # A new random device-processing chain for every frame, every epoch.
+        t0 = time.perf_counter()
+        xa, heat = augmented_inputs(
+            train, cfg.seed * 1_000_003 + epoch, strength=cfg.augment, workers=cfg.workers
+        )
+        if progress:
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}: augmented {len(train)} frames in "
+                f"{time.perf_counter() - t0:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        model.fit(
+            xa,
+            {"scores": y["scores"], "heatmap": heat},
+            sample_weight=w,
+            batch_size=cfg.batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=True,
+            validation_data=val_data if epoch == cfg.epochs - 1 or epoch % 3 == 2 else None,
+            verbose=verbose,
+        )
     return model
 
 
 def to_tflite(model: Any, representative: F32 | None) -> bytes:
     """Convert to TFLite with one ``serving_default`` signature (input ``image``, outputs
-    ``scores`` and ``heatmap``), batch 1, static shapes.
+    ``scores``, ``heatmap`` and ``features``: the global means of the 1/8 and 1/16 feature
+    maps, concatenated, which the out-of-distribution guard reads), batch 1, static shapes.
 
     With ``representative`` frames: full-integer post-training quantisation (Jacob et al.
     [2]_): int8 weights and activations, ``TFLITE_BUILTINS_INT8`` only, int8 input and
@@ -247,8 +285,11 @@ def _const_forward(model: Any) -> Any:
                 heat_feat = x
         h = conv(dwconv(heat_feat, "heat_dw"), "heat_pw")
         heat = tf.sigmoid(tf.nn.conv2d(h, head[0], 1, "SAME") + head[1])
-        logits = tf.matmul(tf.reduce_mean(x, axis=[1, 2]), head[2]) + head[3]
-        return {"scores": tf.nn.softmax(logits), "heatmap": heat}
+        pooled = tf.reduce_mean(x, axis=[1, 2])
+        logits = tf.matmul(pooled, head[2]) + head[3]
+        # The OOD guard's input: pooled 1/8 (heatmap branch input) and 1/16 features.
+        features = tf.concat([tf.reduce_mean(heat_feat, axis=[1, 2]), pooled], axis=1)
+        return {"scores": tf.nn.softmax(logits), "heatmap": heat, "features": features}
 
     return forward
 
@@ -283,16 +324,15 @@ def run_float_tflite(data: bytes, x: F32) -> dict[str, F32]:
     ins, outs = runner.get_input_details(), runner.get_output_details()
     del runner  # a live SignatureRunner blocks Interpreter.invoke in LiteRT
     idx_in = ins["image"]["index"]
-    res: dict[str, list[F32]] = {"scores": [], "heatmap": []}
+    res: dict[str, list[F32]] = {k: [] for k in ("scores", "heatmap", "features") if k in outs}
     for frame in np.asarray(x, np.float32):
         interp.set_tensor(idx_in, frame[None])
         interp.invoke()
         for key in res:
             res[key].append(np.array(interp.get_tensor(outs[key]["index"])[0]))
-    return {
-        "scores": np.stack(res["scores"]).astype(np.float32),
-        "heatmap": np.stack(res["heatmap"])[..., 0].astype(np.float32),
-    }
+    out = {k: np.stack(v).astype(np.float32) for k, v in res.items()}
+    out["heatmap"] = out["heatmap"][..., 0]
+    return out
 
 
 def model_ops(data: bytes) -> dict[str, Any]:

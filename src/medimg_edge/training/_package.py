@@ -22,6 +22,7 @@ from ._metrics import (
     positive_score,
     youden_threshold,
 )
+from ._ood import DEFAULT_QUANTILE, fit_ood
 
 __all__ = ["ABSTAIN_HALF_WIDTH", "code_version", "export_package", "predict_package"]
 
@@ -52,7 +53,7 @@ def code_version() -> str:
 
 def predict_package(path: str | Path, x: Any) -> dict[str, Any]:
     """Outputs of the int8 package on ``(N, H, W, 1)`` frames via ``me.load_model`` (CPU,
-    one thread): the dequantised, uncalibrated ``scores`` and ``heatmap``."""
+    one thread): the dequantised, uncalibrated ``scores``, ``heatmap`` and ``features``."""
     from ..runtime import load_model
 
     model = load_model(Path(path), delegate="cpu", num_threads=1)
@@ -90,6 +91,7 @@ def _sidecar(
         "outputs": {
             "scores": {"name": "scores", "kind": "probabilities"},
             "heatmap": {"name": "heatmap", "kind": "probabilities"},
+            "features": {"name": "features", "kind": "embedding"},
         },
         "decision": {"threshold": 0.5, "abstain_band": [0.4, 0.6]},
         "calibration": {"method": "temperature", "temperature": 1.0},
@@ -114,6 +116,8 @@ def export_package(
     val: Dataset,
     provenance: dict[str, Any],
     description: str = "",
+    ood_train: Dataset | None = None,
+    ood_quantile: float = DEFAULT_QUANTILE,
 ) -> tuple[Path, dict[str, Any]]:
     """Write ``<name>.tflite`` and ``<name>.json``; fit calibration and threshold on ``val``.
 
@@ -121,8 +125,11 @@ def export_package(
     runtime's own quantisation path is exercised) gives probabilities ``p``. The temperature
     ``T`` minimises the NLL of ``softmax(log p / T)`` (Guo et al. 2017); the threshold on
     the calibrated positive score ``1 - P(negative_label)`` maximises Youden's J; the
-    abstain band is the threshold +- ``ABSTAIN_HALF_WIDTH`` clipped to [0, 1]. A placeholder
-    model card is written if none exists (see :func:`write_model_card`).
+    abstain band is the threshold +- ``ABSTAIN_HALF_WIDTH`` clipped to [0, 1]. With
+    ``ood_train`` (training frames, preprocessed and augmented like the training data), the
+    out-of-distribution guard is fitted on their int8 ``features`` and its threshold set at
+    the ``ood_quantile`` of the validation frames' distances (:func:`fit_ood`). A
+    placeholder model card is written if none exists (see :func:`write_model_card`).
 
     Returns
     -------
@@ -147,7 +154,15 @@ def export_package(
     card = out / f"{name}.md"
     if not card.exists():
         card.write_text(f"# {name}\n\nModel card pending evaluation. NOT FOR CLINICAL USE.\n")
-    probs = predict_package(sidecar, val.x)["scores"]
+    pred_val = predict_package(sidecar, val.x)
+    probs = pred_val["scores"]
+    ood_summary: dict[str, Any] = {}
+    if ood_train is not None:
+        feats = predict_package(sidecar, ood_train.x)["features"]
+        meta["ood"], _ = fit_ood(
+            feats, ood_train.y, pred_val["features"], val.labels, quantile=ood_quantile
+        )
+        ood_summary = {"ood_threshold": meta["ood"]["threshold"], **meta["ood"]["fit"]}
     temp = fit_temperature(probs, val.y)
     cal = apply_temperature(probs, temp)
     pos = positive_score(cal, val.negative_index)
@@ -168,5 +183,6 @@ def export_package(
         "val_youden_j": sens + spec - 1.0,
         "bytes": len(tflite),
         "created": datetime.date.today().isoformat(),
+        **ood_summary,
     }
     return sidecar, summary

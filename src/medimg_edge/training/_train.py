@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InvalidInputError
-from ._data import MODALITIES, Dataset, folder_dataset, synth_dataset
+from ._data import MODALITIES, Dataset, augmented_inputs, folder_dataset, synth_dataset
 from ._network import NetConfig, fit, to_tflite
 from ._package import code_version, export_package
 
@@ -42,14 +42,23 @@ class TrainConfig:
         Where the package is written.
     size : int
         Model input side (divisible by 8); the heatmap is ``size / 8``.
-    frame_size : int
-        Side of the generated phantoms (area-resized to ``size`` by ``to_model_input``).
+    frame_size : int or None
+        Side of the generated phantoms (resized to ``size`` by ``to_model_input``);
+        ``None`` draws the side of every chunk of 50 frames from
+        :data:`~medimg_edge.training.FRAME_SIZES` (128-3072 px).
     n_train, n_val : int
         Generated training and validation frames (ignored with ``data_dir``).
     data_dir : Path or None
         Train on ``data_dir/<class>/*`` instead of phantoms (``val_fraction`` held out).
     n_representative : int
-        Training frames used to calibrate the int8 quantisation ranges.
+        Training frames (augmented) used to calibrate the int8 quantisation ranges.
+    val_augment_fraction : float
+        Fraction of the validation frames passed once through random device processing
+        (the threshold, the temperature and the OOD threshold are fitted on them).
+    n_ood : int
+        Augmented training frames the out-of-distribution guard is fitted on (0: no guard).
+    ood_quantile : float
+        Validation quantile of the guard's distance used as its threshold.
     net : NetConfig
         Network, optimiser and seed.
     workers : int
@@ -64,12 +73,15 @@ class TrainConfig:
     name: str
     out_dir: Path
     size: int = 128
-    frame_size: int = 256
+    frame_size: int | None = 256
     n_train: int = 8000
     n_val: int = 1000
     data_dir: Path | None = None
     val_fraction: float = 0.2
     n_representative: int = 300
+    val_augment_fraction: float = 0.5
+    n_ood: int = 3000
+    ood_quantile: float = 0.99
     net: NetConfig = dataclasses.field(default_factory=NetConfig)
     workers: int = 2
     features: bool = False
@@ -103,7 +115,12 @@ def _split_folder(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dat
 def _load(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
     if cfg.data_dir is not None:
         ds = folder_dataset(
-            cfg.data_dir, size=cfg.size, features=cfg.features, progress=cfg.progress
+            cfg.data_dir,
+            size=cfg.size,
+            features=cfg.features,
+            progress=cfg.progress,
+            keep_frames=cfg.net.augment > 0,
+            modality=cfg.modality,
         )
         train, val = _split_folder(ds, cfg.val_fraction, cfg.net.seed)
         n_cls = len(ds.labels)
@@ -123,6 +140,9 @@ def _load(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
             features=cfg.features and split == "train",
             workers=cfg.workers,
             progress=cfg.progress,
+            keep_frames=split == "train" and cfg.net.augment > 0,
+            augment_fraction=cfg.val_augment_fraction if split == "val" else 0.0,
+            chunk=50 if cfg.frame_size is None else 250,
         )
         for split, n in (("train", cfg.n_train), ("val", cfg.n_val))
     )
@@ -133,7 +153,9 @@ def _load(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
         "n_train": cfg.n_train,
         "val_seed": SEEDS["val"],
         "n_val": cfg.n_val,
-        "frame_size": cfg.frame_size,
+        "frame_size": cfg.frame_size if cfg.frame_size is not None else "FRAME_SIZES",
+        "chunk": 50 if cfg.frame_size is None else 250,
+        "val_augment_fraction": cfg.val_augment_fraction,
     }
     desc = f"synthetic phantoms only: {train.source}; validation {val.source}. No patient data."
     return train, val, {"training_data": desc, "data": data}
@@ -166,10 +188,23 @@ def train(cfg: TrainConfig) -> TrainResult:
     model = fit(train_ds, val_ds, cfg.net, progress=cfg.progress)
     t_fit = time.perf_counter() - t1
     rng = np.random.default_rng(cfg.net.seed)
-    rep_idx = rng.choice(len(train_ds), min(cfg.n_representative, len(train_ds)), replace=False)
+    n_aug = min(max(cfg.n_ood, cfg.n_representative), len(train_ds))
+    aug_idx = np.sort(rng.choice(len(train_ds), n_aug, replace=False))
+    aug_ds = train_ds.subset(aug_idx)
+    if train_ds.frames is not None and cfg.net.augment > 0:
+        # One more augmentation pass (a seed no epoch used): the quantisation ranges and
+        # the OOD guard see processed frames like those of training.
+        aug_ds.x, aug_ds.heat = augmented_inputs(
+            train_ds,
+            cfg.net.seed * 1_000_003 + 999_999,
+            strength=cfg.net.augment,
+            workers=cfg.net.workers,
+            indices=aug_idx.tolist(),
+        )
+    rep_idx = rng.choice(len(aug_ds), min(cfg.n_representative, len(aug_ds)), replace=False)
     t2 = time.perf_counter()
     float_bytes = to_tflite(model, None)
-    int8_bytes = to_tflite(model, train_ds.x[np.sort(rep_idx)])
+    int8_bytes = to_tflite(model, aug_ds.x[np.sort(rep_idx)])
     t_convert = time.perf_counter() - t2
     provenance = {
         **prov,
@@ -185,6 +220,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             "heatmap_weight": cfg.net.heatmap_weight if train_ds.has_masks else 0.0,
             "seed": cfg.net.seed,
             "n_representative": int(rep_idx.size),
+            "augment": cfg.net.augment,
         },
     }
     labels = ", ".join(train_ds.labels)
@@ -204,6 +240,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         val=val_ds,
         provenance=provenance,
         description=description,
+        ood_train=aug_ds if cfg.n_ood > 0 else None,
+        ood_quantile=cfg.ood_quantile,
     )
     summary.update(
         {
