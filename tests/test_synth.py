@@ -136,19 +136,124 @@ def test_raw_envelope_not_normalised_also_rayleigh_over_short_depth() -> None:
     assert abs(block.mean() / block.std() / RAYLEIGH_SNR - 1) < 0.08
 
 
+def _big_lesion_seed(lesion: str, geometry: str, min_semi: float = 14.0) -> int:
+    """First seed whose lesion at size 256 has a minor semi-axis of at least ``min_semi``."""
+    for seed in range(200):
+        les = _ultrasound._simulate(seed, size=64, lesion=lesion, geometry=geometry)[0]
+        if les.params["lesion"]["semi_axes_px"][1] * 4 >= min_semi:
+            return seed
+    raise AssertionError("no large lesion in 200 seeds")
+
+
 @pytest.mark.parametrize("geometry", ["linear", "convex"])
-def test_lesion_contrast(geometry: str) -> None:
-    means = {}
-    for lesion in ("cyst", "hypoechoic", "hyperechoic"):
-        s, maps = _ultrasound._simulate(3, lesion=lesion, geometry=geometry)
-        inner = _interior(s.mask)
-        ring = _ring(s.mask, 4, 12) & maps.sector
-        means[lesion] = maps.envelope[inner].mean() / maps.envelope[ring].mean()
-        grey = s.image[inner].mean() - s.image[ring].mean()
-        assert grey < -10 if lesion != "hyperechoic" else grey > 10
-    assert means["cyst"] < 0.15
-    assert means["hypoechoic"] < 0.7
-    assert means["hyperechoic"] > 1.5
+@pytest.mark.parametrize("lesion", ["cyst", "hypoechoic", "hyperechoic"])
+def test_lesion_contrast(geometry: str, lesion: str) -> None:
+    """Same seed with and without the lesion (same tissue, PSF and speckle): inside the
+    lesion the envelope ratio is the drawn amplitude factor; the grey level moves the
+    right way."""
+    seed = _big_lesion_seed(lesion, geometry)
+    s, maps = _ultrasound._simulate(seed, lesion=lesion, geometry=geometry)
+    s0, maps0 = _ultrasound._simulate(seed, lesion="none", geometry=geometry)
+    les = s.params["lesion"]
+    inner = _interior(s.mask, max(3, math.ceil(2 * les["edge_px"])))
+    assert inner.sum() > 50
+    ratio = maps.envelope[inner].mean() / maps0.envelope[inner].mean()
+    grey = s.image[inner].mean() - s0.image[inner].mean()
+    amp = les["contrast"]
+    if lesion == "cyst":
+        assert amp == 0.0 and ratio < 0.15 and grey < -20
+    else:
+        assert 0.7 < ratio / amp < 1.4, (ratio, amp)
+        expected_grey = 20 * math.log10(amp) * 255 / s.params["dynamic_range_db"]
+        assert np.sign(grey) == np.sign(expected_grey)
+        assert abs(grey) > 0.4 * abs(expected_grey)
+
+
+def test_lesion_ranges() -> None:
+    """Semi-axes 1.5-15 px at size 128 (log-uniform, scaled with size), contrast
+    0.1-0.8 / 1.3-4, soft or sharp boundaries."""
+    shapes = [_ultrasound._lesion_shape(np.random.default_rng(i), 128) for i in range(3000)]
+    a = np.array([x["semi_a"] for x in shapes])
+    b = np.array([x["semi_b"] for x in shapes])
+    assert a.min() >= 1.5 and a.max() <= 15.0 and a.min() < 1.6 and a.max() > 14.0
+    assert abs(np.median(a) / math.sqrt(1.5 * 15.0) - 1) < 0.06
+    assert (b <= a).all() and (b >= 0.55 * a - 1e-9).all()
+    hypo = np.array([x["hypo"] for x in shapes])
+    hyper = np.array([x["hyper"] for x in shapes])
+    assert hypo.min() >= 0.1 and hypo.max() <= 0.8 and hypo.max() > 0.7
+    assert hyper.min() >= 1.3 and hyper.max() <= 4.0 and hyper.min() < 1.4
+    edge = np.array([x["edge_px"] for x in shapes])
+    assert (edge >= 0).all() and (edge <= 0.4 * b + 1e-9).all()
+    assert 0.25 < (edge == 0).mean() < 0.45
+    for seed in range(4):
+        s = me.synth.ultrasound(seed, size=512, lesion="hypoechoic")
+        sa, sb = s.params["lesion"]["semi_axes_px"]
+        assert 6.0 <= sa <= 60.0 and sb <= sa
+        assert 0.1 <= s.params["lesion"]["contrast"] <= 0.8
+
+
+def test_ultrasound_system_ranges() -> None:
+    ps = [me.synth.ultrasound(i, size=64).params for i in range(40)]
+    dr = [p["dynamic_range_db"] for p in ps]
+    assert min(dr) >= 40 and max(dr) <= 75 and max(dr) - min(dr) > 20
+    assert all(0.7 <= p["tgc_fraction"] <= 1.0 for p in ps)
+    assert all(70 <= p["tissue_grey"] <= 170 for p in ps)
+    assert all(0.7 <= p["sigma_axial_px"] <= 2.4 for p in ps)
+    assert all(1.2 <= p["sigma_lateral_px"] <= 4.5 for p in ps)
+    for p in ps:
+        assert p["freq_mhz"] * p["depth_cm"] <= _ultrasound.MAX_ATTENUATION_DB + 1e-9
+        if p["geometry"] == "convex":
+            assert math.radians(22) <= p["half_angle_rad"] <= math.radians(38)
+    assert len({round(p["freq_mhz"], 3) for p in ps}) > 30
+
+
+def _lateral_correlation_length(env: np.ndarray) -> float:
+    """Lag (px, interpolated) at which the lateral autocorrelation of the envelope falls
+    to 0.5."""
+    x = env - env.mean(axis=1, keepdims=True)
+    denom = float((x * x).mean())
+    prev = 1.0
+    for lag in range(1, x.shape[1] // 4):
+        rho = float((x[:, lag:] * x[:, :-lag]).mean()) / denom
+        if rho < 0.5:
+            return lag - 1 + (prev - 0.5) / (prev - rho)
+        prev = rho
+    return float(x.shape[1] // 4)
+
+
+def test_ultrasound_blur_px_coarser_speckle_still_rayleigh() -> None:
+    """blur_px widens the resolution cell (longer speckle correlation) before envelope
+    detection; the speckle stays fully developed and the tissue is unchanged."""
+    lengths = []
+    for blur in (None, 2.0, 5.0):
+        s, maps = _ultrasound._simulate(
+            1, geometry="linear", homogeneous=True, snr_db=60, blur_px=blur
+        )
+        assert s.params["blur_px"] == blur
+        a = (maps.envelope / np.sqrt(maps.power))[16:-16, 16:-16].astype(np.float64)
+        assert abs(a.mean() / a.std() / RAYLEIGH_SNR - 1) < 0.1
+        lengths.append(_lateral_correlation_length(a))
+    assert lengths[0] < lengths[1] < lengths[2]
+    _, m0 = _ultrasound._simulate(4, lesion="cyst", geometry="convex")
+    _, m1 = _ultrasound._simulate(4, lesion="cyst", geometry="convex", blur_px=3.0)
+    np.testing.assert_array_equal(m0.echo, m1.echo)
+    g = me.synth.generate("ultrasound", 2, seed=0, size=64, blur_px=1.0)
+    assert all(x.params["blur_px"] == 1.0 for x in g)
+
+
+@pytest.mark.parametrize("geometry", ["linear", "convex"])
+def test_ultrasound_large_size_renders(geometry: str) -> None:
+    s, maps = _ultrasound._simulate(6, size=3072, lesion="hyperechoic", geometry=geometry)
+    assert s.image.shape == s.mask.shape == (3072, 3072) and s.image.dtype == np.uint8
+    assert s.params["grid"] == _ultrasound.GRID_MAX
+    assert s.mask.any() and maps.sector[s.mask].all()
+    assert (s.image[maps.sector] > 0).mean() > 0.9
+    sa = s.params["lesion"]["semi_axes_px"][0]
+    assert 1.5 * 24 <= sa <= 15 * 24
+    inner = _interior(s.mask, max(3, math.ceil(2 * s.params["lesion"]["edge_px"])))
+    ring = _ring(s.mask, 8, 40) & maps.sector
+    if inner.sum() > 50:
+        assert s.image[inner].mean() > s.image[ring].mean()
 
 
 def test_convex_black_outside_sector() -> None:
@@ -433,6 +538,10 @@ INVALID = [
     lambda: me.synth.ultrasound(0, geometry="phased"),
     lambda: me.synth.ultrasound(0, snr_db=float("inf")),
     lambda: me.synth.ultrasound(0, size=10),
+    lambda: me.synth.ultrasound(0, size=4097),
+    lambda: me.synth.ultrasound(0, blur_px=-0.5),
+    lambda: me.synth.ultrasound(0, blur_px=float("inf")),
+    lambda: me.synth.ultrasound(0, blur_px=65.0),
     lambda: me.synth.generate("mri", 2, seed=0),
     lambda: me.synth.generate("xray", -1, seed=0),
     lambda: me.synth.generate("xray", 2, seed=0, positive_fraction=1.5),

@@ -71,7 +71,7 @@ def generate(
         Show a tqdm progress bar on stderr.
     **kwargs
         Forwarded to :func:`chest_xray` (``dose``, ``opacity``, ``bits``, ``blur_px``) or
-        :func:`ultrasound` (``geometry``, ``snr_db``).  ``nodule`` / ``lesion`` are not
+        :func:`ultrasound` (``geometry``, ``snr_db``, ``blur_px``).  ``nodule`` / ``lesion`` are not
         accepted: ``positive_fraction`` sets them.
 
     Returns
@@ -93,7 +93,7 @@ def generate(
     frac = check_float("positive_fraction", positive_fraction, 0.0, 1.0)
     allowed = {
         "xray": ("dose", "opacity", "bits", "blur_px"),
-        "ultrasound": ("geometry", "snr_db"),
+        "ultrasound": ("geometry", "snr_db", "blur_px"),
     }
     unknown = sorted(set(kwargs) - set(allowed[modality]))
     if unknown:
