@@ -227,6 +227,15 @@ class _Range:
         span = self.dhi - self.dlo
         self.span = span if span > 0 else max(self.nhi - self.nlo, 1.0)
 
+    def with_data_of(self, frame: npt.NDArray[Any]) -> _Range:
+        """The same nominal range with the data range of ``frame`` (a processed copy)."""
+        out = object.__new__(_Range)
+        out.__dict__.update(self.__dict__)
+        lo, hi, _, _ = cv2.minMaxLoc(frame)
+        out.dlo, out.dhi = float(lo), float(hi)
+        out.span = out.dhi - out.dlo if out.dhi > out.dlo else self.span
+        return out
+
     @property
     def integer(self) -> bool:
         return self.dtype != np.float32
@@ -875,8 +884,9 @@ def random_augment(
     6. one of unsharp masking (amount U(0.3, 2), radius U(1, 4) model px), CLAHE (clip limit
        U(1, 4)) and edge enhancement (amount U(0.3, 1.5)), equally likely (p 0.5);
     7. window (p 0.5): black point U(-0.1, 0.12), white point 1 - U(-0.1, 0.12) of the data
-       range, then a tone curve (p 0.8): gamma log-uniform in [0.4, 2.5] (60 %) or a random
-       spline of amplitude U(0.2, 1) (40 %); both are one lookup table;
+       range (of the frame as processed so far), then a tone curve (p 0.8): gamma
+       log-uniform in [0.4, 2.5] (60 %) or a random spline of amplitude U(0.2, 1) (40 %);
+       both are one lookup table;
     8. burned-in text (p 0.5, 1-6 labels) and, for ultrasound, calipers (p 0.3, 1-2 pairs).
 
     ``resize_render`` is not part of the chain: size variation comes from rendering the
@@ -994,8 +1004,8 @@ def random_augment(
         else:
             curve = _spline_table(float(rng.uniform(0.2, 1.0)) * min(st, 1.0), rng)
         table = curve if table is None else np.interp(table, _GRID, curve)
-    if table is not None:
-        out = _apply_tone(out, table, rg)
+    if table is not None:  # on the data range of the processed frame (borders, overshoot)
+        out = _apply_tone(out, table, rg if out is arr else rg.with_data_of(out))
     # 8. annotations
     do_text = happens("text")
     do_cal = modality == "ultrasound" and happens("calipers")
