@@ -444,3 +444,37 @@ def test_imports_without_tensorflow() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == str(len(aug.TRANSFORMS))
+
+
+def test_ultrasound_black_outside_the_sector_stays_black() -> None:
+    u = _ultrasound(4).image
+    assert u.dtype == np.uint8
+    rg = aug._Range(u)
+    outside = aug._outside_fov(u, rg)
+    assert outside is not None and 0.05 < outside.mean() < 0.9  # a convex sector
+    for name in ("window", "gamma", "noise", "correlated_noise", "unsharp", "blur"):
+        out = aug.apply(
+            name, u, aug.STRENGTHS[name][0], modality="ultrasound", model_size=128, rng=_rng()
+        )
+        assert (out[outside] == 0).all(), name
+        assert (out[~outside] != u[~outside]).any(), name
+    rng = _rng(9)
+    for _ in range(20):
+        out, _ = aug.random_augment(u, None, rng, modality="ultrasound", model_size=128)
+        # the corners (outside the sector) hold only black, labels or calipers: no noise field
+        corner = out[-40:, :40]
+        assert np.count_nonzero(corner) < 0.35 * corner.size
+
+
+@pytest.mark.parametrize("sigma", [0.8, 2.5, 5.0, 9.0, 16.0])
+def test_gaussian_filter_matches_the_exact_filter(sigma: float) -> None:
+    import cv2
+
+    rng = _rng(0)
+    x = cv2.GaussianBlur(rng.standard_normal((512, 512)).astype(np.float32), (0, 0), 1.0)
+    k = 2 * int(np.ceil(4 * sigma)) + 1
+    ref = cv2.GaussianBlur(x, (k, k), sigma, borderType=cv2.BORDER_REFLECT_101)
+    got = aug._gauss(x, sigma)
+    c = slice(80, -80)
+    err = np.abs(got[c, c] - ref[c, c]).max() / np.abs(ref[c, c]).max()
+    assert err < 0.06

@@ -325,18 +325,23 @@ def _apply_tone(
 
 
 def _gauss(x: F32, sigma: float) -> F32:
-    """Gaussian filter of standard deviation ``sigma`` px (reflect borders).  Large sigmas
-    are filtered on an area-downsampled copy and interpolated back (the result is smooth at
-    that scale, so the error is far below the noise)."""
+    """Gaussian filter of standard deviation ``sigma`` px (reflect borders).
+
+    Sigmas above 4 px are filtered on a copy area-downsampled by ``f = max(2, sigma // 3)``
+    (the box's variance ``(f**2 - 1) / 12`` subtracted) and interpolated back bilinearly:
+    within about 4 % of the exact filter's peak response, at a fraction of the cost.
+    """
     if sigma <= 0.0:
         return x.copy()
-    if sigma <= 3.0:
+    if sigma <= 4.0:
         k = 2 * math.ceil(3.0 * sigma) + 1
         return cast(F32, cv2.GaussianBlur(x, (k, k), sigma, borderType=cv2.BORDER_REFLECT_101))
-    f = max(2, int(sigma / 1.5))
+    f = max(2, int(sigma / 3.0))
     h, w = x.shape
-    small = cv2.resize(x, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-    s2 = math.sqrt(max(sigma * sigma - 0.25 * f * f, 0.25 * f * f)) / f
+    small = cv2.resize(
+        x, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA
+    )
+    s2 = math.sqrt(max(sigma * sigma - (f * f - 1) / 12.0, 0.25)) / f
     k = 2 * math.ceil(3.0 * s2) + 1
     small = cv2.GaussianBlur(small, (k, k), s2, borderType=cv2.BORDER_REFLECT_101)
     return cast(F32, cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
@@ -401,6 +406,23 @@ def _correlated_noise(
     return cast(F32, cv2.scaleAdd(z, sigma * rg.span / sd0, x))
 
 
+def _outside_fov(frame: npt.NDArray[Any], rg: _Range) -> Mask | None:
+    """The black area outside an ultrasound sector: pixels at the nominal minimum, opened
+    by a 5x5 square (so dark speckle inside the sector does not count); None if empty."""
+    zero = (frame <= rg.nlo).view(np.uint8)
+    if not zero.any():
+        return None
+    opened = cv2.morphologyEx(zero, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    return opened.astype(bool) if opened.any() else None
+
+
+def _keep_outside(out: npt.NDArray[Any], ref: npt.NDArray[Any], outside: Mask | None) -> None:
+    """Restore ``ref`` outside the field of view: a device's gain, tone curve, filters and
+    noise act on the image, not on the black around the sector."""
+    if outside is not None and out is not ref:
+        np.copyto(out, ref, where=outside)
+
+
 # ----------------------------------------------------------------------------- geometry
 
 
@@ -451,12 +473,12 @@ def _flip(
 
 
 def _collimate(
-    x: F32,
+    x: npt.NDArray[Any],
     fraction: float,
     rg: _Range,
     modality: str,
     rng: np.random.Generator,
-) -> F32:
+) -> npt.NDArray[Any]:
     """Borders on 1-4 sides, each ``U(0.5, 1) * fraction`` of the side deep (the first
     side exactly ``fraction``).  X-ray: bright (beam blocked: high log-response) or dark
     (masked by the device), uniform or a linear gradient; ultrasound: black."""
@@ -777,7 +799,9 @@ def apply(
     -------
     ndarray
         Same dtype (float64 becomes float32), shape and nominal range as ``frame``.  The
-        identity strength returns the frame itself (float64: as float32).
+        identity strength returns the frame itself (float64: as float32).  For
+        ultrasound, the tone, filter and noise transforms leave the black area around the
+        sector unchanged (see :func:`random_augment`).
 
     Raises
     ------
@@ -812,13 +836,18 @@ def apply(
         return arr
     px = _model_px(arr.shape, model_size)
     rg = _Range(arr)
-    if name == "gamma":
-        return _apply_tone(arr, _GRID**s, rg)
-    if name == "spline_lut":
-        assert rng is not None
-        return _apply_tone(arr, _spline_table(s, rng), rg)
-    if name == "window":
-        return _apply_tone(arr, _window_table(s, 1.0 - s), rg)
+    if name in ("gamma", "spline_lut", "window"):
+        if name == "gamma":
+            table = _GRID**s
+        elif name == "window":
+            table = _window_table(s, 1.0 - s)
+        else:
+            assert rng is not None
+            table = _spline_table(s, rng)
+        out = _apply_tone(arr, table, rg)
+        if modality == "ultrasound":
+            _keep_outside(out, arr, _outside_fov(arr, rg))
+        return out
     if name == "flip":
         return _flip(arr, None, int(s))[0]
     if name in ("rotate", "shift"):
@@ -855,7 +884,10 @@ def apply(
         y = _correlated_noise(x, s, NOISE_CORRELATION, px, rg, rng)
     else:  # blur
         y = _gauss(x, s * px)
-    return rg.to_native(y)
+    out = rg.to_native(y)
+    if modality == "ultrasound":
+        _keep_outside(out, arr, _outside_fov(arr, rg))
+    return out
 
 
 def random_augment(
@@ -876,8 +908,8 @@ def random_augment(
     1. flip, horizontal (p 0.5);
     2. rotation U(-8, 8) degrees and shift U(-6, 6) % of the side per axis, together
        (p 0.5); the mask moves with the frame (nearest neighbour);
-    3. collimation, X-ray (p 0.3): borders of 2-15 % of the side, see :func:`apply`;
-       ultrasound: a black border (p 0.1);
+    3. collimation, X-ray (p 0.3): borders of 2-15 % of the side, see :func:`apply`
+       (ultrasound: a black border of 2-15 %, p 0.1, drawn after step 7);
     4. blur, sigma U(0.2, 1.5) model px (p 0.4);
     5. noise (p 0.5): white or correlated (correlation length U(1, 3) model px), sigma
        U(0.003, 0.03) of the data range;
@@ -888,6 +920,10 @@ def random_augment(
        log-uniform in [0.4, 2.5] (60 %) or a random spline of amplitude U(0.2, 1) (40 %);
        both are one lookup table;
     8. burned-in text (p 0.5, 1-6 labels) and, for ultrasound, calipers (p 0.3, 1-2 pairs).
+
+    For ultrasound, steps 4-7 leave the black area around the sector (nominal-minimum
+    pixels, morphologically opened) as it was: a scanner's gain, filters and noise act on
+    the image only.
 
     ``resize_render`` is not part of the chain: size variation comes from rendering the
     phantoms at random sizes (or call :func:`apply` with it).
@@ -958,6 +994,8 @@ def random_augment(
         dx, dy = (float(v) * st for v in rng.uniform(-0.06, 0.06, size=2))
         out, m = _warp(out, m, _affine_matrix(out.shape, ang, dx, dy), modality)
     rg = _Range(arr)  # the ranges of the input frame
+    geo = out
+    outside = _outside_fov(geo, rg) if modality == "ultrasound" else None
     x: F32 | None = None
 
     def flt() -> F32:
@@ -966,8 +1004,9 @@ def random_augment(
             x = rg.to_float(out)
         return x
 
-    # 3. collimation
-    if happens("collimation_us" if modality == "ultrasound" else "collimation"):
+    # 3. collimation (X-ray: in the beam path, so blurred and noisy like the rest)
+    us_border = modality == "ultrasound" and happens("collimation_us")
+    if modality == "xray" and happens("collimation"):
         frac = float(rng.uniform(0.02, 0.15)) * min(st, 1.0)
         x = _collimate(flt(), frac, rg, modality, rng)
     # 4. blur
@@ -1006,6 +1045,11 @@ def random_augment(
         table = curve if table is None else np.interp(table, _GRID, curve)
     if table is not None:  # on the data range of the processed frame (borders, overshoot)
         out = _apply_tone(out, table, rg if out is arr else rg.with_data_of(out))
+    _keep_outside(out, geo, outside)
+    if us_border:  # a black display border, drawn after the image processing
+        if out is arr:
+            out = arr.copy()
+        _collimate(out, float(rng.uniform(0.02, 0.15)) * min(st, 1.0), rg, modality, rng)
     # 8. annotations
     do_text = happens("text")
     do_cal = modality == "ultrasound" and happens("calipers")
