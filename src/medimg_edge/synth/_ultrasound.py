@@ -35,8 +35,8 @@ size whatever ``size`` is and a 4096-pixel frame costs little more than a 512-pi
 
 ``geometry="linear"``: the grid spans the image (rectangular field of view; 5-12 MHz,
 2.5-7 cm deep).  ``geometry="convex"``: the grid is (radius, angle) of a curved array
-(2.5-5 MHz, 8-20 cm deep, half-angle 22-38 degrees, apex radius 8-28 % of the size, apex
-shifted laterally and downwards at random); the envelope is scan-converted to Cartesian
+(2.5-5 MHz, 8-20 cm deep, half-angle 22-38 degrees, inner radius 10-35 % of the outer one,
+apex shifted laterally and downwards at random); the envelope is scan-converted to Cartesian
 pixels with :func:`cv2.remap`; outside the sector the image is 0.  Depth and frequency
 are drawn so that the nominal round-trip attenuation stays below 60 dB.  Lesions are
 defined in final image coordinates, evaluated at the Cartesian position of each grid
@@ -146,7 +146,7 @@ def _tissue(rng: np.random.Generator, nz: int, nl: int) -> tuple[F32, F32, dict[
 def _geometry(rng: np.random.Generator, size: int, kind: str) -> dict[str, Any]:
     """Probe and field-of-view parameters (all drawn, whatever ``kind`` is)."""
     half_angle = math.radians(_u(rng, 22.0, 38.0))
-    r0_frac = _u(rng, 0.08, 0.28)
+    r0_ratio = _u(rng, 0.1, 0.35)  # apex radius / outer radius (curvature vs depth)
     shift = _u(rng, -0.04, 0.04)  # lateral apex shift, fraction of the size
     top_frac = _u(rng, 0.0, 0.06)  # first imaged row of the sector, fraction of the size
     convex_freq = _u(rng, 2.5, 5.0)
@@ -156,10 +156,10 @@ def _geometry(rng: np.random.Generator, size: int, kind: str) -> dict[str, Any]:
     if kind == "linear":
         return {"geometry": "linear", "depth_cm": linear_depth, "freq_mhz": linear_freq}
     top = 2.0 + top_frac * size
-    r0 = r0_frac * size
     ax = size / 2.0 + shift * size
     half_width = 0.49 * size - abs(shift) * size
-    radius = min(half_width / math.sin(half_angle), size - 2.0 - top + r0)
+    radius = min(half_width / math.sin(half_angle), (size - 2.0 - top) / (1.0 - r0_ratio))
+    r0 = r0_ratio * radius
     return {
         "geometry": "convex",
         "depth_cm": convex_depth,
@@ -292,7 +292,7 @@ def _lesion_shape(rng: np.random.Generator, size: int) -> dict[str, Any]:
         "hyper": hyper,
         "edge_px": edge,
         "lobes": int(rng.integers(3, 8)),
-        "lobulation": _u(rng, 0.0, 0.15),
+        "lobulation": _u(rng, 0.0, 0.12),
         "lobe_phase": _u(rng, 0.0, 2 * math.pi),
         "att_hypo": _u(rng, 0.6, 1.2),
         "att_hyper": _u(rng, 0.5, 1.0),
@@ -485,7 +485,7 @@ def ultrasound(
         uniformly.  Cyst: anechoic (no scatterers) with posterior acoustic enhancement;
         hypoechoic mass: scatter amplitude x 0.1-0.8; hyperechoic mass: x 1.3-4 (both
         log-uniform; ``params["lesion"]["contrast"]``).  Lobulated ellipses (3-7 lobes,
-        up to 15 % radial modulation) with the major semi-axis 1.5-15 px at size 128
+        up to 12 % radial modulation) with the major semi-axis 1.5-15 px at size 128
         (log-uniform, scaled with ``size / 128``; the minor one 55-100 % of it), random
         orientation, a boundary that is sharp (35 %) or blends into the tissue over
         ``edge_px`` = 5-40 % of the minor semi-axis, entirely inside the imaged area and
