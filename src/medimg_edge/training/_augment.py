@@ -126,9 +126,8 @@ UNSHARP_RADIUS = 2.0
 NOISE_CORRELATION = 2.0
 EDGE_SIGMA = 0.7
 
-#: Tone curves are tabulated on this many points of [0, 1].
-_TONE_POINTS = 1025
-_GRID = np.linspace(0.0, 1.0, _TONE_POINTS)
+#: A tone curve: a monotone map of [0, 1] onto [0, 1], evaluated on float64 arrays.
+Tone = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
 
 #: Probabilities of :func:`random_augment` at ``strength=1`` (scaled by ``strength``,
 #: capped at 1).
@@ -261,8 +260,10 @@ class _Range:
 # ----------------------------------------------------------------------------- tone curves
 
 
-def _pchip(xk: npt.NDArray[np.float64], yk: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Monotone piecewise-cubic Hermite interpolant through increasing knots, on ``_GRID``.
+def _pchip(
+    xk: npt.NDArray[np.float64], yk: npt.NDArray[np.float64], x: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Monotone piecewise-cubic Hermite interpolant through increasing knots, at ``x``.
 
     Slopes are the weighted harmonic means of Fritsch & Butland (1984), which keep the
     interpolant monotone (Fritsch & Carlson 1980).
@@ -274,8 +275,8 @@ def _pchip(xk: npt.NDArray[np.float64], yk: npt.NDArray[np.float64]) -> npt.NDAr
     w1 = 2.0 * h[1:] + h[:-1]
     w2 = h[1:] + 2.0 * h[:-1]
     d[1:-1] = (w1 + w2) / (w1 / delta[:-1] + w2 / delta[1:])
-    k = np.clip(np.searchsorted(xk, _GRID, side="right") - 1, 0, h.size - 1)
-    t = (_GRID - xk[k]) / h[k]
+    k = np.clip(np.searchsorted(xk, x, side="right") - 1, 0, h.size - 1)
+    t = (x - xk[k]) / h[k]
     t2, t3 = t * t, t * t * t
     y = (
         (2 * t3 - 3 * t2 + 1) * yk[k]
@@ -283,11 +284,17 @@ def _pchip(xk: npt.NDArray[np.float64], yk: npt.NDArray[np.float64]) -> npt.NDAr
         + (-2 * t3 + 3 * t2) * yk[k + 1]
         + (t3 - t2) * h[k] * d[k + 1]
     )
-    y = np.maximum.accumulate(np.clip(y, 0.0, 1.0))
-    return y
+    return np.clip(y, 0.0, 1.0)
 
 
-def _spline_table(amplitude: float, rng: np.random.Generator) -> npt.NDArray[np.float64]:
+def _gamma(g: float) -> Tone:
+    def curve(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.power(t, g)
+
+    return curve
+
+
+def _spline(amplitude: float, rng: np.random.Generator) -> Tone:
     """A random smooth monotone curve from [0, 1] onto [0, 1]; 0 is the identity."""
     n = 5  # intervals between knots
     g = rng.gamma(2.0, size=n)
@@ -295,29 +302,44 @@ def _spline_table(amplitude: float, rng: np.random.Generator) -> npt.NDArray[np.
     yk = np.concatenate([[0.0], np.cumsum(inc)])
     yk /= yk[-1]
     xk = np.linspace(0.0, 1.0, n + 1)
-    return _pchip(xk, yk)
+
+    def curve(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return _pchip(xk, yk, t)
+
+    return curve
 
 
-def _window_table(black: float, white: float) -> npt.NDArray[np.float64]:
-    return np.clip((_GRID - black) / (white - black), 0.0, 1.0)
+def _window(black: float, white: float) -> Tone:
+    def curve(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.clip((t - black) / (white - black), 0.0, 1.0)
+
+    return curve
 
 
-def _apply_tone(
-    frame: npt.NDArray[Any], table: npt.NDArray[np.float64], rg: _Range
-) -> npt.NDArray[Any]:
+def _compose(first: Tone | None, then: Tone) -> Tone:
+    if first is None:
+        return then
+
+    def curve(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return then(first(t))
+
+    return curve
+
+
+def _apply_tone(frame: npt.NDArray[Any], curve: Tone, rg: _Range) -> npt.NDArray[Any]:
     """Map ``frame`` through a tone curve on its data range: a value ``v`` becomes
-    ``dlo + span * table((v - dlo) / span)`` (values outside the data range are clipped to
-    it first).  One table lookup for integer frames."""
+    ``dlo + span * curve((v - dlo) / span)`` (values outside the data range are clipped to
+    it first).  Integer frames: one lookup table, the curve evaluated exactly at every
+    code; float frames: evaluated at every pixel."""
     if rg.integer:
         codes = np.arange(int(rg.nhi) + 1, dtype=np.float64)
         t = np.clip((codes - rg.dlo) / rg.span, 0.0, 1.0)
-        lut = np.rint(rg.dlo + rg.span * np.interp(t, _GRID, table))
-        lut = np.clip(lut, rg.nlo, rg.nhi)
+        lut = np.clip(np.rint(rg.dlo + rg.span * curve(t)), rg.nlo, rg.nhi)
         if frame.dtype == np.uint8:
             return cv2.LUT(frame, lut.astype(np.uint8))
         return np.take(lut.astype(np.uint16), frame)
-    t = np.clip((frame - np.float32(rg.dlo)) / np.float32(rg.span), 0.0, 1.0)
-    out = (rg.dlo + rg.span * np.interp(t, _GRID, table)).astype(np.float32)
+    t = np.clip((frame.astype(np.float64) - rg.dlo) / rg.span, 0.0, 1.0)
+    out = (rg.dlo + rg.span * curve(t)).astype(np.float32)
     return rg.to_native(out)
 
 
@@ -838,13 +860,13 @@ def apply(
     rg = _Range(arr)
     if name in ("gamma", "spline_lut", "window"):
         if name == "gamma":
-            table = _GRID**s
+            curve = _gamma(s)
         elif name == "window":
-            table = _window_table(s, 1.0 - s)
+            curve = _window(s, 1.0 - s)
         else:
             assert rng is not None
-            table = _spline_table(s, rng)
-        out = _apply_tone(arr, table, rg)
+            curve = _spline(s, rng)
+        out = _apply_tone(arr, curve, rg)
         if modality == "ultrasound":
             _keep_outside(out, arr, _outside_fov(arr, rg))
         return out
@@ -1032,19 +1054,19 @@ def random_augment(
     if x is not None:
         out = rg.to_native(x)
     # 7. window and tone curve, one table
-    table: npt.NDArray[np.float64] | None = None
+    tone: Tone | None = None
     if happens("window"):
         b, w1 = (float(v) * st for v in rng.uniform(-0.1, 0.12, size=2))
-        table = _window_table(b, 1.0 - w1)
+        tone = _window(b, 1.0 - w1)
     if happens("tone"):
         if rng.random() < 0.6:
             g = math.exp(float(rng.uniform(math.log(0.4), math.log(2.5))) * st)
-            curve = _GRID**g
+            tone = _compose(tone, _gamma(g))
         else:
-            curve = _spline_table(float(rng.uniform(0.2, 1.0)) * min(st, 1.0), rng)
-        table = curve if table is None else np.interp(table, _GRID, curve)
-    if table is not None:  # on the data range of the processed frame (borders, overshoot)
-        out = _apply_tone(out, table, rg if out is arr else rg.with_data_of(out))
+            amp = float(rng.uniform(0.2, 1.0)) * min(st, 1.0)
+            tone = _compose(tone, _spline(amp, rng))
+    if tone is not None:  # on the data range of the processed frame (borders, overshoot)
+        out = _apply_tone(out, tone, rg if out is arr else rg.with_data_of(out))
     _keep_outside(out, geo, outside)
     if us_border:  # a black display border, drawn after the image processing
         if out is arr:
