@@ -105,6 +105,7 @@ def test_random_seeds_consistent(seed: int, size: int) -> None:
         assert s.label in me.synth.LABELS[s.modality]
         assert (s.label == "normal") == (s.bbox is None) == (not s.mask.any())
         assert s.bbox == bbox_of(s.mask)
+        json.dumps(s.params)
 
 
 # ---- ultrasound physics -----------------------------------------------------------------
@@ -190,6 +191,30 @@ def test_lesion_ranges() -> None:
         sa, sb = s.params["lesion"]["semi_axes_px"]
         assert 6.0 <= sa <= 60.0 and sb <= sa
         assert 0.1 <= s.params["lesion"]["contrast"] <= 0.8
+
+
+def test_lesion_edge_soft_or_sharp() -> None:
+    """A sharp boundary changes the echogenicity only inside the mask; a soft one blends
+    it into the surrounding tissue over a band of about ``edge_px``."""
+    seen = set()
+    for seed in range(60):
+        s, m1 = _ultrasound._simulate(seed, lesion="hyperechoic", geometry="linear")
+        les = s.params["lesion"]
+        soft = les["edge_px"] >= 2.0
+        if les["semi_axes_px"][1] < 6 or (les["edge_px"] != 0 and not soft) or soft in seen:
+            continue
+        _, m0 = _ultrasound._simulate(seed, lesion="none", geometry="linear")
+        changed = np.abs(m1.echo / m0.echo - 1) > 0.01  # grid == image for linear at 256
+        outside = changed & ~s.mask
+        if soft:
+            assert outside.sum() > 0.3 * les["edge_px"] * _ring(s.mask, 0, 1).sum()
+        else:
+            assert not outside.any()
+            assert changed[_interior(s.mask, 1)].all()
+        seen.add(soft)
+        if len(seen) == 2:
+            return
+    raise AssertionError(f"found only {seen}")
 
 
 def test_ultrasound_system_ranges() -> None:
