@@ -439,6 +439,8 @@ def test_xray_blur_px_widens_edge() -> None:
     assert a.params["anatomy"] == b.params["anatomy"] and a.params["dose"] == b.params["dose"]
     assert not np.array_equal(a.image, b.image)
     assert me.synth.chest_xray(2, size=128).params["blur_drawn"] is True
+    g = me.synth.generate("xray", 2, seed=0, size=64, blur_px=0.5)
+    assert all(x.params["blur_px"] == 0.5 for x in g)
 
 
 @pytest.mark.parametrize("sigma", [3.0, 9.0, 16.5])
