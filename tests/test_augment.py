@@ -466,7 +466,7 @@ def test_ultrasound_black_outside_the_sector_stays_black() -> None:
         assert np.count_nonzero(corner) < 0.35 * corner.size
 
 
-@pytest.mark.parametrize("sigma", [0.8, 2.5, 5.0, 9.0, 16.0])
+@pytest.mark.parametrize("sigma", [0.8, 2.5, 3.2, 4.0, 5.0, 9.0, 16.0])
 def test_gaussian_filter_matches_the_exact_filter(sigma: float) -> None:
     import cv2
 
@@ -478,3 +478,20 @@ def test_gaussian_filter_matches_the_exact_filter(sigma: float) -> None:
     c = slice(80, -80)
     err = np.abs(got[c, c] - ref[c, c]).max() / np.abs(ref[c, c]).max()
     assert err < 0.06
+
+
+def test_mask_warp_over_its_box_equals_the_full_warp() -> None:
+    import cv2
+
+    rng = _rng(4)
+    for _ in range(30):
+        mask = np.zeros((300, 240), bool)
+        y, x = int(rng.integers(0, 280)), int(rng.integers(0, 220))
+        mask[y : y + int(rng.integers(1, 40)), x : x + int(rng.integers(1, 40))] = True
+        m = aug._affine_matrix(mask.shape, float(rng.uniform(-8, 8)), *rng.uniform(-0.06, 0.06, 2))
+        full = cv2.warpAffine(
+            mask.view(np.uint8), m, (240, 300), flags=cv2.INTER_NEAREST, borderValue=0
+        ).astype(bool)
+        np.testing.assert_array_equal(aug._warp_mask(mask, m), full)
+    empty = np.zeros((50, 50), bool)
+    assert not aug._warp_mask(empty, aug._affine_matrix(empty.shape, 3.0, 0.0, 0.0)).any()

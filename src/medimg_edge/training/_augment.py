@@ -337,7 +337,8 @@ def _apply_tone(frame: npt.NDArray[Any], curve: Tone, rg: _Range) -> npt.NDArray
         lut = np.clip(np.rint(rg.dlo + rg.span * curve(t)), rg.nlo, rg.nhi)
         if frame.dtype == np.uint8:
             return cv2.LUT(frame, lut.astype(np.uint8))
-        return np.take(lut.astype(np.uint16), frame)
+        # mode="clip" with ``out`` is ~4x faster than the default (no bounds-error path)
+        return np.take(lut.astype(np.uint16), frame, out=np.empty_like(frame), mode="clip")
     t = np.clip((frame.astype(np.float64) - rg.dlo) / rg.span, 0.0, 1.0)
     out = (rg.dlo + rg.span * curve(t)).astype(np.float32)
     return rg.to_native(out)
@@ -349,13 +350,13 @@ def _apply_tone(frame: npt.NDArray[Any], curve: Tone, rg: _Range) -> npt.NDArray
 def _gauss(x: F32, sigma: float) -> F32:
     """Gaussian filter of standard deviation ``sigma`` px (reflect borders).
 
-    Sigmas above 4 px are filtered on a copy area-downsampled by ``f = max(2, sigma // 3)``
+    Sigmas above 3 px are filtered on a copy area-downsampled by ``f = max(2, sigma // 3)``
     (the box's variance ``(f**2 - 1) / 12`` subtracted) and interpolated back bilinearly:
     within about 4 % of the exact filter's peak response, at a fraction of the cost.
     """
     if sigma <= 0.0:
         return x.copy()
-    if sigma <= 4.0:
+    if sigma <= 3.0:
         k = 2 * math.ceil(3.0 * sigma) + 1
         return cast(F32, cv2.GaussianBlur(x, (k, k), sigma, borderType=cv2.BORDER_REFLECT_101))
     f = max(2, int(sigma / 3.0))
@@ -469,15 +470,41 @@ def _warp(
     )
     if mask is None:
         return out, None
-    mm = cv2.warpAffine(
-        mask.view(np.uint8),
-        m,
-        (w, h),
+    return out, _warp_mask(mask, m)
+
+
+def _warp_mask(mask: Mask, m: F32) -> Mask:
+    """Nearest-neighbour warp of a bool mask, computed only over where its bounding box
+    lands (a lesion mask is small; a full-frame warp would cost as much as the frame's)."""
+    h, w = mask.shape
+    out = np.zeros((h, w), np.bool_)
+    src = mask.view(np.uint8)
+    bx, by, bw, bh = cv2.boundingRect(src)
+    if bw == 0 or bh == 0:
+        return out
+    corners = np.array(
+        [[bx, by, 1], [bx + bw, by, 1], [bx, by + bh, 1], [bx + bw, by + bh, 1]], np.float64
+    )
+    dst = corners @ m.astype(np.float64).T
+    x0 = max(0, int(np.floor(dst[:, 0].min())) - 2)
+    y0 = max(0, int(np.floor(dst[:, 1].min())) - 2)
+    x1 = min(w, int(np.ceil(dst[:, 0].max())) + 3)
+    y1 = min(h, int(np.ceil(dst[:, 1].max())) + 3)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    shifted = m.astype(np.float64).copy()
+    shifted[0, 2] -= x0
+    shifted[1, 2] -= y0
+    roi = cv2.warpAffine(
+        src,
+        shifted,
+        (x1 - x0, y1 - y0),
         flags=cv2.INTER_NEAREST,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-    return out, mm.astype(bool)
+    out[y0:y1, x0:x1] = roi.view(np.bool_)
+    return out
 
 
 def _flip(
