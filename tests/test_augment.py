@@ -495,3 +495,9 @@ def test_mask_warp_over_its_box_equals_the_full_warp() -> None:
         np.testing.assert_array_equal(aug._warp_mask(mask, m), full)
     empty = np.zeros((50, 50), bool)
     assert not aug._warp_mask(empty, aug._affine_matrix(empty.shape, 3.0, 0.0, 0.0)).any()
+
+
+def test_strength_zero_returns_the_float64_frame_itself() -> None:
+    f = _ultrasound().image.astype(np.float64) / 255.0
+    out, m = aug.random_augment(f, None, _rng(), modality="ultrasound", model_size=128, strength=0)
+    assert out is f and m is None

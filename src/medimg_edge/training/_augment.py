@@ -387,17 +387,16 @@ def _edge_enhance(x: F32, amount: float, sigma_px: float) -> F32:
 
 
 def _clahe(x: F32, clip: float, rg: _Range) -> F32:
-    """CLAHE on an 8-bit quantisation of the data range; the quantisation residual is added
-    back so that detail finer than one 8-bit step is kept (OpenCV's 16-bit CLAHE uses 65536
-    histogram bins, which makes its clip limit degenerate at 1 count per bin for usual tile
-    sizes)."""
+    """CLAHE on an 8-bit quantisation ``q`` of the data range, applied as the change it
+    makes, ``x + (clahe(q) - q) * span / 255``: detail finer than one 8-bit step is kept
+    (OpenCV's 16-bit CLAHE uses 65536 histogram bins, which makes its clip limit
+    degenerate at 1 count per bin for usual tile sizes)."""
     scale = 255.0 / rg.span
     y = cv2.addWeighted(x, scale, x, 0.0, -rg.dlo * scale)
     q = cv2.add(y, 0.0, dtype=cv2.CV_8U)
-    residual = cv2.subtract(y, q, dtype=cv2.CV_32F)
     eq = cv2.createCLAHE(clipLimit=clip, tileGridSize=(8, 8)).apply(q)
-    out = cv2.add(eq, residual, dtype=cv2.CV_32F)
-    return cast(F32, cv2.addWeighted(out, 1.0 / scale, out, 0.0, rg.dlo))
+    change = cv2.subtract(eq, q, dtype=cv2.CV_32F)
+    return cast(F32, cv2.scaleAdd(change, 1.0 / scale, x))
 
 
 def _randn(shape: tuple[int, int], rng: np.random.Generator) -> F32:
@@ -989,7 +988,8 @@ def random_augment(
     model_size : int
         The model's input side (the unit of "model px").
     strength : float, default 1.0
-        0 ... 2; 0 is the identity (``frame`` and ``mask`` are returned as they are).
+        0 ... 2; 0 is the identity: ``frame`` itself is returned (even a float64 one) and
+        ``mask`` as it is (as bool if it was not).
 
     Returns
     -------
@@ -1027,8 +1027,8 @@ def random_augment(
                 f"{getattr(mask, 'shape', type(mask).__name__)}"
             )
         m = np.ascontiguousarray(mask if mask.dtype == np.bool_ else mask != 0)
-    if st == 0.0:
-        return arr, m
+    if st == 0.0:  # exactly the input (a float64 frame stays float64)
+        return frame, m
 
     def happens(key: str) -> bool:
         return bool(rng.random() < min(1.0, PROBABILITIES[key] * st))
