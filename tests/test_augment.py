@@ -501,3 +501,24 @@ def test_strength_zero_returns_the_float64_frame_itself() -> None:
     f = _ultrasound().image.astype(np.float64) / 255.0
     out, m = aug.random_augment(f, None, _rng(), modality="ultrasound", model_size=128, strength=0)
     assert out is f and m is None
+
+
+def test_deterministic_across_threads() -> None:
+    """cv2's generator is per thread: seeding it from ``rng`` keeps workers reproducible."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frame = _xray().image
+
+    def work(seed: int) -> list[np.ndarray]:
+        rng = _rng(seed)
+        return [
+            aug.random_augment(frame, None, rng, modality="xray", model_size=256)[0]
+            for _ in range(15)
+        ]
+
+    serial = [work(s) for s in range(4)]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(work, range(4)))
+    for a, b in zip(serial, threaded, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
