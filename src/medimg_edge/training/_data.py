@@ -409,10 +409,13 @@ def synth_dataset(
         )
         rng = np.random.default_rng([seed, c, 0xA06])
         for s in samples:
-            frame, mask = s.image, s.mask
+            frame: npt.NDArray[Any] = s.image
+            mask: npt.NDArray[np.bool_] | None = s.mask
+            box = s.bbox
             if augment_fraction > 0.0 and rng.random() < augment_fraction:
                 frame, mask = random_augment(frame, mask, rng, modality=modality, model_size=size)
-            b.add(frame, labels.index(s.label), mask, s.bbox, True)
+                box = None if mask is None else _bbox(mask)  # the mask may have moved
+            b.add(frame, labels.index(s.label), mask, box, True)
         return b
 
     parts: dict[int, _Builder] = {}

@@ -124,6 +124,10 @@ def evaluate(
     n_baseline_train: int | None = None,
     workers: int = 2,
     progress: bool = True,
+    robustness: bool = True,
+    n_robust: int = 300,
+    n_size: int = 160,
+    n_holdout: int = 400,
 ) -> dict[str, Any]:
     """Evaluate an int8 package on held-out phantoms.
 
@@ -138,6 +142,12 @@ def evaluate(
     exists), AUC per dose / SNR level and on the second test set, and the classical
     baseline (features + logistic regression) trained on ``baseline_train`` (or on the
     package's recorded phantom training set, regenerated, capped at ``n_baseline_train``).
+
+    With ``robustness`` (default): the robustness matrix (every device-processing transform
+    at >= 3 strengths, sizes 256-3072, generator settings outside the training ranges; seed
+    bases ``seed + 400`` ...), AUC by lesion size and density, the out-of-distribution
+    suite (seed ``seed + 500``) and the second phantom family (:mod:`medimg_edge.holdout`);
+    see :mod:`medimg_edge.training._robustness`.
 
     Parameters
     ----------
@@ -160,6 +170,10 @@ def evaluate(
         Training set with features for the classical baseline.
     n_baseline_train : int, optional
         Cap on the regenerated baseline training set.
+    robustness : bool
+        Also run the robustness matrix, the OOD suite and the second phantom family.
+    n_robust, n_size, n_holdout : int
+        Frames per robustness cell, per size row and of the second phantom family.
     workers : int
         Threads generating phantoms.
     progress : bool
@@ -192,10 +206,23 @@ def evaluate(
     used = set()
     if isinstance(data, dict):
         used = {data.get("train_seed"), data.get("val_seed")}
-        if frame_size is None:
-            frame_size = int(data.get("frame_size", 256))
-    fsize = 256 if frame_size is None else frame_size
-    clash = [b for b in (seed, seed + 101, seed + 202, seed + 203, seed + 204) if b in used]
+        recorded = data.get("frame_size", 256)
+        if frame_size is None and isinstance(recorded, int):
+            frame_size = recorded
+    # None: sides drawn from FRAME_SIZES in chunks of 50, like the training data.
+    fsize = frame_size
+    clash = [
+        b
+        for b in (
+            seed,
+            seed + 101,
+            seed + 202,
+            seed + 203,
+            seed + 204,
+            *range(seed + 400, seed + 415),
+        )
+        if b in used
+    ]
     if not isinstance(seed, int) or seed < 0 or clash:
         raise InvalidInputError(
             f"test seed base {seed!r} is invalid or makes a test set reuse the training or "
@@ -203,15 +230,17 @@ def evaluate(
         )
 
     def gen(n: int, base: int, feats: bool = False, **kw: Any) -> Dataset:
+        side = kw.pop("frame_size", fsize)
         return synth_dataset(
             modality,
             n,
             seed=base,
             size=size,
-            frame_size=kw.pop("frame_size", fsize),
+            frame_size=side,
             features=feats,
             workers=workers,
             progress=progress,
+            chunk=50 if side is None else 250,
             **kw,
         )
 
@@ -290,11 +319,42 @@ def evaluate(
         res["baseline"]["n_train"] = len(baseline_train)
         res["_baseline_probs"] = bp
     res["seeds"] = bases
-    res["latency"] = _latency(model, baseline, modality, fsize, 200, seed)
+    res["latency"] = _latency(model, baseline, modality, fsize or 256, 200, seed)
+    extra_md = ""
+    if robustness:
+        from ..runtime._ood import guard_of
+        from ._robustness import holdout_eval, ood_suite, robustness_matrix
+
+        guard = guard_of(pkg.meta, pkg.outputs, pkg.sidecar.name)
+        rob = robustness_matrix(
+            model,
+            modality,
+            seed=seed + 400,
+            n=n_robust,
+            n_size=n_size,
+            workers=workers,
+            progress=progress,
+        )
+        res["robustness"] = rob
+        ood_res: dict[str, Any] | None = None
+        if guard is not None and "features" in out:
+            id_dist = guard.distances(out["features"])
+            ood_res = ood_suite(
+                pkg.sidecar, modality, id_distances=id_dist, seed=seed + 500, progress=progress
+            )
+            res["ood"] = ood_res
+        else:
+            res["ood"] = {"guard": "absent"}
+        hold = holdout_eval(pkg.sidecar, modality, n=n_holdout, progress=progress)
+        res["holdout"] = hold
+        if report_dir is not None:
+            from ._robustness import write_robustness_report
+
+            extra_md = write_robustness_report(Path(report_dir), rob, ood_res, hold)
     if report_dir is not None:
         from ._report import write_report
 
-        write_report(Path(report_dir), res, test, probs, out["heatmap"])
+        write_report(Path(report_dir), res, test, probs, out["heatmap"], extra_md=extra_md)
     res.pop("_baseline_probs", None)
     if progress:
         print(json.dumps(_brief(res), indent=1), file=sys.stderr)

@@ -190,8 +190,11 @@ def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool =
     for epoch in range(cfg.epochs):
         # A new random device-processing chain for every frame, every epoch.
         t0 = time.perf_counter()
+        # Strength ramps up over the first third of the epochs (a short curriculum: the
+        # network first finds the lesions, then learns to ignore the processing).
+        ramp = min(1.0, 0.4 + 0.6 * epoch / max(1.0, cfg.epochs / 3.0))
         xa, heat = augmented_inputs(
-            train, cfg.seed * 1_000_003 + epoch, strength=cfg.augment, workers=cfg.workers
+            train, cfg.seed * 1_000_003 + epoch, strength=cfg.augment * ramp, workers=cfg.workers
         )
         if progress:
             print(

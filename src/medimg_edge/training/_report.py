@@ -177,9 +177,18 @@ def _plots(out: Path, res: dict[str, Any], test: Dataset, probs: F64, heat: F32)
     plt.close(fig)
 
 
-def write_report(out: Path, res: dict[str, Any], test: Dataset, probs: F64, heat: F32) -> Path:
+def write_report(
+    out: Path,
+    res: dict[str, Any],
+    test: Dataset,
+    probs: F64,
+    heat: F32,
+    *,
+    extra_md: str = "",
+) -> Path:
     """Write ``report.md``, ``metrics.json`` and ``roc.png``, ``reliability.png``,
-    ``confusion.png``, ``examples.png`` into ``out``."""
+    ``confusion.png``, ``examples.png`` into ``out``; ``extra_md`` (the robustness, OOD and
+    second-family sections) is appended to the report."""
     out.mkdir(parents=True, exist_ok=True)
     _plots(out, res, test, probs, heat)
     clean = {k: v for k, v in res.items() if not k.startswith("_")}
@@ -211,10 +220,59 @@ training or tuning.
 ![reliability](reliability.png)
 ![confusion](confusion.png)
 ![examples](examples.png)
-"""
+
+{extra_md}"""
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _trust_section(meta: dict[str, Any], res: dict[str, Any] | None) -> str:
+    """Model-card section on the OOD guard, the robustness matrix and the second family."""
+    ood = meta.get("ood")
+    lines = ["## When it does not know", ""]
+    if ood is None:
+        lines.append(
+            "This package has **no out-of-distribution guard**: results say "
+            '`ood: {"guard": "absent"}` and every frame that passes the quality gate gets a '
+            "label."
+        )
+    else:
+        lines.append(
+            "Out-of-distribution guard: class-conditional Mahalanobis distance of the model's "
+            f"{ood['dim']}-d pooled features (`features` output, so it also works on the Edge "
+            "TPU) with a shared Ledoit-Wolf covariance, fitted on "
+            f"{ood.get('fit', {}).get('n_train', '?')} augmented training frames; threshold "
+            f"{ood['threshold']:.3f} = the {ood['quantile']:.0%} quantile of the validation "
+            "distances. Above it, `diagnose()` returns `indeterminate` with reason "
+            "`out_of_distribution` and reports no label, score or heatmap."
+        )
+    if res is not None and "robustness" in res:
+        rob = res["robustness"]
+        cells = [c for row in rob["transforms"].values() for c in row.values()]
+        cells += list(rob["sizes"].values())
+        aucs = [c["auc"] for c in cells if isinstance(c.get("auc"), float)]
+        fprs = [c["fpr"] for c in cells if isinstance(c.get("fpr"), float)]
+        lines += [
+            "",
+            f"Robustness matrix ({len(cells)} cells: device-processing transforms at 3-4 "
+            f"strengths and frame sides 256-3072 px): AUC {min(aucs):.3f}-{max(aucs):.3f}, "
+            f"FPR at the threshold {min(fprs):.3f}-{max(fprs):.3f} (every cell in the report).",
+        ]
+        o = res.get("ood", {})
+        if o.get("guard") == "mahalanobis":
+            lines.append(
+                f"OOD suite: AUROC {o['auroc_all']:.4f}; in-distribution rejection "
+                f"{o['id_rejection']:.3f}; far-OOD inputs diagnosed positive: "
+                f"{len(o['far_ood_positive'])}."
+            )
+        h = res.get("holdout")
+        if h:
+            lines.append(
+                f"Second phantom family (a different simulator, never used in training): "
+                f"AUC {h['auc']:.3f}, FPR {h['fpr']:.3f} at the threshold."
+            )
+    return "\n".join(lines) + "\n"
 
 
 def write_model_card(
@@ -230,13 +288,17 @@ def write_model_card(
     name, modality = meta["name"], meta["modality"]
     inp = meta["input"]
     phantoms = {
-        "xray": "simulated PA chest radiographs (analytic anatomy: body, lungs, heart, "
-        "spine, ribs, clavicles; Beer-Lambert attenuation; Poisson quantum noise and "
-        "electronic noise at a dose drawn from 2e3-3e4 quanta/pixel; optional diffuse "
-        "opacity as a confounder), with or without a spherical soft-tissue nodule in a lung",
+        "xray": "simulated PA chest radiographs (analytic anatomy of randomised shape and "
+        "edge sharpness: body, lungs, heart, spine, ribs, clavicles; Beer-Lambert attenuation; "
+        "Poisson quantum and electronic noise at a dose drawn from 1e3-1.2e5 quanta/pixel; a "
+        "random display mapping; optional diffuse opacity as a confounder), with or without a "
+        "solid or ground-glass nodule (radius 1.5-15 px at 256, density 0.3-3 x soft tissue) "
+        "in a lung, rendered at 128-3072 px",
         "ultrasound": "simulated B-mode frames (speckle from scatterers convolved with a "
-        "point-spread function, log compression, varied SNR and geometry), normal or with "
-        "a cyst, a hypoechoic or a hyperechoic lesion",
+        "point-spread function of random size, log compression with random gain and dynamic "
+        "range, varied SNR, depth and probe geometry), normal or with a cyst, a hypoechoic or "
+        "a hyperechoic lesion (semi-axes 1.5-15 px at 128, soft or sharp edges), rendered at "
+        "128-1536 px",
     }.get(modality, "images")
     unsupported = ops["edgetpu_unsupported"]
     tpu = (
@@ -245,6 +307,7 @@ def write_model_card(
         else f"ops NOT in the Edge TPU list: {', '.join(unsupported)}"
     )
     metrics = metrics_tables(res) if res is not None else "Not evaluated yet.\n"
+    trust = _trust_section(meta, res)
     prov = meta["provenance"]
     status = ""
     if res is not None and not res["cnn"]["auc"] >= 0.97:
@@ -291,6 +354,7 @@ input and outputs; {meta["files"]["cpu"]["bytes"]} bytes.
 {metrics}
 {f"Full report with plots: [{report_link}]({report_link})." if report_link else ""}
 
+{trust}
 ## Edge TPU compatibility
 
 Ops in the int8 model ({ops["op_count"]} operators): {", ".join(ops["ops"])}; {tpu}.
@@ -301,12 +365,22 @@ expects); static shapes, batch 1:
 `edgetpu_compiler` was **not** run: it is not installable on the machine that built this
 model, so no `_edgetpu.tflite` variant ships and the Edge TPU mapping is unverified.
 
-## Limitations
+## Limitations: what the phantoms cannot show about real patients
 
 - Synthetic phantoms only: real images differ in anatomy, devices, artefacts, post-processing
-  and prevalence; performance on real data is unknown.
+  and prevalence; performance on real data is unknown. The second phantom family is a
+  different simulator written by the same team, not a different patient population.
+- Real anatomy and pathology are far richer: overlapping structures, vessels seen end-on that
+  mimic nodules, calcified granulomas, scars, effusions, devices (lines, tubes, pacemakers),
+  motion, patient positioning, children; for ultrasound: shadowing from bone and gas,
+  reverberation, vessels, complex cysts, Doppler overlays. None is simulated.
+- Prevalence here is 50 %; the threshold and the predictive values at a clinical prevalence
+  would differ.
 - One lesion at most per frame; lesion types, sizes and contrasts are limited to what the
-  simulator draws.
+  simulators draw. Very small (radius < 3 px at model resolution) or faint ground-glass
+  nodules are often missed (see AUC by lesion size and density in the report).
+- The out-of-distribution guard only knows the training frames' feature distribution: a
+  real image it accepts is not thereby one the model is right about.
 - The heatmap is coarse (1/8 resolution) and not a segmentation.
 - Calibration and threshold hold for the validation distribution only.
 
