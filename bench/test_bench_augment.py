@@ -25,6 +25,7 @@ Groups (``<size>`` is 256 or 1024; model input 256, so one model px is 1 or 4 fr
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -64,7 +65,15 @@ def unit(frame: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def info(benchmark: Any, role: str, label: str, size: int, per_call: int = 1) -> None:
-    benchmark.extra_info.update(role=role, label=label, size=size, calls_per_round=per_call)
+    """Row metadata; ``load_1min`` is the machine's load average when the row started (the
+    machine is shared with model training, so rows measured under load are slower)."""
+    benchmark.extra_info.update(
+        role=role,
+        label=label,
+        size=size,
+        calls_per_round=per_call,
+        load_1min=round(os.getloadavg()[0], 2),
+    )
 
 
 # ----------------------------------------------------------------------------- random chain
