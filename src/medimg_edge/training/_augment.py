@@ -962,7 +962,8 @@ def random_augment(
     5. noise (p 0.5): white or correlated (correlation length U(1, 3) model px), sigma
        U(0.003, 0.03) of the data range;
     6. one of unsharp masking (amount U(0.3, 2), radius U(1, 4) model px), CLAHE (clip limit
-       U(1, 4)) and edge enhancement (amount U(0.3, 1.5)), equally likely (p 0.5);
+       U(1, 4), 8x8 tiles; not scaled by ``strength``, CLAHE has no near-identity setting)
+       and edge enhancement (amount U(0.3, 1.5)), equally likely (p 0.5);
     7. window (p 0.5): black point U(-0.1, 0.12), white point 1 - U(-0.1, 0.12) of the data
        range (of the frame as processed so far), then a tone curve (p 0.8): gamma
        log-uniform in [0.4, 2.5] (60 %) or a random spline of amplitude U(0.2, 1) (40 %);
