@@ -522,3 +522,21 @@ def test_deterministic_across_threads() -> None:
     for a, b in zip(serial, threaded, strict=True):
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (9, 13), (100, 300), (300, 100)])
+def test_small_and_non_square_frames(shape: tuple[int, int]) -> None:
+    rng = _rng(1)
+    frame = (rng.random(shape) * 4095).astype(np.uint16)
+    mask = np.zeros(shape, bool)
+    mask[shape[0] // 3 : shape[0] // 2 + 1, shape[1] // 3 : shape[1] // 2 + 1] = True
+    for modality in aug.MODALITIES:
+        for name in aug.TRANSFORMS:
+            for s in aug.STRENGTHS[name]:
+                out = aug.apply(name, frame, s, modality=modality, model_size=64, rng=rng)
+                assert out.dtype == np.uint16 and int(out.max()) <= 4095
+                if name != "resize_render":
+                    assert out.shape == shape
+        for _ in range(20):
+            out, m = aug.random_augment(frame, mask, rng, modality=modality, model_size=64)
+            assert out.shape == shape and m is not None and m.shape == shape

@@ -670,7 +670,11 @@ def _draw_text(out: npt.NDArray[Any], count: int, rg: _Range, modality: str,
 
         _stamp(out, (oy - th - pad, ox - pad, oy + base + pad, ox + tw + pad), draw, _ink(rg, rng))
     if modality == "ultrasound" and rng.random() < 0.5:  # a depth scale with ticks
-        x = int(rng.integers(0, w)) if rng.random() < 0.3 else int(w - 1 - rng.integers(0, w // 10))
+        x = (
+            int(rng.integers(0, w))
+            if rng.random() < 0.3
+            else int(w - 1 - rng.integers(0, max(1, w // 10)))
+        )
         n = int(rng.integers(4, 16))
         y0, y1 = int(h * rng.uniform(0.0, 0.2)), int(h * rng.uniform(0.7, 1.0))
         tick = max(2, side // 100)
