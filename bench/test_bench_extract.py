@@ -1,7 +1,7 @@
 """Feature-extraction benchmarks (issue 3, items 4-6): the whole ``features.extract`` vs
 scikit-image's GLCM + six properties alone, ``features.firstorder`` vs NumPy/SciPy,
-``features.gradient_histogram`` vs OpenCV + NumPy, and ``quality.assess`` vs an OpenCV +
-NumPy composition of the same measures; every medimg-edge row per SIMD target, single
+and ``features.gradient_histogram`` vs OpenCV + NumPy (the ``quality.assess`` benchmarks
+are in bench/test_bench_quality.py); every medimg-edge row per SIMD target, single
 thread, on scikit-image's camera image (uint8) at 512x512 (and resized to 1024x1024 for
 ``extract``).
 
@@ -21,14 +21,11 @@ Groups and what every benchmark checks:
   counting path, float32 the radix path.  Checked: equal to 1e-9 (order statistics exact).
 * ``gradient-512``: ``features.gradient_histogram`` vs ``cv2.Sobel`` + ``numpy``
   (hypot, arctan2, bincount, percentile).  Checked: equal to 1e-5.
-* ``quality-512``: ``quality.assess`` vs OpenCV + NumPy (Laplacian variance, Tenengrad,
-  box-blur blur effect, percentiles, Immerkaer noise).  Checked: every measure to 1e-5.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import cv2
@@ -269,69 +266,5 @@ def test_gradient_opencv(benchmark: Any) -> None:
         role="opencv+numpy",
         target="",
         label="cv2.Sobel + cv2.magnitude + numpy arctan2/bincount/percentile",
-        image_name="camera-512",
-    )
-
-
-# --------------------------------------------------------------------------------------
-# quality.assess vs OpenCV + NumPy
-
-
-def opencv_quality(img: np.ndarray) -> dict[str, float]:
-    u = np.asarray(img, dtype=np.float32) * np.float32(1.0 / 255.0)
-    p1, p5, p95, p99 = np.percentile(u, [1, 5, 95, 99])
-    lap = cv2.Laplacian(u, cv2.CV_32F)
-    gx = cv2.Sobel(u, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(u, cv2.CV_32F, 0, 1)
-    blur = []
-    for axis, ksize in ((1, (9, 1)), (0, (1, 9))):
-        b = cv2.blur(u, ksize)
-        d = np.abs(np.diff(u, axis=axis))
-        db = np.abs(np.diff(b, axis=axis))
-        blur.append(
-            1.0 - float(np.maximum(d - db, 0).sum(dtype=np.float64) / d.sum(dtype=np.float64))
-        )
-    return {
-        "mean": float(u.mean(dtype=np.float64)),
-        "contrast_rms": float(u.std(dtype=np.float64)),
-        "contrast_michelson": float((p95 - p5) / (p95 + p5)),
-        "dynamic_range": float(p99 - p1),
-        "p99": float(p99),
-        "fraction_saturated": float(np.count_nonzero(img >= 255)) / img.size,
-        "fraction_underexposed": float(np.count_nonzero(img <= 0)) / img.size,
-        "noise_sigma": me.denoise.estimate_noise(img) / 255.0,
-        "sharpness_laplacian_var": float(lap.var(dtype=np.float64)),
-        "sharpness_tenengrad": float(np.mean(gx * gx + gy * gy, dtype=np.float64)),
-        "blur_effect": max(blur),
-    }
-
-
-def check_quality(report: Any, ref: dict[str, float]) -> None:
-    for k, v in ref.items():
-        assert report.measures[k] == pytest.approx(v, rel=1e-5, abs=1e-9), k
-    assert report.ok
-
-
-@pytest.mark.parametrize("target", params(lambda: "quality-512", [()], True))
-def test_quality_target(benchmark: Any, target: str) -> None:
-    img = image(512)
-    with me.simd.use_target(target):
-        out = benchmark(me.quality.assess, img)
-    check_quality(out, opencv_quality(img))
-    record(benchmark, role="target", target=target, label="quality.assess", image_name="camera-512")
-
-
-@pytest.mark.benchmark(group="quality-512")
-def test_quality_opencv(benchmark: Any) -> None:
-    img = image(512)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = benchmark(opencv_quality, img)
-    check_quality(me.quality.assess(img), out)
-    record(
-        benchmark,
-        role="opencv+numpy",
-        target="",
-        label="cv2 Laplacian/Sobel/blur + numpy percentile + Immerkaer",
         image_name="camera-512",
     )

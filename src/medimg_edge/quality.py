@@ -1,9 +1,11 @@
 """Image-quality gate: is this frame good enough to diagnose?
 
-:func:`assess` measures sharpness, noise, contrast and exposure of one frame and reports
-stable issue codes.  C++ (sharpness sums and the histogram summary):
-csrc/kernels/stats.hpp; tests: tests/test_quality.py; benchmarks:
-bench/test_bench_extract.py.
+:func:`assess` measures sharpness, noise, contrast and exposure of one frame *at the
+resolution the model sees* and *inside the field of view*, and reports stable issue
+codes; :func:`field_of_view` returns the field-of-view mask alone.  Everything runs on an
+area-downsampled copy of the frame (OpenCV + NumPy).  Tests: tests/test_quality.py;
+benchmarks: bench/test_bench_quality.py; calibration sweep:
+scripts/calibrate_quality.py.
 """
 
 from __future__ import annotations
@@ -14,22 +16,23 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
 from ._errors import InvalidInputError
-from ._validation import as_image2d, check_float
+from ._validation import as_image2d, check_float, check_int
 from ._validation import value_range as _min_max
-from .denoise._noise import _immerkaer_sigma_of_sum
 
 __all__ = [
+    "ANALYSIS_SIZE",
     "ISSUE_CODES",
     "MEASURES",
     "MODALITIES",
     "THRESHOLDS",
     "QualityReport",
     "assess",
+    "field_of_view",
 ]
 
 #: Every issue code :func:`assess` can report, in the order it reports them.
@@ -45,18 +48,25 @@ ISSUE_CODES: tuple[str, ...] = (
 #: Accepted ``modality`` values (``None`` selects the ``"generic"`` thresholds).
 MODALITIES: tuple[str, ...] = ("ultrasound", "xray")
 
+#: Side of the analysis image per threshold set: the input side of the reference models
+#: (X-ray 256 x 256, ultrasound 128 x 128); override with ``analysis_size=``.
+ANALYSIS_SIZE: Mapping[str, int] = MappingProxyType(
+    {"generic": 256, "ultrasound": 128, "xray": 256}
+)
+
 
 def _frozen(d: dict[str, float]) -> Mapping[str, float]:
     return MappingProxyType(d)
 
 
-#: Thresholds per modality (see :func:`assess` for the table and the rules).
+#: Thresholds per modality (see :func:`assess` for the table and the rules; calibrated by
+#: scripts/calibrate_quality.py, tables in bench/RESULTS.md).
 THRESHOLDS: Mapping[str, Mapping[str, float]] = MappingProxyType(
     {
         "generic": _frozen(
             {
                 "blank_contrast_rms": 0.004,
-                "blurred_blur_effect": 0.5,
+                "blurred_edge_sigma_px": 2.5,
                 "too_noisy_sigma": 0.05,
                 "saturated_fraction": 0.05,
                 "underexposed_fraction": 0.25,
@@ -67,10 +77,10 @@ THRESHOLDS: Mapping[str, Mapping[str, float]] = MappingProxyType(
         "ultrasound": _frozen(
             {
                 "blank_contrast_rms": 0.004,
-                "blurred_blur_effect": 0.6,
-                "too_noisy_sigma": 0.08,
+                "blurred_edge_sigma_px": 1.0,
+                "too_noisy_sigma": 0.2,
                 "saturated_fraction": 0.02,
-                "underexposed_fraction": 0.75,
+                "underexposed_fraction": 0.5,
                 "underexposed_p99": 0.1,
                 "low_contrast_dynamic_range": 0.15,
             }
@@ -78,7 +88,7 @@ THRESHOLDS: Mapping[str, Mapping[str, float]] = MappingProxyType(
         "xray": _frozen(
             {
                 "blank_contrast_rms": 0.004,
-                "blurred_blur_effect": 0.5,
+                "blurred_edge_sigma_px": 3.0,
                 "too_noisy_sigma": 0.06,
                 "saturated_fraction": 0.25,
                 "underexposed_fraction": 0.5,
@@ -93,6 +103,9 @@ THRESHOLDS: Mapping[str, Mapping[str, float]] = MappingProxyType(
 MEASURES: tuple[str, ...] = (
     "range_lo",
     "range_hi",
+    "analysis_scale",
+    "fov_fraction",
+    "annotation_fraction",
     "mean",
     "contrast_rms",
     "contrast_michelson",
@@ -101,13 +114,52 @@ MEASURES: tuple[str, ...] = (
     "fraction_saturated",
     "fraction_underexposed",
     "noise_sigma",
-    "sharpness_laplacian_var",
-    "sharpness_tenengrad",
-    "blur_effect",
+    "edge_sigma_px",
+    "edge_count",
 )
 
-_QUANTILES = np.array([0.01, 0.05, 0.95, 0.99])
 _BIT_DEPTHS = (12, 14, 16)
+_HIST_BINS = 1024
+#: Two analysis scales of the gradient-ratio edge-width estimate (px at analysis size).
+_RA, _RB = 1.0, 2.0
+#: Edges must be this many noise sigmas strong at scale ``_RB`` (ultrasound: the
+#: Immerkaer sigma is mostly speckle, which is signal, so a lower factor).
+_EDGE_K: Mapping[str, float] = MappingProxyType({"generic": 10.0, "ultrasound": 4.0, "xray": 10.0})
+#: Fewer qualifying edge points than this: the edge width is not measured.
+_MIN_EDGES = 16
+#: Fraction of the strongest qualifying edge points the estimate uses.
+_EDGE_TOP = 0.25
+#: Intrinsic ``s^2`` of a perfect step seen through the 3x3 Sobel derivative on a pixel
+#: grid (measured on a slanted ideal step: the estimate gives 0.67 px for s = 0).
+_S0_SQ = 0.45
+#: Ultrasound background: analysis pixels at or below this fraction of the range.
+_US_BACKGROUND = 0.04
+#: Annotation strokes: white top-hat above this and value above ``_STROKE_LEVEL``.
+_STROKE_TOPHAT = 0.25
+_STROKE_LEVEL = 0.6
+
+
+def _kernel_noise_gain(sigma: float) -> float:
+    """L2 norm of the kernel ``Sobel_x / 8`` after a Gaussian blur of ``sigma`` px: the
+    standard deviation of that gradient component on unit white noise."""
+    z = np.zeros((41, 41), np.float32)
+    z[20, 20] = 1.0
+    if sigma > 0.0:
+        z = np.asarray(cv2.GaussianBlur(z, (0, 0), sigma), np.float32)
+    k = np.asarray(cv2.Sobel(z, cv2.CV_32F, 1, 0, ksize=3), np.float64) * 0.125
+    return float(np.sqrt(np.sum(k * k)))
+
+
+_NA = _kernel_noise_gain(_RA)
+_NB = _kernel_noise_gain(_RB)
+_K3 = np.ones((3, 3), np.uint8)
+_K5 = np.ones((5, 5), np.uint8)
+_LINE_H = np.array([[1, 1, 1]], np.uint8)
+_LINE_V = _LINE_H.T.copy()
+_LINE_D = np.eye(3, dtype=np.uint8)
+_LINE_A = np.ascontiguousarray(_LINE_D[::-1])
+_TAN22 = 0.41421356  # tan(22.5 deg)
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
 @dataclass(frozen=True)
@@ -121,15 +173,18 @@ class QualityReport:
     issues : tuple of str
         Issue codes from :data:`ISSUE_CODES`, in that order.
     measures : dict of str to float
-        Every measure (keys :data:`MEASURES`), on the normalised image.
+        Every measure (keys :data:`MEASURES`).
     modality : str
         The threshold set used (``"generic"``, ``"ultrasound"`` or ``"xray"``).
+    fov : (H, W) bool array or None
+        The field-of-view mask at the analysis resolution (not part of :meth:`to_dict`).
     """
 
     ok: bool
     issues: tuple[str, ...]
     measures: dict[str, float] = field(default_factory=dict)
     modality: str = "generic"
+    fov: npt.NDArray[np.bool_] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form: ``{"ok", "issues" (list), "measures", "modality"}``."""
@@ -175,11 +230,18 @@ def _check_modality(modality: object) -> str:
     return modality
 
 
+def _check_analysis_size(analysis_size: object, mod: str) -> int:
+    if analysis_size is None:
+        return ANALYSIS_SIZE[mod]
+    return check_int("analysis_size", analysis_size, 32, 4096)
+
+
 def assess(
     image: Any,
     *,
     modality: str | None = None,
     value_range: tuple[float, float] | None = None,
+    analysis_size: int | None = None,
 ) -> QualityReport:
     """Measure the quality of one frame and flag what makes it unfit for diagnosis.
 
@@ -204,24 +266,72 @@ def assess(
     ``value_range=(lo, hi)`` given         ``[lo, hi]``
     =====================================  ===============================================
 
-    **Measures** (keys of ``measures``, all floats):
+    **Analysis resolution.** The model sees the frame resized to its input size, so the
+    gate does too: ``u`` is area-averaged (``cv2.INTER_AREA``) to ``S x S`` with ``S =
+    analysis_size`` (default :data:`ANALYSIS_SIZE`: 256 for X-ray and generic, 128 for
+    ultrasound, the reference models' inputs).  A side shorter than ``S`` is kept (not
+    upsampled) and edge widths are scaled to model pixels by the geometric mean of the
+    missing zoom factors (``analysis_scale``).  Area averaging also averages noise, as
+    the model's own resize does.
 
-    * ``range_lo``, ``range_hi``: the nominal range used, in image units;
-    * ``mean``, ``contrast_rms`` (standard deviation), ``p99`` of ``u``;
-    * ``contrast_michelson``: ``(p95 - p5) / (p95 + p5)`` of ``u`` (0 when both are 0);
-    * ``dynamic_range``: ``p99 - p1`` of ``u``, the fraction of the nominal range in use;
-    * ``fraction_saturated``: fraction of pixels ``x >= hi``; ``fraction_underexposed``:
-      fraction of pixels ``x <= lo`` (clipped to the top / bottom code);
-    * ``noise_sigma``: :func:`medimg_edge.denoise.estimate_noise` (Immerkaer) / ``(hi -
-      lo)``;
-    * ``sharpness_laplacian_var``: variance of the 4-neighbour Laplacian of ``u``
-      (``cv2.Laplacian(u, cv2.CV_64F).var()``, reflect-101 border);
-      ``sharpness_tenengrad``: mean of ``gx^2 + gy^2`` (3x3 Sobel of ``u``);
-    * ``blur_effect``: the no-reference blur measure of Crete-Roffet et al. (2007) in
-      ``[0, 1]`` (0 sharp, 1 fully blurred), the larger of the horizontal and vertical
-      values: ``1 - sum max(0, D - D_b) / sum D`` with ``D`` the absolute differences of
-      adjacent pixels and ``D_b`` the same after a 9-pixel box blur along that axis
-      (reflect-101 border).  It does not depend on contrast or scale.
+    **Field of view** (:func:`field_of_view`, :attr:`QualityReport.fov`).  Ultrasound:
+    the largest 8-connected component of ``u > 0.04`` after a 3x3 opening (which cuts
+    thin text and graphics off the imaged area), its holes filled (anechoic cysts), i.e.
+    the sector or the linear-array rectangle; when that component covers less than 5 %
+    of the frame the whole frame is used.  X-ray and generic: the frame minus uniform
+    border bands (collimator shadows, shutters, padding): starting at each side, rows or
+    columns whose standard deviation and mean step are at most ``max(sigma, 1/1024)``
+    (``sigma`` the analysis noise) are cut, up to 45 % of the side, twice (so that side
+    bands do not hide top/bottom bands).  **Annotations**: inside the field of view,
+    pixels of a white top-hat (``u - opening_5x5(u)``) above 0.25 with ``u > 0.6`` are
+    burned-in text, calipers and graphics; they are excluded from every statistic below
+    and, dilated by 3 px, from the edge points.
+
+    **Measures** (keys of ``measures``, all floats; pixels are analysis pixels inside the
+    field of view, annotations excluded):
+
+    ===========================  =========================================================
+    key                          meaning
+    ===========================  =========================================================
+    ``range_lo``, ``range_hi``   the nominal range used, in image units
+    ``analysis_scale``           model px per analysis px (1 unless the frame is smaller
+                                 than ``S``)
+    ``fov_fraction``             field-of-view pixels / analysis pixels
+    ``annotation_fraction``      annotation pixels / field-of-view pixels
+    ``mean``, ``contrast_rms``   mean and standard deviation of ``u``
+    ``contrast_michelson``       ``(p95 - p5) / (p95 + p5)`` of ``u`` (0 when both are 0)
+    ``dynamic_range``            ``p99 - p1`` of ``u``, the fraction of the range in use
+    ``p99``                      99th percentile of ``u``
+    ``fraction_saturated``       fraction of pixels whose whole footprint is at the top
+                                 code (area average within half a code of ``hi``; half an
+                                 8-bit code, 0.5/255 of the range, for float frames)
+    ``fraction_underexposed``    the same at the bottom code ``lo``
+    ``noise_sigma``              Immerkaer [1]_ noise sigma of ``u`` at the analysis
+                                 resolution, over the eroded field of view
+    ``edge_sigma_px``            sharpness: Gaussian edge-spread sigma of the strongest
+                                 edges in model px (0 when not measured, see below)
+    ``edge_count``               edge points the estimate used
+    ===========================  =========================================================
+
+    Percentiles come from a 1024-bin histogram of ``u`` on ``[0, 1]`` (interpolated in
+    the bin, so to within 1/1024).
+
+    **Edge sharpness** (gradient-ratio estimate of the edge-spread function, in the
+    spirit of the ISO 12233 edge-spread / MTF concept [3]_ and of edge-width blur
+    measures [2]_, [4]_).  For an edge blurred by a Gaussian of sigma ``s`` the peak of
+    the derivative after a further Gaussian blur of ``R`` is proportional to ``1 /
+    sqrt(s^2 + R^2)`` whatever the edge height.  The gradient (3x3 Sobel / 8) is taken
+    at ``R_a = 1`` and ``R_b = 2`` px; edge points are the local maxima of the ``R_b``
+    gradient magnitude along its direction (non-maximum suppression, 4 directions) that
+    exceed ``10 N_b sigma`` (``N_b`` the noise gain of that derivative, so only edges
+    well above the noise count), lie inside the field of view eroded by 7 px (the sector
+    rim and collimator edges are not anatomy) and away from annotations; the strongest
+    quarter of them is kept.  With ``r^2 = (sum g_b^2 - n 2 N_b^2 sigma^2) / (sum g_a^2 -
+    n 2 N_a^2 sigma^2)`` (noise power removed from both sums),
+    ``s^2 = (r^2 R_b^2 - R_a^2) / (1 - r^2) - 0.45`` (0.45: the derivative's own width on
+    a perfect step), times ``analysis_scale``.  Both scales are smoother than the noise,
+    so the estimate hardly changes with dose or denoising, while a blur before the noise
+    widens it; fewer than 16 edge points: not measured (0, and ``blurred`` cannot fire).
 
     **Issues** (stable codes, reported in this order; ``blank`` suppresses the others):
 
@@ -229,28 +339,30 @@ def assess(
     code              fires when                      generic    ultrasound   xray
     ================  ==============================  =========  ===========  ======
     ``blank``         ``contrast_rms <``              0.004      0.004        0.004
-    ``blurred``       ``blur_effect >``               0.5        0.6          0.5
-    ``too_noisy``     ``noise_sigma >``               0.05       0.08         0.06
+    ``blurred``       ``edge_sigma_px >``             2.5        1.0          3.0
+    ``too_noisy``     ``noise_sigma >``               0.05       0.2          0.06
     ``saturated``     ``fraction_saturated >``        0.05       0.02         0.25
-    ``underexposed``  ``fraction_underexposed >``     0.25       0.75         0.5
+    ``underexposed``  ``fraction_underexposed >``     0.25       0.5          0.5
                       or ``p99 <``                    0.15       0.1          0.15
     ``low_contrast``  ``dynamic_range <``             0.15       0.15         0.1
     ================  ==============================  =========  ===========  ======
 
-    The same numbers are in :data:`THRESHOLDS`.  Ultrasound tolerates more speckle and
-    a black background around the sector; X-ray tolerates quantum noise and saturated
-    direct-exposure areas.  The thresholds were set on scikit-image and pydicom sample
-    images and on the package's synthetic phantoms; they are a screening aid, not a
-    clinical standard.
+    The same numbers are in :data:`THRESHOLDS`.  ``blurred`` was calibrated on a blur x
+    dose x size sweep of the package's phantoms (scripts/calibrate_quality.py, tables in
+    bench/RESULTS.md); ultrasound speckle is signal (``too_noisy`` only catches frames
+    far noisier than any B-mode phantom).  They are a screening aid, not a clinical
+    standard.
 
     Parameters
     ----------
     image : (M, N) array of uint8, uint16, float32 or float64, M, N >= 3
     modality : {None, "ultrasound", "xray"}, optional
-        Threshold set; ``None`` uses the generic one.
+        Threshold set and field-of-view rule; ``None`` uses the generic ones.
     value_range : (float, float), optional
         Nominal ``(lo, hi)`` in image units, ``lo < hi``, overriding the table above (e.g.
         the stored bit depth of a DICOM frame).
+    analysis_size : int, optional
+        Side of the analysis image (32 ... 4096); default :data:`ANALYSIS_SIZE`.
 
     Returns
     -------
@@ -259,27 +371,285 @@ def assess(
     Raises
     ------
     InvalidInputError
-        For an invalid image, modality or value range.
+        For an invalid image, modality, value range or analysis size.
 
     References
     ----------
-    .. [1] F. Crete, T. Dolmiere, P. Ladret and M. Nicolas, "The blur effect: perception
-       and estimation with a new no-reference perceptual blur metric," Proc. SPIE 6492,
-       Human Vision and Electronic Imaging XII, 2007. doi:10.1117/12.702790
-    .. [2] J. L. Pech-Pacheco et al., "Diatom autofocusing in brightfield microscopy: a
-       comparative study," ICPR 2000, pp. 314-317 (variance of the Laplacian).
-    .. [3] E. Krotkov, "Focusing," Int. J. Computer Vision 1(3):223-237, 1988
-       (Tenengrad).
-    .. [4] J. Immerkaer, "Fast noise variance estimation," Computer Vision and Image
+    .. [1] J. Immerkaer, "Fast noise variance estimation," Computer Vision and Image
        Understanding 64(2):300-302, 1996.
+    .. [2] P. Marziliano, F. Dufaux, S. Winkler and T. Ebrahimi, "A no-reference
+       perceptual blur metric," Proc. IEEE ICIP 2002, vol. 3, pp. 57-60 (blur as edge
+       width).
+    .. [3] ISO 12233:2017, "Photography - Electronic still picture imaging - Resolution
+       and spatial frequency responses" (edge-spread function, slanted-edge method).
+    .. [4] S. Zhuo and T. Sim, "Defocus map estimation from a single image," Pattern
+       Recognition 44(9):1852-1858, 2011 (edge blur from the gradient ratio of an image
+       and its re-blurred copy).
     .. [5] E. Peli, "Contrast in complex images," J. Opt. Soc. Am. A 7(10):2032-2040, 1990
        (RMS and Michelson contrast).
+    """
+    mod = _check_modality(modality)
+    size = _check_analysis_size(analysis_size, mod)
+    dtype = image.dtype if isinstance(image, np.ndarray) else None
+    native = dtype.newbyteorder("=") if dtype is not None and dtype.byteorder in "<>" else dtype
+    img = as_image2d(image, min_side=3)
+    return _assess_float(img, native, mod, value_range, size)
+
+
+def field_of_view(
+    image: Any,
+    *,
+    modality: str | None = None,
+    value_range: tuple[float, float] | None = None,
+) -> npt.NDArray[np.bool_]:
+    """The field-of-view mask of a frame at the frame's own resolution.
+
+    The imaged area (ultrasound sector or linear-array rectangle, X-ray collimated area)
+    without the background around it; computed at the analysis resolution (the rules are
+    in :func:`assess`) and resized back with nearest-neighbour sampling.  Burned-in text
+    and graphics outside the imaged area are outside the mask.
+
+    Parameters
+    ----------
+    image : (M, N) array of uint8, uint16, float32 or float64, M, N >= 3
+    modality : {None, "ultrasound", "xray"}, optional
+        ``"ultrasound"``: largest bright region, filled; otherwise the frame minus
+        uniform border bands.
+    value_range : (float, float), optional
+        Nominal ``(lo, hi)`` as in :func:`assess`.
+
+    Returns
+    -------
+    (M, N) bool array
+
+    Raises
+    ------
+    InvalidInputError
+        For an invalid image, modality or value range.
     """
     mod = _check_modality(modality)
     dtype = image.dtype if isinstance(image, np.ndarray) else None
     native = dtype.newbyteorder("=") if dtype is not None and dtype.byteorder in "<>" else dtype
     img = as_image2d(image, min_side=3)
-    return _assess_float(img, native, mod, value_range)
+    lo, hi, _ = _range_of(img, native, value_range)
+    a, _ = _analysis_image(img, lo, hi, ANALYSIS_SIZE[mod])
+    fov = _fov(a, mod)
+    h, w = img.shape
+    full = cv2.resize(fov.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    return np.asarray(full, bool)
+
+
+def _range_of(
+    img: npt.NDArray[np.float32],
+    native: np.dtype[Any] | None,
+    value_range: tuple[float, float] | None,
+) -> tuple[float, float, bool]:
+    if value_range is not None:
+        lo, hi = _check_value_range(value_range)
+        return lo, hi, True
+    return _nominal_range(native, img)
+
+
+def _analysis_image(
+    img: npt.NDArray[np.float32], lo: float, hi: float, size: int
+) -> tuple[npt.NDArray[np.float32], float]:
+    """``u`` area-averaged to at most ``size x size`` and the model px per analysis px."""
+    h, w = img.shape
+    th, tw = min(h, size), min(w, size)
+    if (th, tw) != (h, w):
+        small = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+    else:
+        small = img
+    scale = hi - lo if hi > lo else 1.0
+    a = np.empty(small.shape, np.float32)
+    np.multiply(np.subtract(small, np.float32(lo), out=a), np.float32(1.0 / scale), out=a)
+    zoom = math.sqrt((size / th) * (size / tw))
+    return a, zoom
+
+
+def _noise(a: npt.NDArray[np.float32], mask: npt.NDArray[np.uint8] | None) -> float:
+    """Immerkaer sigma of ``a`` (over ``mask`` when given, interior pixels only)."""
+    h, w = a.shape
+    if h < 3 or w < 3:
+        return 0.0
+    r = np.abs(cv2.filter2D(a, cv2.CV_32F, _IMMERKAER)[1:-1, 1:-1])
+    if mask is None:
+        n = r.size
+        total = float(r.sum(dtype=np.float64))
+    else:
+        m = mask[1:-1, 1:-1]
+        n = int(cv2.countNonZero(m))
+        if n < 16:
+            return 0.0
+        total = float(cv2.sumElems(cv2.bitwise_and(r, r, mask=m))[0])
+    return math.sqrt(math.pi / 2.0) * total / (6.0 * n)
+
+
+def _fill_holes(comp: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """``comp`` (0/1) with every hole filled: background not reachable from the border."""
+    h, w = comp.shape
+    pad = np.zeros((h + 2, w + 2), np.uint8)
+    pad[1:-1, 1:-1] = comp
+    ff_mask = np.zeros((h + 4, w + 4), np.uint8)
+    cv2.floodFill(pad, ff_mask, (0, 0), 2)
+    return np.asarray(pad[1:-1, 1:-1] != 2, np.uint8)
+
+
+def _imaged_region(
+    binary: npt.NDArray[np.uint8], a: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """The largest of the (at most 4 largest) components of ``binary`` that is not flat
+    (no single grey level, to 1/256, holds half of its pixels: a caption band or a logo
+    is flat, speckle is not, even blurred), holes filled; all zeros when there is none."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n <= 1:
+        return np.zeros_like(binary)
+    order = 1 + np.argsort(stats[1:, cv2.CC_STAT_AREA])[::-1][:4]
+    for k in order:
+        comp = np.asarray(labels == k, np.uint8)
+        hist = cv2.calcHist([a], [0], comp, [256], [0.0, 1.0 + 1e-6]).ravel()
+        if float(hist.max()) <= 0.5 * float(stats[k, cv2.CC_STAT_AREA]):
+            return _fill_holes(comp)
+    return np.zeros_like(binary)
+
+
+def _border_bands(a: npt.NDArray[np.float32], tol: float) -> tuple[int, int, int, int]:
+    """Rows/columns cut at each side (top, bottom, left, right): uniform border bands."""
+    h, w = a.shape
+    t, b, left, r = 0, h, 0, w
+    for _ in range(2):
+        sub = a[t:b, left:r]
+        rm, rs = sub.mean(axis=1), sub.std(axis=1)
+        cm, cs = sub.mean(axis=0), sub.std(axis=0)
+
+        def run(mean: npt.NDArray[Any], std: npt.NDArray[Any], limit: int) -> int:
+            k = 0
+            limit = min(limit, std.shape[0] - 1)
+            while k < limit and std[k] <= tol and abs(float(mean[k] - mean[0])) <= tol:
+                k += 1
+            return k
+
+        lim_r = int(0.45 * h) - max(t, h - b)
+        lim_c = int(0.45 * w) - max(left, w - r)
+        dt = run(rm, rs, lim_r)
+        db = run(rm[::-1], rs[::-1], lim_r)
+        dl = run(cm, cs, lim_c)
+        dr = run(cm[::-1], cs[::-1], lim_c)
+        t, b, left, r = t + dt, b - db, left + dl, r - dr
+        if b - t < 3 or r - left < 3:
+            return 0, h, 0, w
+    return t, b, left, r
+
+
+def _fov(a: npt.NDArray[np.float32], mod: str) -> npt.NDArray[np.bool_]:
+    h, w = a.shape
+    if mod == "ultrasound":
+        binary = (a > _US_BACKGROUND).astype(np.uint8)
+        binary = np.asarray(cv2.morphologyEx(binary, cv2.MORPH_OPEN, _K3), np.uint8)
+        fov = _imaged_region(binary, a)
+        if int(cv2.countNonZero(fov)) < 0.05 * h * w:
+            return np.ones((h, w), bool)
+        return fov.astype(bool)
+    t, b, left, r = _border_bands(a, 1.0 / 1024.0)
+    fov_b = np.zeros((h, w), bool)
+    fov_b[t:b, left:r] = True
+    return fov_b
+
+
+def _strokes(a: npt.NDArray[np.float32], fov: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Annotation pixels (thin bright strokes) inside the field of view, as 0/1."""
+    opened = np.asarray(cv2.morphologyEx(a, cv2.MORPH_OPEN, _K5), np.float32)
+    top = (a - opened > _STROKE_TOPHAT) & (a > _STROKE_LEVEL)
+    return np.asarray(top, np.uint8) & fov
+
+
+def _quantiles(
+    a: npt.NDArray[np.float32], mask: npt.NDArray[np.uint8], qs: tuple[float, ...]
+) -> list[float]:
+    hist = cv2.calcHist([a], [0], mask, [_HIST_BINS], [0.0, 1.0 + 1e-6]).ravel().astype(np.float64)
+    total = hist.sum()
+    if total <= 0:
+        return [0.0] * len(qs)
+    cdf = np.cumsum(hist) / total
+    out = []
+    for q in qs:
+        i = int(np.searchsorted(cdf, q, side="left"))
+        i = min(i, _HIST_BINS - 1)
+        prev = cdf[i - 1] if i > 0 else 0.0
+        frac = (q - prev) / (cdf[i] - prev) if cdf[i] > prev else 0.5
+        out.append(float((i + min(max(frac, 0.0), 1.0)) / _HIST_BINS))
+    return out
+
+
+def _grad2(
+    a: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    gx = np.asarray(cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=3, scale=0.125), np.float32)
+    gy = np.asarray(cv2.Sobel(a, cv2.CV_32F, 0, 1, ksize=3, scale=0.125), np.float32)
+    return gx, gy
+
+
+def _edge_points(
+    a: npt.NDArray[np.float32], sigma: float, allowed: npt.NDArray[np.uint8], k: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Squared gradient magnitudes at scales ``_RA`` and ``_RB`` of the edge points
+    (see :func:`assess`), strongest last is not guaranteed."""
+    blur_a = np.asarray(cv2.GaussianBlur(a, (0, 0), _RA), np.float32)
+    blur_b = np.asarray(
+        cv2.GaussianBlur(blur_a, (0, 0), math.sqrt(_RB * _RB - _RA * _RA)), np.float32
+    )
+    gxa, gya = _grad2(blur_a)
+    gxb, gyb = _grad2(blur_b)
+    mb = np.asarray(cv2.magnitude(gxb, gyb), np.float32)
+    thr = max(k * _NB * sigma, 1e-3)
+    # edge points: |g_b| at least its two neighbours along the quantised gradient
+    # direction (non-maximum suppression, 4 directions), strong enough, allowed
+    ax, ay = np.abs(gxb), np.abs(gyb)
+    hor = ay <= ax * _TAN22
+    ver = ax <= ay * _TAN22
+    diag = ~(hor | ver)
+    same = (gxb * gyb) > 0.0
+    d_main = diag & same  # gradient along (1, 1): neighbours (y -+ 1, x -+ 1)
+    d_anti = diag & ~same
+
+    def crest(line: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+        return np.asarray(mb >= np.asarray(cv2.dilate(mb, line), np.float32))
+
+    peak = hor & crest(_LINE_H)
+    peak |= ver & crest(_LINE_V)
+    peak |= d_main & crest(_LINE_D)
+    peak |= d_anti & crest(_LINE_A)
+    cand = peak & (mb > thr) & allowed.view(bool)
+    cand[:1] = False  # the comparisons above need both neighbours
+    cand[-1:] = False
+    cand[:, :1] = False
+    cand[:, -1:] = False
+    ys, xs = np.nonzero(cand)
+    gb2 = mb[ys, xs].astype(np.float64) ** 2
+    ga2 = gxa[ys, xs].astype(np.float64) ** 2 + gya[ys, xs].astype(np.float64) ** 2
+    return ga2, gb2
+
+
+def _edge_sigma(
+    a: npt.NDArray[np.float32], sigma: float, allowed: npt.NDArray[np.uint8], k: float
+) -> tuple[float, int]:
+    """Gradient-ratio Gaussian edge sigma (analysis px) of the strongest edges and the
+    number of edge points used (see :func:`assess`)."""
+    ga2, gb2 = _edge_points(a, sigma, allowed, k)
+    if ga2.size < _MIN_EDGES:
+        return 0.0, int(ga2.size)
+    n_top = max(_MIN_EDGES, int(_EDGE_TOP * ga2.size))
+    if n_top < ga2.size:
+        idx = np.argpartition(gb2, ga2.size - n_top)[ga2.size - n_top :]
+        ga2, gb2 = ga2[idx], gb2[idx]
+    n = int(ga2.size)
+    sa = float(ga2.sum()) - n * 2.0 * (_NA * sigma) ** 2
+    sb = float(gb2.sum()) - n * 2.0 * (_NB * sigma) ** 2
+    if sa <= 0.0:
+        return 0.0, 0
+    r2 = min(max(sb / sa, 0.0), 0.9999)
+    v = (r2 * _RB * _RB - _RA * _RA) / (1.0 - r2) - _S0_SQ
+    return math.sqrt(max(v, 0.0)), n
 
 
 def _assess_float(
@@ -287,40 +657,68 @@ def _assess_float(
     native: np.dtype[Any] | None,
     mod: str,
     value_range: tuple[float, float] | None = None,
+    analysis_size: int | None = None,
 ) -> QualityReport:
     """:func:`assess` of a validated C-contiguous float32 image whose original dtype was
     ``native`` (``Diagnoser`` converts a frame once and shares it between the stages)."""
-    if value_range is not None:
-        lo, hi = _check_value_range(value_range)
-        known = True
-    else:
-        lo, hi, known = _nominal_range(native, img)
+    size = ANALYSIS_SIZE[mod] if analysis_size is None else analysis_size
+    lo, hi, known = _range_of(img, native, value_range)
     scale = hi - lo if hi > lo else 1.0
-    # One call, the GIL released once: summary, sharpness sums and the noise sum.
-    s, q, sh, noise_sum = _core.quality_stats(img, _QUANTILES, lo, hi)
-    n = float(s["count"])
-    p1, p5, p95, p99 = ((float(x) - lo) / scale for x in q)
-    m2 = float(s["m2"])
-    lap_mean = sh["lap_sum"] / n
-    lap_var = max(sh["lap_sumsq"] / n - lap_mean * lap_mean, 0.0)
-    blur = max(_blur(sh["diff_h"], sh["lost_h"]), _blur(sh["diff_v"], sh["lost_v"]))
+    a, zoom = _analysis_image(img, lo, hi, size)
+    ah, aw = a.shape
+    fov_b = _fov(a, mod)
+    fov = fov_b.view(np.uint8)
+    n_fov = int(cv2.countNonZero(fov))
+    strokes = _strokes(a, fov)
+    n_strokes = int(cv2.countNonZero(strokes))
+    stat = fov & (1 - strokes)
+    n_stat = int(cv2.countNonZero(stat))
+    if n_stat == 0:
+        stat, n_stat = fov, n_fov
+    e = math.ceil(3.0 * _RB) + 1
+    inner = np.asarray(
+        cv2.erode(
+            fov,
+            np.ones((2 * e + 1, 2 * e + 1), np.uint8),
+            borderType=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        ),
+        np.uint8,
+    )
+    sigma = _noise(a, inner) if cv2.countNonZero(inner) >= 64 else _noise(a, None)
+    mean_m, std_m = cv2.meanStdDev(a, mask=stat)
+    mean, std = float(mean_m[0, 0]), float(std_m[0, 0])
+    if std < 1e-6:  # sqrt(E[u^2] - E[u]^2) of a constant frame: rounding, not contrast
+        std = 0.0
+    p1, p5, p95, p99 = _quantiles(a, stat, (0.01, 0.05, 0.95, 0.99))
+    integer = native is not None and native.kind in "ui" and value_range is None
+    tol = 0.5 / scale if integer else 0.5 / 255.0
+    n_sat = int(cv2.countNonZero(((a >= 1.0 - tol).view(np.uint8)) & stat))
+    n_under = int(cv2.countNonZero(((a <= tol).view(np.uint8)) & stat))
+    allowed = inner
+    if n_strokes:
+        near = np.asarray(cv2.dilate(strokes, np.ones((7, 7), np.uint8)), np.uint8)
+        allowed = inner & (1 - near)
+    edge_sigma, n_edges = _edge_sigma(a, sigma, allowed, _EDGE_K[mod])
     measures = {
         "range_lo": float(lo),
         "range_hi": float(hi),
-        "mean": (float(s["mean"]) - lo) / scale,
-        "contrast_rms": math.sqrt(m2) / scale if m2 > 0.0 else 0.0,
+        "analysis_scale": zoom,
+        "fov_fraction": n_fov / float(ah * aw),
+        "annotation_fraction": n_strokes / float(max(n_fov, 1)),
+        "mean": mean,
+        "contrast_rms": std,
         "contrast_michelson": (p95 - p5) / (p95 + p5) if p95 + p5 > 0.0 else 0.0,
         "dynamic_range": p99 - p1,
         "p99": p99,
-        "fraction_saturated": float(s["n_above"]) / n,
-        "fraction_underexposed": float(s["n_below"]) / n,
-        "noise_sigma": _immerkaer_sigma_of_sum(noise_sum, img.shape) / scale,
-        "sharpness_laplacian_var": lap_var / (scale * scale),
-        "sharpness_tenengrad": sh["tenengrad_sum"] / n / (scale * scale),
-        "blur_effect": blur,
+        "fraction_saturated": n_sat / float(n_stat),
+        "fraction_underexposed": n_under / float(n_stat),
+        "noise_sigma": sigma,
+        "edge_sigma_px": edge_sigma * zoom,
+        "edge_count": float(n_edges),
     }
     issues = _issues(measures, THRESHOLDS[mod], exposure_known=known)
-    return QualityReport(ok=not issues, issues=issues, measures=measures, modality=mod)
+    return QualityReport(ok=not issues, issues=issues, measures=measures, modality=mod, fov=fov_b)
 
 
 def _check_value_range(value_range: object) -> tuple[float, float]:
@@ -335,18 +733,13 @@ def _check_value_range(value_range: object) -> tuple[float, float]:
     return lo, hi
 
 
-def _blur(diff: float, lost: float) -> float:
-    """Crete-Roffet blur along one axis: 1 - lost / diff (1.0 when the axis is flat)."""
-    return 1.0 - lost / diff if diff > 0.0 else 1.0
-
-
 def _issues(
     m: Mapping[str, float], t: Mapping[str, float], *, exposure_known: bool
 ) -> tuple[str, ...]:
     if m["contrast_rms"] < t["blank_contrast_rms"]:
         return ("blank",)
     found = []
-    if m["blur_effect"] > t["blurred_blur_effect"]:
+    if m["edge_count"] > 0 and m["edge_sigma_px"] > t["blurred_edge_sigma_px"]:
         found.append("blurred")
     if m["noise_sigma"] > t["too_noisy_sigma"]:
         found.append("too_noisy")
