@@ -115,6 +115,7 @@ def test_cli_overrides_are_the_config_keys(tmp_path: Path) -> None:
     assert got[0] == got[1]
     assert list(got[0]) == [
         "modality",
+        "override_dicom_modality",
         "overlay",
         "sr",
         "sc",

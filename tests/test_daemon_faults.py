@@ -218,6 +218,12 @@ def test_malformed_corpus_quarantined_daemon_keeps_serving(tmp_path: Path) -> No
         lambda: len(list(outbox.glob("*.json"))) + len(reasons(outbox)) >= total,
         "a record for every input",
     )
+    # The outputs are written (and fsynced) before the ledger transaction that marks the
+    # file done commits: wait for that too.
+    wait_for(
+        lambda: all(s in ("done", "failed") for _, s in _rows(outbox)),
+        "every ledger row finished",
+    )
     assert d.proc is not None and d.proc.poll() is None
     code, _ = d.http("/healthz")
     assert code == 200
@@ -226,7 +232,8 @@ def test_malformed_corpus_quarantined_daemon_keeps_serving(tmp_path: Path) -> No
     by_path = {r.path: r for r in led.all_rows()}
     led.close()
     assert set(rows) == set(corpus) | {f"good/img_{i:05d}.png" for i in range(30)}
-    assert all(s in ("done", "failed") for s in rows.values()), rows
+    unfinished = {k: s for k, s in rows.items() if s not in ("done", "failed")}
+    assert not unfinished, unfinished
     ok_ids = {r["id"] for r in results(outbox)}
     bad = {r["id"]: r for r in reasons(outbox)}
     assert not ok_ids & set(bad)

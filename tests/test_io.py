@@ -129,7 +129,7 @@ def test_big_endian_tiff_header():
         + struct.pack(">HHIHH", 256, 3, 1, 640, 0)
         + struct.pack(">HHII", 257, 4, 1, 480)
     )
-    assert mio._tiff_size(io.BytesIO(data)) == (480, 640)
+    assert mio._raster.tiff_size(io.BytesIO(data)) == (480, 640)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
@@ -164,7 +164,10 @@ def test_corrupt_raster_files(tmp_path, camera, suffix):
         (np.arange(12, dtype=np.uint16).reshape(3, 4), np.uint16),
         (np.arange(12, dtype=">f4").reshape(3, 4), np.float32),
         (np.arange(12, dtype=np.int16).reshape(3, 4) - 6, np.float32),
-        (np.arange(12, dtype=np.int32).reshape(3, 4), np.float64),
+        (np.arange(12, dtype=np.int32).reshape(3, 4), np.uint16),  # fits: as unsigned
+        (np.arange(12, dtype=np.int32).reshape(3, 4) - 6, np.float64),
+        (np.arange(12, dtype=np.uint32).reshape(3, 4) + 70000, np.float64),
+        (np.arange(12, dtype=np.int8).reshape(3, 4) - 6, np.float32),
         (np.arange(12, dtype=np.uint8).reshape(3, 4, 1), np.uint8),
         (np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4)), np.float32),
         (np.ones((3, 4), bool), np.uint8),
@@ -182,7 +185,9 @@ def test_npy(tmp_path, arr, dtype):
     "arr, match",
     [
         (np.array([{"a": 1}], dtype=object), "dtype"),
-        (np.zeros((3, 4, 3), np.uint8), "shape"),
+        (np.zeros((3, 4, 3), np.float32), "uint8"),  # colour must be uint8
+        (np.zeros((2, 3, 4, 5)), "shape"),
+        (np.zeros((2, 2, 3, 4, 3), np.uint8), "shape"),
         (np.zeros(5), "shape"),
         (np.zeros((3, 4), np.complex64), "dtype"),
     ],
@@ -234,7 +239,8 @@ def test_mr_without_rescale_keeps_values(tmp_path):
     path = bundled("MR_small.dcm")
     out = read_image(path)
     ref = pydicom.dcmread(path).pixel_array
-    assert out.dtype == np.float32  # int16 converted exactly
+    # int16 without negative values: exactly as the unsigned frame of the same values
+    assert ref.dtype == np.int16 and ref.min() >= 0 and out.dtype == np.uint16
     np.testing.assert_array_equal(out, ref)
     # DICM signature without the .dcm suffix
     copy = tmp_path / "IMG0001"
@@ -439,7 +445,7 @@ def test_monochrome1_is_inverted(tmp_path):
     got = read_input(path)
     assert "monochrome1_inverted" in got.flags
     np.testing.assert_array_equal(got.frames[0], 65535 - img)
-    np.testing.assert_array_equal(read_image(path), img)  # read_image: as stored
+    np.testing.assert_array_equal(read_image(path), 65535 - img)  # one photometric path
 
 
 def test_bundled_ultrasound_cine_in_colour():

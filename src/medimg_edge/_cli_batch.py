@@ -55,7 +55,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--modality",
         choices=["ultrasound", "xray"],
-        help="modality of every file (default: manifest column or DICOM Modality tag)",
+        help="modality of non-DICOM files and of DICOM without a usable Modality tag "
+        "(wins over the manifest column; a DICOM header decides for itself)",
+    )
+    p.add_argument(
+        "--override-dicom-modality",
+        action="store_true",
+        help="DANGER, research only: --modality / the manifest wins over every DICOM "
+        "header, including CT/MR/... (answers are meaningless for such frames)",
     )
     p.add_argument("--model", help="model name or sidecar path (default: reference models)")
     p.add_argument(
@@ -105,6 +112,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             keep_ids=args.keep_ids,
             salt_file=args.salt_file,
             quality_gate=not args.no_quality_gate,
+            override_dicom_modality=args.override_dicom_modality,
             rows_per_part=args.rows_per_part,
             progress=progress,
         )

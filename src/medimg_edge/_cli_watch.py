@@ -55,7 +55,16 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--modality",
         choices=["ultrasound", "xray"],
-        help="modality of non-DICOM inputs (DICOM: the Modality tag wins)",
+        help="modality of non-DICOM inputs and of DICOM without a usable Modality tag "
+        "(a DICOM header decides for itself; CT/MR/... DICOM are refused)",
+    )
+    p.add_argument(
+        "--override-dicom-modality",
+        action="store_true",
+        default=None,
+        dest="override_dicom_modality",
+        help="DANGER, research only: --modality wins over every DICOM header, including "
+        "CT/MR/... (answers are meaningless for such frames)",
     )
     p.add_argument("--overlay", action="store_true", default=None, help="write overlay PNGs")
     p.add_argument("--sr", action="store_true", default=None, help="write DICOM SR (DICOM in)")

@@ -21,8 +21,32 @@ _STATUS_BGR = {
 }
 
 
+def describe(diagnosis: Diagnosis) -> str:
+    """The one-line verdict users read (CLI, overlays): ``"positive cyst 87%"``,
+    ``"negative normal 91%"``; an indeterminate result says why and shows no label
+    or confidence: ``"indeterminate: abstain band, score 0.45"``, ``"indeterminate:
+    quality (too_dark, low_contrast)"``, ``"indeterminate: out of distribution"``."""
+    if diagnosis.status != "indeterminate":
+        pct = 100 * (diagnosis.confidence or 0.0)
+        return f"{diagnosis.status} {diagnosis.label or '-'} {pct:.0f}%"
+    reasons = diagnosis.reasons
+    quality = [r.split(":", 1)[1] for r in reasons if r.startswith("quality:")]
+    if quality:
+        return f"indeterminate: quality ({', '.join(quality)})"
+    if "out_of_distribution" in reasons:
+        return "indeterminate: out of distribution"
+    if "abstain_band" in reasons and diagnosis.positive_score is not None:
+        return f"indeterminate: abstain band, score {diagnosis.positive_score:.2f}"
+    return f"indeterminate: {', '.join(reasons) or 'no result'}"
+
+
 def render_overlay(
-    frame: Any, diagnosis: Diagnosis, *, color_order: str = "bgr", max_side: int = 768
+    frame: Any,
+    diagnosis: Diagnosis,
+    *,
+    color_order: str = "rgb",
+    max_side: int = 768,
+    frame_note: str | None = None,
 ) -> npt.NDArray[np.uint8]:
     """A BGR uint8 picture: the frame (windowed to its 0.5-99.5th percentiles), the
     heatmap blended in (colour map "inferno" where the lesion probability exceeds 0.2), a
@@ -34,10 +58,13 @@ def render_overlay(
         The frame given to ``diagnose``.
     diagnosis : Diagnosis
         Its result.
-    color_order : {"bgr", "rgb"}
-        Channel order of a colour frame.
+    color_order : {"rgb", "bgr"}
+        Channel order of a colour frame (the Diagnoser's default, ``"rgb"``).
     max_side : int
         The picture is downscaled so that its longer side is at most this.
+    frame_note : str, optional
+        Which frame of a multi-frame input this is (e.g. ``"frame 16 of 30"``), shown in
+        the banner.
     """
     gray = robust_unit(to_gray(frame, color_order=color_order))
     h, w = gray.shape
@@ -55,11 +82,9 @@ def render_overlay(
     banner_h = max(48, size[1] // 9)
     banner = np.full((banner_h, size[0], 3), 24, np.uint8)
     colour_bgr = _STATUS_BGR.get(diagnosis.status, (200, 200, 200))
-    if diagnosis.label is not None:
-        pct = 100 * (diagnosis.confidence or 0.0)
-        text = f"{diagnosis.status.upper()}  {diagnosis.label}  {pct:.0f}%"
-    else:
-        text = f"{diagnosis.status.upper()}  ({', '.join(diagnosis.reasons) or 'no result'})"
+    verdict = describe(diagnosis)
+    head, _, rest = verdict.partition(" ")
+    text = f"{head.rstrip(':').upper()}  {rest}"
     fs = max(0.45, min(1.0, size[0] / 700))
     cv2.putText(
         banner,
@@ -74,7 +99,7 @@ def render_overlay(
     model = diagnosis.model.get("name", "?")
     cv2.putText(
         banner,
-        f"model {model} - NOT FOR CLINICAL USE",
+        f"model {model}{' - ' + frame_note if frame_note else ''} - NOT FOR CLINICAL USE",
         (8, int(banner_h * 0.85)),
         cv2.FONT_HERSHEY_SIMPLEX,
         max(0.4, fs * 0.6),

@@ -28,8 +28,10 @@ __all__ = [
     "check_float",
     "check_int",
     "check_odd_window",
+    "check_out",
     "checked_array",
     "value_range",
+    "widen_integer",
 ]
 
 #: Pixel types the kernels accept; everything is computed in float32.
@@ -90,7 +92,10 @@ def checked_array(
         if arr.dtype == np.bool_:
             hint = " (for a mask, use image.astype(np.uint8))"
         elif arr.dtype.kind in "iu":
-            hint = " (convert with image.astype(np.float32))"
+            hint = (
+                " (medimg_edge.diagnose / Diagnoser accept it as it is; elsewhere convert "
+                "exactly with medimg_edge._validation.widen_integer(image))"
+            )
         elif arr.dtype.kind == "c":
             hint = " (pass the magnitude: numpy.abs(image).astype(np.float32))"
         raise InvalidInputError(
@@ -120,6 +125,40 @@ def checked_array(
             f"and {MAX_PIXELS} pixels in all; crop or downsample it first"
         )
     return arr if arr.dtype == native else arr.astype(native)
+
+
+def widen_integer(image: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """An integer (or bool / float16) array as one of :data:`ACCEPTED_DTYPES`, exactly.
+
+    ``uint8`` / ``uint16`` / float32 / float64 are returned as they are.  Other integer
+    arrays (int8, int16, int32, int64, uint32, uint64, e.g. CT or DX pixels after the
+    modality LUT) keep their values: ``uint16`` when every value lies in [0, 65535] (so
+    the quality thresholds see the same nominal range as for the unsigned frame of the
+    same values), else float32 for 8/16-bit types and float64 for wider ones (exact up to
+    2**53; beyond that an :class:`InvalidInputError`).  ``bool`` becomes ``uint8`` and
+    float16 float32.  Any other dtype is returned unchanged (:func:`checked_array` then
+    says what to do).
+    """
+    dt = image.dtype
+    if dt in ACCEPTED_DTYPES:
+        return image
+    if dt == np.bool_:
+        return image.astype(np.uint8)
+    if dt.kind == "f" and dt.itemsize == 2:
+        return image.astype(np.float32)
+    if dt.kind not in "iu" or image.size == 0:
+        return image
+    lo, hi = int(image.min()), int(image.max())
+    if lo >= 0 and hi <= 0xFFFF:
+        return image.astype(np.uint16)
+    if dt.itemsize <= 2:
+        return image.astype(np.float32)
+    if max(-lo, hi) > 1 << 53:
+        raise InvalidInputError(
+            f"integer frame with values up to {max(-lo, hi)} in magnitude (beyond 2**53, "
+            "not exact in float64); rescale it, e.g. (image >> 16).astype(np.int32)"
+        )
+    return image.astype(np.float64)
 
 
 def as_float_array(

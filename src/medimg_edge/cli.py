@@ -37,6 +37,7 @@ from . import (
     quality,
     simd,
 )
+from ._cli_common import collect_or_report, missing_extra
 from ._errors import MedimgEdgeError
 from ._version import __version__
 
@@ -234,46 +235,6 @@ error (bad option, missing PATH, no image found, CSV not writable).
 """
 
 
-def _collect_images(paths: Sequence[str]) -> list[tuple[Path, Path]]:
-    """(file, key) for every image to analyse; key is the path relative to the folder
-    argument it was found in (the file name for a file argument), used to find masks."""
-    from .io import IMAGE_SUFFIXES
-
-    found: list[tuple[Path, Path]] = []
-    seen: set[Path] = set()
-    for arg in paths:
-        root = Path(arg)
-        if root.is_dir():
-            files = sorted(
-                (f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
-                key=lambda f: f.relative_to(root).as_posix(),
-            )
-            items = [(f, f.relative_to(root)) for f in files]
-        elif root.is_file():
-            items = [(root, Path(root.name))]
-        else:
-            raise FileNotFoundError(arg)
-        for f, key in items:
-            resolved = f.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
-                found.append((f, key))
-    return found
-
-
-def collect_or_report(paths: Sequence[str]) -> list[tuple[Path, Path]]:
-    """:func:`_collect_images`, printing the usage error (and returning []) when a path
-    does not exist or no image is found."""
-    try:
-        files = _collect_images(paths)
-    except FileNotFoundError as exc:
-        print(f"error: no such file or folder: {exc.args[0]}", file=sys.stderr)
-        return []
-    if not files:
-        print("error: no image files found (extensions: see --help)", file=sys.stderr)
-    return files
-
-
 _MASK_SUFFIXES = (".png", ".npy", ".tif", ".tiff")
 
 
@@ -374,12 +335,17 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What the [train] extra installs (checked before train / evaluate start any work).
+TRAIN_MODULES = ("tensorflow", "sklearn", "matplotlib")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    try:
-        from . import training
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        print(f"error: training needs the [train] extra: {exc}", file=sys.stderr)
+    error = missing_extra(TRAIN_MODULES, "train")
+    if error is not None:
+        print(error, file=sys.stderr)
         return 2
+    from . import training
+
     progress = not args.no_progress
     if args.reference:
         out = Path(args.out or "models")
@@ -425,11 +391,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    try:
-        from . import training
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        print(f"error: evaluation needs the [train] extra: {exc}", file=sys.stderr)
+    error = missing_extra(TRAIN_MODULES, "train")
+    if error is not None:
+        print(error, file=sys.stderr)
         return 2
+    from . import training
+
     float_bytes = Path(args.float_model).read_bytes() if args.float_model else None
     res = training.evaluate(
         args.model,

@@ -19,6 +19,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -27,6 +28,7 @@ import numpy.typing as npt
 
 from . import quality as _quality
 from . import simd
+from ._clip import ClipDiagnosis
 from ._errors import InvalidInputError
 from ._validation import as_float_array, checked_array
 from ._version import __version__
@@ -222,8 +224,11 @@ class Diagnoser:
     smoothing_ms : float
         Video mode time constant: with ``timestamp_ms``, calibrated scores are averaged
         with weight ``1 - exp(-dt / smoothing_ms)`` for the new frame (0 disables).
-    color_order : {"bgr", "rgb"}
-        Channel order of colour frames (screen grabs).
+    color_order : {"rgb", "bgr"}
+        Channel order of ``(H, W, 3|4)`` colour frames: ``"rgb"`` (default) for what
+        pydicom, PIL, scikit-image and most SDKs deliver; ``"bgr"`` for frames captured
+        with OpenCV (``cv2.VideoCapture``, ``cv2.imread``).  The luma weights differ for R
+        and B, so the wrong order changes the grey frame the model sees.
 
     Notes
     -----
@@ -255,7 +260,7 @@ class Diagnoser:
         denoise: str = "auto",
         quality_gate: bool = True,
         smoothing_ms: float = 300.0,
-        color_order: str = "bgr",
+        color_order: str = "rgb",
     ) -> None:
         if modality is not None:
             modality = _check_modality(modality)
@@ -286,8 +291,11 @@ class Diagnoser:
             )
         if denoise not in _DENOISE:
             raise InvalidInputError(f"denoise must be one of {_DENOISE}, got {denoise!r}")
-        if color_order not in ("bgr", "rgb"):
-            raise InvalidInputError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+        if color_order not in ("rgb", "bgr"):
+            raise InvalidInputError(
+                f"color_order must be 'rgb' (pydicom, PIL, scikit-image) or 'bgr' (OpenCV "
+                f"capture), got {color_order!r}"
+            )
         if not (isinstance(smoothing_ms, (int, float)) and 0 <= smoothing_ms < math.inf):
             raise InvalidInputError(f"smoothing_ms must be >= 0, got {smoothing_ms!r}")
         if pkg.input.channels != 1:
@@ -414,6 +422,21 @@ class Diagnoser:
             timings[name] = (t1 - t0) * 1e3
             return t1
 
+        if isinstance(frame, np.ndarray):
+            if frame.ndim == 4 or (frame.ndim == 3 and min(frame.shape[1:]) >= _MIN_SIDE):
+                raise InvalidInputError(
+                    f"frame has shape {frame.shape} ({frame.ndim}-D): a clip of "
+                    f"{frame.shape[0]} frames? "
+                    "diagnose it with Diagnoser.diagnose_clip(frames) (or "
+                    "medimg_edge.triage.diagnose_clip), which diagnoses 3 sampled frames "
+                    "and names the one its answer rests on; one colour frame is (H, W, 3) "
+                    "or (H, W, 4) uint8",
+                    code="clip_input",
+                )
+            if frame.dtype not in _DTYPE_NAMES:
+                from ._validation import widen_integer  # int8/16/32/64, uint32/64: exact
+
+                frame = widen_integer(frame)
         arr = checked_array(frame, name="frame", ndims=(2, 3))
         if min(arr.shape[:2]) < _MIN_SIDE:
             raise InvalidInputError(
@@ -575,9 +598,83 @@ class Diagnoser:
                 self._last = diag
         return diag
 
+    def diagnose_clip(
+        self,
+        frames: Any,
+        *,
+        frame_indices: Sequence[int] | None = None,
+        n_frames: int | None = None,
+        sample: int = 3,
+    ) -> ClipDiagnosis:
+        """Diagnose a clip (multi-frame input) by the one clip rule of
+        :mod:`medimg_edge._clip`: ``sample`` evenly spaced frames (first and last
+        included) are diagnosed and the answer is the decisive frame with the highest
+        positive score (all indeterminate: the first), naming that frame.
 
-_default_lock = threading.Lock()
-_default: dict[tuple[Any, ...], Diagnoser] = {}
+        Parameters
+        ----------
+        frames : array_like or sequence of array_like
+            ``(n, H, W)`` or ``(n, H, W, 3|4)`` array, or a sequence of frames that
+            :meth:`diagnose` accepts; one frame (2-D or ``(H, W, 3|4)``) is a clip of one.
+        frame_indices : sequence of int, optional
+            When ``frames`` are already the sampled frames of a longer clip (what
+            :func:`medimg_edge.io.read_input` returns): their 0-based indices in it.
+            Every given frame is then diagnosed.
+        n_frames : int, optional
+            Frames in the whole clip, with ``frame_indices`` (default ``len(frames)``).
+        sample : int
+            Frames to diagnose from a whole clip (>= 1).
+
+        Returns
+        -------
+        ClipDiagnosis
+            ``result`` (the answer), ``frame_index``, ``frame_indices``,
+            ``frame_results``, ``n_frames``; ``to_dict()`` for JSON.
+
+        Raises
+        ------
+        InvalidInputError
+            For an unusable frame (as :meth:`diagnose`), an empty clip or indices that
+            do not match the frames.
+        """
+        from ._clip import aggregate, sample_frame_indices
+
+        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+            raise InvalidInputError(f"sample must be an integer >= 1, got {sample!r}")
+        if isinstance(frames, np.ndarray):
+            one = frames.ndim == 2 or (frames.ndim == 3 and frames.shape[2] in (3, 4))
+            clip: Sequence[Any] = [frames] if one else list(frames)
+        elif isinstance(frames, (list, tuple)):
+            clip = frames
+        else:
+            raise InvalidInputError(
+                f"frames must be an (n, H, W[, 3]) array or a list of frames, got "
+                f"{type(frames).__name__}"
+            )
+        if len(clip) == 0:
+            raise InvalidInputError("frames is empty: pass at least one frame")
+        if frame_indices is None:
+            indices = sample_frame_indices(len(clip), sample)
+            chosen = [clip[i] for i in indices]
+            total = len(clip)
+        else:
+            indices = tuple(int(i) for i in frame_indices)
+            total = len(clip) if n_frames is None else int(n_frames)
+            if len(indices) != len(clip) or any(not 0 <= i < total for i in indices):
+                raise InvalidInputError(
+                    f"frame_indices {list(indices)} do not match {len(clip)} frames of a "
+                    f"clip of {total}: give one index in [0, n_frames) per frame"
+                )
+            chosen = list(clip)
+        results = tuple(self.diagnose(f) for f in chosen)
+        k = aggregate(results)
+        return ClipDiagnosis(
+            result=results[k],
+            frame_index=indices[k],
+            frame_indices=tuple(indices),
+            frame_results=results,
+            n_frames=total,
+        )
 
 
 def diagnose(
@@ -585,24 +682,30 @@ def diagnose(
     *,
     modality: str | None = None,
     model: str | os.PathLike[str] | Model | None = None,
+    color_order: str = "rgb",
 ) -> Diagnosis:
-    """Diagnose one frame with a cached :class:`Diagnoser` (see there).
+    """Diagnose one frame with a pooled :class:`Diagnoser` (see there).
+
+    The Diagnoser comes from :func:`medimg_edge.triage.pooled_diagnoser`, the one pool
+    every client shares (keyed by modality, model sha256 and settings): built on the
+    first call, reused after.
 
     Parameters
     ----------
     frame : array_like
-        2-D grayscale (uint8, uint16, float32, float64) or ``(H, W, 3|4)`` uint8 BGR(A).
+        2-D grayscale of any integer dtype (uint8, uint16, int8, int16, int32, uint32, ...:
+        converted exactly, see :func:`medimg_edge._validation.widen_integer`) or float32 /
+        float64; or ``(H, W, 3|4)`` uint8 colour in ``color_order``.  A clip ``(n, H, W)``
+        / ``(n, H, W, 3)`` is refused with code ``clip_input``: use
+        :meth:`Diagnoser.diagnose_clip`.
     modality : {"ultrasound", "xray"}, optional
         Required unless ``model`` names one for a single modality.
     model : str, path or Model, optional
         Default the bundled reference model of ``modality``.
+    color_order : {"rgb", "bgr"}
+        Channel order of a colour frame: ``"rgb"`` (pydicom, PIL, scikit-image) or
+        ``"bgr"`` (OpenCV capture and ``cv2.imread``).
     """
-    # A loaded Model is keyed by identity, a name or path by its text.
-    which: Any = id(model) if isinstance(model, Model) else (os.fspath(model) if model else None)
-    key = (modality, which)
-    with _default_lock:
-        d = _default.get(key)
-        if d is None:
-            d = Diagnoser(model, modality)
-            _default[key] = d
-    return d.diagnose(frame)
+    from .triage import pooled_diagnoser
+
+    return pooled_diagnoser(model, modality, color_order=color_order).diagnose(frame)

@@ -10,7 +10,8 @@
 The same as ``medimg-edge batch INPUT... --out results.parquet``.  Inputs are folders
 (searched recursively), glob patterns and CSV / Parquet manifests with a ``path`` column
 (and optionally a ``modality`` column).  Work is cut into chunks of many files; each
-worker process builds one :class:`~medimg_edge.Diagnoser` per modality and reuses it.
+worker process builds one :class:`~medimg_edge.Diagnoser` per modality and reuses it
+(the triage layer's pool, :mod:`medimg_edge.triage`, shared by every client).
 Engines (``scheduler``):
 
 =====================  ===============================================================
@@ -52,15 +53,21 @@ column                       type                       content
 ``content_sha256``           string                     sha256 of the file's bytes
 ``file_size``                int64                      bytes
 ``format``                   string                     png, jpeg, tiff, npy, dicom
-``height``, ``width``        int32                      of the frame analysed (the first
-                                                        frame of a multi-frame file)
+``height``, ``width``        int32                      of the frame analysed: the one
+                                                        the diagnosis rests on (clip
+                                                        rule, ``medimg_edge._clip``), the
+                                                        first without a diagnosis
 ``dtype``                    string                     the frame's NumPy dtype
 ``n_frames``                 int32                      frames in the file (cine: > 1)
+``frame_index``              int32                      0-based index of that frame
 ``read_flags``               list<string>               reader flags: burned_in_annotation,
                                                         monochrome1_inverted,
                                                         lossy_compressed, cine_sampled
 ``modality``                 string                     ultrasound / xray / null (unknown)
-``modality_source``          string                     option, manifest, dicom (Modality tag)
+``modality_source``          string                     dicom (the header decides: Modality
+                                                        tag / SOP class), option, manifest
+                                                        (non-DICOM and untagged DICOM), or
+                                                        override
 ``package_version``          string, not null           medimg-edge version
 ``config_id``                string, not null           16 hex: see Resume
 ``what``                     string, not null           e.g. ``features,quality,diagnosis``
@@ -162,6 +169,7 @@ class Options(TypedDict, total=False):
     keep_ids: bool
     salt_file: str | os.PathLike[str] | None
     quality_gate: bool
+    override_dicom_modality: bool
     rows_per_part: int
     flush_seconds: float
     progress: bool
@@ -180,6 +188,7 @@ def _execute(
     keep_ids: bool = False,
     salt_file: str | os.PathLike[str] | None = None,
     quality_gate: bool = True,
+    override_dicom_modality: bool = False,
     rows_per_part: int = 5000,
     flush_seconds: float = 60.0,
     progress: bool = False,
@@ -211,6 +220,7 @@ def _execute(
         modality=modality,
         model=os.fspath(model) if model is not None else None,
         quality_gate=quality_gate,
+        override_dicom_modality=bool(override_dicom_modality),
         keep_ids=keep_ids,
         salt=salt,
         run=sink.run,
@@ -259,9 +269,11 @@ def run(
         Any of ``"features"``, ``"quality"``, ``"diagnosis"`` (comma-separated or a list;
         default all three, :data:`WHAT`).
     modality : {"ultrasound", "xray"}, optional
-        For every file; by default from the manifest's ``modality`` column or the DICOM
-        Modality tag through :data:`medimg_edge.io.MODALITY_MAP` (US, IVUS ->
-        ultrasound; CR, DX, DR, RG, RF, MG, XA, PX, IO -> xray).
+        For non-DICOM files and DICOM without a usable Modality; wins over the manifest's
+        ``modality`` column.  A DICOM header decides for itself by the one modality rule
+        of :mod:`medimg_edge._modality` (US, IVUS -> ultrasound; CR, DX, DR, RG, RF, MG,
+        XA, PX, IO -> xray; CT, MR, NM, ... refused with ``unsupported_modality`` when
+        ``diagnosis`` is asked for).
     model : str or path, optional
         Model name or sidecar path for the diagnosis (default: the reference model of
         each modality, ``diagnosis.REFERENCE_MODELS``).
@@ -278,6 +290,10 @@ def run(
     quality_gate : bool
         Passed to the Diagnoser: frames that fail the quality check are refused (default
         True).
+    override_dicom_modality : bool
+        Research only: ``modality`` (or the manifest's) wins over every DICOM header,
+        including CT / MR / ... (default False: the header decides, and DICOM of a
+        modality no model serves is refused with ``unsupported_modality``).
     rows_per_part, flush_seconds
         A part file is written every ``rows_per_part`` rows (default 5000) or
         ``flush_seconds`` (default 60).

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import InvalidInputError
+from .._modality import MODALITIES as _MODALITIES
 from .._version import __version__
 from ._files import write_atomic
 from ._schema import SCHEMA_VERSION, WHAT
@@ -21,7 +22,6 @@ __all__ = ["SALT_ENV", "BatchConfig", "load_salt", "make_config", "parse_what", 
 #: Environment variable holding the salt (text; at least 16 characters).
 SALT_ENV = "MEDIMG_EDGE_SALT"
 _MIN_SALT = 16
-_MODALITIES = ("ultrasound", "xray")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class BatchConfig:
     salt: bytes
     run: int
     config_id: str
+    override_dicom_modality: bool = False
 
     def model_for(self, modality: str) -> ModelRef | None:
         for mod, ref in self.models:
@@ -131,8 +132,8 @@ def _resolve_models(
     from ..diagnosis import REFERENCE_MODELS
 
     if model is None:
-        mods = (modality,) if modality else _MODALITIES
-        return tuple((m, _model_ref(REFERENCE_MODELS[m])[0]) for m in mods)
+        # Both: a DICOM header decides its file's modality, whatever --modality says.
+        return tuple((m, _model_ref(REFERENCE_MODELS[m])[0]) for m in _MODALITIES)
     ref, pkg_modality = _model_ref(model)
     if modality is not None:
         if pkg_modality not in ("any", modality):
@@ -154,6 +155,7 @@ def make_config(
     keep_ids: bool,
     salt: bytes,
     run: int,
+    override_dicom_modality: bool = False,
 ) -> BatchConfig:
     """Resolve the models and compute the config id: the sha256 (16 hex) of the package
     version, the schema version, ``what``, the modality option, the models' names,
@@ -171,6 +173,8 @@ def make_config(
         "models": [[m, r.name, r.version, r.sha256] for m, r in models],
         "quality_gate": quality_gate,
     }
+    if override_dicom_modality:
+        canon["override_dicom_modality"] = True
     config_id = hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
     return BatchConfig(
         what=what,
@@ -181,4 +185,5 @@ def make_config(
         salt=salt,
         run=run,
         config_id=config_id,
+        override_dicom_modality=override_dicom_modality,
     )

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import InvalidInputError
-from ..io import IMAGE_SUFFIXES, _sniff
+from ..io import find_images
 
 __all__ = ["MANIFEST_SUFFIXES", "Source", "collect"]
 
@@ -29,41 +28,11 @@ class Source:
     modality: str | None = None
 
 
-def _is_dicom_without_suffix(path: Path) -> bool:
-    """The file is regular and :func:`medimg_edge.io._sniff` finds the DICOM signature.
-
-    Opened without blocking and checked with ``fstat`` before the read: a FIFO or a
-    device is never read (it could block the walk forever)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        head = os.pread(fd, 132, 0)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return _sniff(head) == "dicom"
-
-
 def _walk(root: Path) -> list[Path]:
-    """Image files under ``root``: a known suffix, or no suffix and the DICOM signature
-    (archives often store ``IM000001``-style names).  Hidden files and folders are
-    skipped; the order is sorted so runs are reproducible."""
-    found: list[Path] = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            p = Path(folder, name)
-            suffix = p.suffix.lower()
-            if suffix in IMAGE_SUFFIXES or (suffix == "" and _is_dicom_without_suffix(p)):
-                found.append(p)
-    return found
+    """Image files under ``root`` (:func:`medimg_edge.io.find_images`: a known suffix, or
+    no suffix and the DICOM signature; hidden files and a synth data set's ``masks/``
+    skipped; sorted, so runs are reproducible)."""
+    return find_images(root)
 
 
 def _modality_of(value: object, where: str) -> str | None:

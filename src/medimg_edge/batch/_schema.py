@@ -54,6 +54,7 @@ def _identity() -> list[pa.Field]:
         pa.field("width", pa.int32()),
         pa.field("dtype", _STR),
         pa.field("n_frames", pa.int32()),
+        pa.field("frame_index", pa.int32()),
         pa.field("read_flags", pa.list_(_STR)),
         pa.field("modality", _STR),
         pa.field("modality_source", _STR),

@@ -1,30 +1,26 @@
 """What runs on a worker: one chunk of files -> one Arrow record batch.
 
-Each worker process keeps one :class:`~medimg_edge.Diagnoser` per (modality, model
-sha256, quality gate) in a process-wide cache: it is built the first time a file needs it
-and reused for every later file, task and run (a warm pool builds it once, whatever the
-salt or run number of each run).  The same functions run in the driver for
-``scheduler="serial"``, in the local process pool and on Dask workers.
+Every file goes through :class:`medimg_edge.triage.Triage` (the reader, the modality rule
+and the clip rule every client shares); its Diagnosers come from the process-wide pool
+(keyed by modality, model sha256 and settings): built the first time a file needs one and
+reused for every later file, task and run (a warm pool builds it once, whatever the salt or
+run number of each run).  The same functions run in the driver for ``scheduler="serial"``,
+in the local process pool and on Dask workers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import stat
-import threading
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .. import io
 from .._errors import InvalidInputError, MedimgEdgeError
+from .._modality import ModalitySource
 from .._version import __version__
 from ._config import BatchConfig
 from ._schema import feature_column, schema
@@ -32,7 +28,7 @@ from ._schema import feature_column, schema
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ..diagnosis import Diagnoser, Diagnosis
+    from ..triage import Triage
 
 __all__ = [
     "Item",
@@ -51,8 +47,6 @@ _STAGE_CODES = {
     "features": "features_failed",
     "diagnosis": "diagnosis_failed",
 }
-#: Bytes of a file's head that :func:`medimg_edge.io._kind` needs (DICOM: "DICM" at 128).
-_HEAD = 132
 
 
 @dataclass(frozen=True)
@@ -90,53 +84,38 @@ def base_row(config: BatchConfig, item: Item) -> dict[str, Any]:
     return row
 
 
-#: (modality, model sha256, quality gate) -> Diagnoser, for the life of the process.
-_DIAGNOSERS: dict[tuple[str, str, bool], Diagnoser] = {}
-_DIAGNOSERS_LOCK = threading.Lock()
-_BUILT = 0
 _INITIALISED = False
+_TRIAGES: dict[tuple[Any, ...], Triage] = {}
 
 
 def diagnosers_built() -> int:
     """How many Diagnosers this process has built (tests check there is one per
-    worker and modality, whatever the number of tasks and runs)."""
-    return _BUILT
+    worker and modality, whatever the number of tasks and runs): the triage pool's count."""
+    from ..triage import diagnosers_built as built
+
+    return built()
 
 
-def _diagnoser(config: BatchConfig, modality: str) -> Diagnoser:
-    """The process's Diagnoser for ``modality`` and the config's model and quality gate,
-    built on first use; its model must have the sha256 the driver resolved."""
-    global _BUILT
-    ref = config.model_for(modality)
-    if ref is None:
-        raise InvalidInputError(
-            f"no model for {modality} frames in this run (--model is for another modality)",
-            code="no_model",
+def _triage(config: BatchConfig) -> Triage:
+    """The process's :class:`~medimg_edge.triage.Triage` for the config's models and
+    quality gate (its Diagnosers come from the process-wide pool, keyed by modality,
+    model sha256 and settings, and must have the sha256 the driver resolved)."""
+    key = (config.models, config.quality_gate, config.override_dicom_modality)
+    t = _TRIAGES.get(key)
+    if t is None:
+        from ..triage import Triage
+
+        t = Triage(
+            models={m: ref.ref for m, ref in config.models},
+            expected_sha256={m: ref.sha256 for m, ref in config.models},
+            reference_fallback=False,
+            delegate="cpu",
+            num_threads=1,
+            quality_gate=config.quality_gate,
+            override_dicom_modality=config.override_dicom_modality,
         )
-    key = (modality, ref.sha256, config.quality_gate)
-    with _DIAGNOSERS_LOCK:
-        d = _DIAGNOSERS.get(key)
-        if d is None:
-            from ..diagnosis import Diagnoser
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                d = Diagnoser(
-                    ref.ref,
-                    modality,
-                    delegate="cpu",
-                    num_threads=1,
-                    quality_gate=config.quality_gate,
-                )
-            if d.model.info["sha256"] != ref.sha256:
-                raise InvalidInputError(
-                    f"model {ref.name} on this worker differs from the driver's (sha256 "
-                    "mismatch): install the same medimg-edge and models everywhere",
-                    code="model_mismatch",
-                )
-            _DIAGNOSERS[key] = d
-            _BUILT += 1
-        return d
+        _TRIAGES[key] = t
+    return t
 
 
 def init_process() -> None:
@@ -150,46 +129,15 @@ def init_process() -> None:
     _INITIALISED = True
 
 
-class _NotRegular(OSError):
-    """The path is a FIFO, socket, device or directory: never read (it could block)."""
+def _hash_file(path: str, name: str) -> tuple[str, int, str | None]:
+    """(sha256 of the content, size, format by :func:`medimg_edge.io.sniff_format`).
 
-
-def _hash_file(path: str) -> tuple[str, int, str | None]:
-    """(sha256 of the content, size, format from :func:`medimg_edge.io._kind`).
-
-    Opened without blocking and checked with ``fstat`` before any read, so a FIFO or a
-    device in an archive is refused (:class:`_NotRegular`) instead of hanging the run.
-    Empty files are hashed too.
+    Opened with :func:`medimg_edge.io.open_regular` (without blocking, ``fstat``-checked
+    before any read), so a FIFO or a device in an archive is refused instead of hanging
+    the run.  Empty files are hashed too.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _NotRegular("not a regular file")
-        os.set_blocking(fd, True)
-        fh = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with fh:
-        head = fh.read(_HEAD)
-        digest = io._sha256_of(fh)
-    return digest, int(st.st_size), io._kind(Path(path), head)
-
-
-def _load(
-    path: str, keep_ids: bool
-) -> tuple[np.ndarray[Any, Any], str | None, str | None, int, tuple[str, ...]]:
-    """(first frame, modality from the DICOM tag, SOP Instance UID, number of frames,
-    reader flags) by :func:`medimg_edge.io.read_input` (only the first frame of a cine
-    is decoded).  Without ``keep_ids`` its messages name the file ``<file>``."""
-    inp = io.read_input(
-        path, label=None if keep_ids else "<file>", cine_frames=1, content_hash=False
-    )  # hashed already by _hash_file (before reading, for resume)
-    uid = None
-    if inp.dataset is not None:
-        uid = str(inp.dataset.get("SOPInstanceUID", "") or "").strip() or None
-    return np.asarray(inp.frames[0]), inp.modality, uid, inp.n_frames, tuple(inp.flags)
+    with io.open_regular(path, name, image=False) as f:
+        return io.sha256_of(f.fh), f.size, f.kind
 
 
 def _process(config: BatchConfig, item: Item) -> dict[str, Any] | None:
@@ -197,44 +145,63 @@ def _process(config: BatchConfig, item: Item) -> dict[str, Any] | None:
     t0 = time.perf_counter()
     row = base_row(cfg, item)
     stage = "read"
+    name = Path(item.path).name if cfg.keep_ids else "<file>"
+    diagnosing = "diagnosis" in cfg.what
     try:
-        digest, size, fmt = _hash_file(item.path)
+        digest, size, fmt = _hash_file(item.path, name)
         row.update(content_sha256=digest, file_size=size, format=fmt)
         if item.expected_sha256 is not None and item.expected_sha256 == digest:
             return None
-        image, dicom_modality, uid, n_frames, flags = _load(item.path, cfg.keep_ids)
-        if uid is not None:
-            row["instance_id"] = salted_hash(cfg.salt, "uid", uid)
-            if cfg.keep_ids:
-                row["sop_instance_uid"] = uid
+        triage = _triage(cfg)
+        # Hashed already (before reading, for resume).  Without a diagnosis a DICOM file
+        # of any modality is read (features / quality are asked for, not an answer).
+        inp = triage.read(
+            item.path,
+            label=None if cfg.keep_ids else "<file>",
+            content_hash=False,
+            check_modality=diagnosing,
+            cine_frames=None if diagnosing else 1,
+        )
+        if inp.dataset is not None:
+            uid = str(inp.dataset.get("SOPInstanceUID", "") or "").strip() or None
+            if uid is not None:
+                row["instance_id"] = salted_hash(cfg.salt, "uid", uid)
+                if cfg.keep_ids:
+                    row["sop_instance_uid"] = uid
+        row.update(n_frames=inp.n_frames, read_flags=list(inp.flags))
+        requested: str | None = cfg.modality
+        source: ModalitySource = "option"
+        if requested is None:
+            requested, source = item.modality, "manifest"
+        modality: str | None = None
+        decided: Exception | None = None
+        try:
+            modality, source = triage.decide_modality(
+                inp, requested=requested, source=source, name=name
+            )
+            row.update(modality=modality, modality_source=source)
+        except InvalidInputError as exc:
+            decided = exc
+        # The diagnosis runs first (the clip rule picks the frame); quality and features
+        # are of the frame its answer rests on (the first frame without a diagnosis).
+        got = None
+        diag_error: Exception | None = None
+        if diagnosing and decided is None:
+            try:
+                got = triage.run(inp, modality=(modality, source), name=name)  # type: ignore[arg-type]
+            except Exception as exc:
+                diag_error = exc
+        image = got.frame if got is not None else inp.frames[0]
         row.update(
             height=int(image.shape[0]),
             width=int(image.shape[1]),
             dtype=str(image.dtype),
-            n_frames=n_frames,
-            read_flags=list(flags),
+            frame_index=got.clip.frame_index if got is not None else int(inp.frame_indices[0]),
         )
-        modality, source = cfg.modality, "option"
-        if modality is None:
-            modality, source = item.modality, "manifest"
-        if modality is None:
-            modality, source = dicom_modality, "dicom"
-        if modality is not None:
-            row.update(modality=modality, modality_source=source)
-        # With both quality and diagnosis, the Diagnosis's own quality report (the same
-        # measures of the same frame) fills the quality columns.  A diagnosis that fails
-        # is raised at its own stage, after quality and features, as before.
-        diag: Diagnosis | None = None
-        diag_error: Exception | None = None
-        if "quality" in cfg.what and "diagnosis" in cfg.what and modality is not None:
-            try:
-                diag = _diagnoser(cfg, modality).diagnose(image)
-            except Exception as exc:
-                diag_error = exc
         if "quality" in cfg.what:
             stage = "quality"
-            if diag is not None:
-                rep = diag.quality
+            if got is not None:
+                rep = got.result.quality
             else:
                 from ..quality import assess
 
@@ -251,17 +218,14 @@ def _process(config: BatchConfig, item: Item) -> dict[str, Any] | None:
 
             feats = extract(image)
             row.update({feature_column(k): float(v) for k, v in feats.items()})
-        if "diagnosis" in cfg.what:
+        if diagnosing:
             stage = "diagnosis"
-            if modality is None:
-                raise InvalidInputError(
-                    "unknown modality: pass --modality, give the manifest a 'modality' "
-                    "column, or use DICOM files with a Modality tag (US, CR, DX)",
-                    code="unknown_modality",
-                )
+            if decided is not None:
+                raise decided
             if diag_error is not None:
                 raise diag_error
-            d = diag if diag is not None else _diagnoser(cfg, modality).diagnose(image)
+            assert got is not None
+            d = got.result
             row.update(
                 diag_status=d.status,
                 diag_label=d.label,
@@ -273,13 +237,6 @@ def _process(config: BatchConfig, item: Item) -> dict[str, Any] | None:
                 model_version=d.model["version"],
                 model_sha256=d.model["sha256"],
             )
-    except FileNotFoundError:
-        row.update(error_code="no_such_file", error_message="no such file")
-    except _NotRegular:
-        row.update(
-            error_code="unreadable",
-            error_message="not a regular file (FIFO, socket, device or folder): not read",
-        )
     except OSError as exc:
         row.update(
             error_code="unreadable", error_message=f"cannot read the file ({type(exc).__name__})"

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .._errors import MedimgEdgeError
+from .._modality import MODALITIES as _MODALITIES
 
 __all__ = [
     "DEFAULT_IGNORE",
@@ -30,7 +31,7 @@ __all__ = [
 
 #: Names the daemon never treats as inputs (temporary files of writers and sync tools).
 DEFAULT_IGNORE: tuple[str, ...] = ("*.part", "*.tmp", ".*", "~syncthing~*", ".syncthing.*")
-MODALITIES = ("ultrasound", "xray")
+MODALITIES = _MODALITIES
 
 
 class ConfigError(MedimgEdgeError, ValueError):
@@ -73,6 +74,7 @@ class Config:
     health_port: int | None = None
     log_level: str = "INFO"
     quality_gate: bool = True
+    override_dicom_modality: bool = False
 
     @property
     def effective_queue_size(self) -> int:
@@ -101,7 +103,7 @@ def _ignore_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
-_BOOL = ("overlay", "sr", "sc", "deidentify", "quality_gate")
+_BOOL = ("overlay", "sr", "sc", "deidentify", "quality_gate", "override_dicom_modality")
 _INT = {
     "workers": (1, 64),
     "queue_size": (0, 4096),

@@ -58,7 +58,7 @@ import numpy.typing as npt
 
 from .._errors import InvalidInputError
 from .._version import __version__
-from ..io import _burned_in_annotation, quiet_dicom
+from ..io import burned_in_annotation, quiet_dicom
 from ._deid import _deidentify
 
 __all__ = [
@@ -417,7 +417,7 @@ def _encode_sc(
         ref.ReferencedSOPClassUID = ev.SOPClassUID
         ref.ReferencedSOPInstanceUID = ev.SOPInstanceUID
         sc.SourceImageSequence = [ref]
-    flagged = _burned_in_annotation(ev) if burned_in is None else bool(burned_in)
+    flagged = burned_in_annotation(ev) if burned_in is None else bool(burned_in)
     sc.BurnedInAnnotation = "YES" if flagged else "NO"
     model = f["model"]
     sc.DerivationDescription = (

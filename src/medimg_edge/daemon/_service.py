@@ -309,6 +309,7 @@ class Daemon:
             "inbox": str(c.inbox),
             "models": dict(c.models),
             "quality_gate": c.quality_gate,
+            "override_dicom_modality": c.override_dicom_modality,
             "memory_limit_mb": c.memory_limit_mb,
             "preload": preload,
             "cine_frames": c.cine_frames,

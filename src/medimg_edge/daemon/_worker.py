@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._errors import InvalidInputError
+from .._modality import Modality
 
 __all__ = ["WorkerDied", "WorkerProcess", "WorkerReply"]
 
@@ -51,24 +52,22 @@ def _send(out: IO[bytes], header: dict[str, Any], blobs: dict[str, bytes] | None
 
 class _Work:
     def __init__(self, settings: dict[str, Any]) -> None:
+        from ..triage import Triage
+
         self.settings = settings
         self.inbox = Path(settings["inbox"])
-        self.diagnosers: dict[str, Any] = {}
+        self.triage = Triage(
+            models=settings["models"],
+            delegate="cpu" if settings.get("cpu_only") else "auto",
+            num_threads=1,
+            quality_gate=settings["quality_gate"],
+            cine_frames=settings["cine_frames"],
+            max_bytes=settings["max_file_mb"] * (1 << 20),
+            override_dicom_modality=bool(settings.get("override_dicom_modality")),
+        )
 
-    def diagnoser(self, modality: str) -> Any:
-        d = self.diagnosers.get(modality)
-        if d is None:
-            from ..diagnosis import Diagnoser
-
-            d = Diagnoser(
-                self.settings["models"].get(modality),
-                modality,
-                delegate="cpu" if self.settings.get("cpu_only") else "auto",
-                num_threads=1,
-                quality_gate=self.settings["quality_gate"],
-            )
-            self.diagnosers[modality] = d
-        return d
+    def diagnoser(self, modality: Modality) -> Any:
+        return self.triage.diagnoser(modality)
 
     def run(self, job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
         import cv2
@@ -95,56 +94,19 @@ class _Work:
         real = os.path.realpath(path)
         if not real.startswith(str(self.inbox) + os.sep):
             raise InvalidInputError(f"{label}: resolves outside the inbox", code="outside_inbox")
-        from ..io import read_input
-
-        img = read_input(
-            path,
-            label=label,
-            cine_frames=self.settings["cine_frames"],
-            max_bytes=self.settings["max_file_mb"] * (1 << 20),
-        )
-        modality = img.modality or job.get("modality")
-        source = "dicom" if img.modality else ("config" if modality else None)
-        if modality is None:
-            raise InvalidInputError(
-                f"{label}: no modality (no DICOM Modality tag; set 'modality' or a folder "
-                "rule in the config, or --modality)",
-                code="unknown_modality",
-            )
-        diagnoser = self.diagnoser(modality)
-        results = [diagnoser.diagnose(f) for f in img.frames]
-        decisive = [i for i, r in enumerate(results) if r.status != "indeterminate"]
-        if decisive:
-            best = max(decisive, key=lambda i: results[i].positive_score or 0.0)
-        else:
-            best = 0
-        agg = results[best]
-        doc: dict[str, Any] = agg.to_dict()
+        # The folder rule or the configured default: for what the header leaves open.
+        requested = job.get("modality")
+        img = self.triage.read(path, label=label)
+        got = self.triage.run(img, requested=requested, source="config", name=label)
+        agg = got.result
+        doc: dict[str, Any] = got.to_dict()
         doc["id"] = label
-        doc["input"] = {
-            "kind": img.kind,
-            "sha256": img.sha256,
-            "instance_key": img.instance_key,
-            "flags": list(img.flags),
-            "modality": modality,
-            "modality_source": source,
-            "frames_in_file": img.n_frames,
-            "frames_diagnosed": len(img.frames),
-            "frame_index": int(img.frame_indices[best]),
-        }
-        if len(results) > 1:
-            doc["aggregate"] = (
-                "the decisive frame with the highest positive score (all indeterminate: "
-                "the first frame)"
-            )
-            doc["frame_results"] = [
-                {"frame_index": int(i), **r.to_dict()}
-                for i, r in zip(img.frame_indices, results, strict=True)
-            ]
+        frame_index = got.clip.frame_index
         blobs: dict[str, bytes] = {}
         overlay_bgr = None
         if job["overlay"] or (job["sc"] and img.kind == "dicom"):
-            overlay_bgr = render_overlay(img.frames[best], agg)
+            note = f"frame {frame_index + 1} of {img.n_frames}" if img.n_frames > 1 else None
+            overlay_bgr = render_overlay(got.frame, agg, frame_note=note)
             if job["overlay"]:
                 ok, png = cv2.imencode(".png", overlay_bgr)
                 if not ok:
@@ -162,7 +124,12 @@ class _Work:
 
                 if job["sr"]:
                     blobs["sr.dcm"] = bytes(
-                        _dicom.encode_sr(agg, img.dataset, deidentify=job["deidentify"])
+                        _dicom.encode_sr(
+                            agg,
+                            img.dataset,
+                            deidentify=job["deidentify"],
+                            frame_index=frame_index if img.n_frames > 1 else None,
+                        )
                     )
                 if job["sc"] and overlay_bgr is not None:
                     rgb = np.ascontiguousarray(cv2.cvtColor(overlay_bgr, cv2.COLOR_BGR2RGB))
