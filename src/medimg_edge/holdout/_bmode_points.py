@@ -502,18 +502,24 @@ def render_ultrasound(
     # ---- vessels (normal anatomy, elongated anechoic tubes)
     has_vessels = bool(ov.get("vessels", tr.random() < 0.35))
     n_vessels = 0
-    vessel_list = []
     if has_vessels:
         for _ in range(int(tr.integers(1, 3))):
+            # a gently curved, tapering tube segment (a vein or artery in plane)
             vz = float(np.max(z3)) + tr.uniform(0.1, 0.8) * (depth - float(np.max(z3)))
             vr = tr.uniform(1.0, 3.0) * max(scale, 0.5)
-            va = tr.uniform(-0.25, 0.25)
+            va = tr.uniform(-0.35, 0.35)
             vx = tr.uniform(-0.2, 0.2) * depth
-            vessel_list.append((vx, vz, vr, va))
-            dist = np.abs((z - vz) * math.cos(va) - (x - vx) * math.sin(va))
-            occ = np.clip((vr - dist) / 0.3 + 0.5, 0, 1).astype(np.float32)
+            half = tr.uniform(0.2, 0.5) * depth
+            bend = tr.uniform(-0.004, 0.004)
+            ca, sa = math.cos(va), math.sin(va)
+            along = (x - vx) * ca + (z - vz) * sa
+            across = -(x - vx) * sa + (z - vz) * ca - bend * along * along
+            a_c = np.clip(along, -half, half)
+            r_loc = vr * (1.0 - 0.3 * a_c / half)
+            dist = np.sqrt((along - a_c) ** 2 + across**2)  # to the centre-line (rounded ends)
+            occ = np.clip((r_loc - dist) / 0.3 + 0.5, 0, 1).astype(np.float32)
             sigma *= 1.0 - occ
-            wall = np.exp(-0.5 * ((dist - vr) / 0.25) ** 2).astype(np.float32)
+            wall = np.exp(-0.5 * ((dist - r_loc) / 0.25) ** 2).astype(np.float32)
             sigma *= 1.0 + 1.5 * wall
             alpha = alpha * (1 - occ) + 0.05 * occ
             n_vessels += 1
@@ -577,7 +583,7 @@ def render_ultrasound(
             les_params["cyst_internal_echoes"] = False
         else:
             c_db = (
-                float(lr.uniform(4.0, 12.0))
+                float(lr.uniform(5.0, 12.0))
                 if lesion == "hypoechoic"
                 else float(lr.uniform(4.0, 10.0))
             )

@@ -188,9 +188,16 @@ def _sub_axes(box: tuple[slice, ...]) -> tuple[F32, F32, F32]:
 def _tube_occ(dist: F32, r: F32) -> F32:
     """Occupancy of a tube of local radius ``r``; thinner than a voxel: mass-preserving."""
     h = np.float32(H_EDGE)
+    r_lo, r_hi = float(r.min()), float(r.max())
+    if r_lo >= h:
+        out = (r - dist) * np.float32(1.0 / h) + np.float32(0.5)
+        np.clip(out, 0, 1, out=out)
+        return out
+    # a Gaussian cross-section (sigma h/2) with the tube's mass: peak 2 r^2 / h^2
+    thin = (2.0 * r * r / (h * h)) * np.exp(dist * dist * np.float32(-2.0 / (h * h)))
+    if r_hi < h:
+        return np.asarray(thin, np.float32)
     sharp = np.clip((r - dist) / h + np.float32(0.5), 0, 1)
-    sig2 = np.float32(0.25) * h * h
-    thin = (2.0 * r * r / (h * h)) * np.exp(-(dist * dist) / (2.0 * sig2))
     return np.asarray(np.where(r >= h, sharp, thin), np.float32)
 
 
@@ -283,10 +290,11 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
     z_spine = zc + azc * _u(rng, 0.42, 0.55)  # anterior face of the vertebral bodies
     y_car = y_apex + _u(rng, 95.0, 115.0)  # carina
     w_top = _u(rng, 18.0, 26.0)
-    w_mid = _u(rng, 32.0, 44.0)
+    w_mid = _u(rng, 30.0, 40.0)
+    w_low = _u(rng, 17.0, 24.0)
 
     heart_a, heart_b, heart_c = _u(rng, 58.0, 76.0), _u(rng, 52.0, 64.0), _u(rng, 48.0, 60.0)
-    heart_x = x_shift + _u(rng, 18.0, 34.0)
+    heart_x = x_shift + _u(rng, 10.0, 26.0)
     heart_y = dome_l - heart_b * _u(rng, 0.55, 0.8)
     heart_z = zc - azc * _u(rng, 0.25, 0.4)
     heart_phi = math.radians(_u(rng, 25.0, 45.0))
@@ -316,7 +324,12 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
         yl > knob_y, desc_r - np.sqrt((xl - desc_x) ** 2 + (zl - desc_z) ** 2), -1e3
     ).astype(np.float32)
     # mediastinal half-width: narrow at the top, wider at the hila; posteriorly only the spine
-    w_y = w_top + (w_mid - w_top) * _smoothstep((yl - y_car + 40.0) / 70.0)
+    # superior mediastinum -> aortic arch / hila (widest) -> retrocardiac (narrow again)
+    w_y = (
+        w_top
+        + (w_mid - w_top) * _smoothstep((yl - y_car + 40.0) / 50.0)
+        + (w_low - w_mid) * _smoothstep((yl - y_car - 45.0) / 40.0)
+    )
     post = _smoothstep((zl - (z_spine - 10.0)) / 20.0)
     lung = np.zeros((NZ, NY, NX), np.float32)
     lung_params: dict[str, Any] = {}
@@ -368,7 +381,7 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
             d = np.array([tz + vrng.normal(0, 0.2), ty + vrng.normal(0, 0.15), side * tx])
             d /= np.linalg.norm(d)
             n_segments += _grow(
-                vessels, lung, vrng, root, d, _u(vrng, 4.5, 6.5), _u(vrng, 30, 45), 0
+                vessels, lung, vrng, root, d, _u(vrng, 6.0, 8.5), _u(vrng, 25, 40), 0
             )
     ves = vessels * lung
     tissue = tissue + ves * (1.05 - lung_density)
@@ -387,7 +400,12 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
     stomach = bool(rng.random() < 0.7)
     if stomach:
         sd_g = _ellipsoid_sd(
-            X - (x_shift + 60.0), Y - (dome_l + 28.0), Z - (zc - 15.0), 38.0, 20.0, 30.0
+            X - (x_shift + _u(rng, 45.0, 70.0)),
+            Y - (dome_l + 24.0),
+            Z - (zc - 15.0),
+            _u(rng, 22.0, 34.0),
+            _u(rng, 11.0, 17.0),
+            _u(rng, 18.0, 28.0),
         )
         gas = _occ(sd_g) * (Y > dome_l + 12.0)
         np.maximum(air, gas, out=air)
@@ -396,15 +414,18 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
     # --- breasts
     if female:
         for side in (-1, 1):
+            by, bb = dome_r - _u(rng, 0.0, 30.0), _u(rng, 45.0, 60.0)
             sd_br = _ellipsoid_sd(
                 X - (x_shift + side * _u(rng, 70.0, 92.0)),
-                Y - (dome_r - _u(rng, 0.0, 30.0)),
+                Y - by,
                 Z - (z0 - az_t * 0.92),
                 _u(rng, 50.0, 68.0),
-                _u(rng, 45.0, 60.0),
+                bb,
                 _u(rng, 22.0, 40.0),
             )
-            br = _occ(sd_br) * (Z < z0 - az_t * 0.6)
+            # pendulous: the upper half blends into the chest wall, the fold below is sharp
+            fade = _smoothstep((Y - (by - bb)) / (1.4 * bb)).astype(np.float32)
+            br = _occ(sd_br) * (Z < z0 - az_t * 0.6) * fade
             tissue = tissue + (0.95 - tissue) * br * (1.0 - body)
 
     # --- bones (fraction of cortical bone per voxel; the rest is marrow / soft tissue)
@@ -412,7 +433,7 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
     # vertebral bodies: stacked cylinders with a cortical shell, pedicles behind
     vb_r0 = _u(rng, 14.0, 17.0)
     y_v = float(y1[0]) - _u(rng, 0.0, 20.0)
-    trab = _u(rng, 0.22, 0.34)
+    trab = _u(rng, 0.12, 0.18)
     vb_z = z_spine + vb_r0
     while y_v < y1[-1] + 20:
         h = 16.0 + 10.0 * _smoothstep((y_v - y1[0]) / FOV_MM)
@@ -437,7 +458,7 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
                 np.array([vb_z + r + 12.0, yc, px]),
                 4.5,
                 4.5,
-                fill=0.8,
+                fill=0.45,
             )
         _tube_into(
             bone,
@@ -445,7 +466,7 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
             np.array([vb_z + r + 32.0, y_v + h * 0.9, x_shift]),
             4.0,
             3.0,
-            fill=0.7,
+            fill=0.35,
         )
         y_v += h + _u(rng, 4.5, 7.0)
 
@@ -460,6 +481,8 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
         yi = y_rib + i * spacing * (0.85 + 0.3 * i / 11.0)
         phi_end = 2.55 if i < 7 else (2.2 if i < 10 else 1.5)
         drop = _u(rng, 45.0, 75.0) * (0.6 if i == 0 else 1.0)
+        bulge = _u(rng, -4.0, 4.0)
+        yi += _u(rng, -2.5, 2.5)
         for side in (-1, 1):
             pts = []
             n_s = 12
@@ -467,21 +490,25 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
                 phi = 0.22 + (phi_end - 0.22) * k / n_s
                 yk = yi + drop * (k / n_s) ** 1.4
                 scale = float(np.sqrt(np.clip((yk - y_apex + 10.0) / 80.0, 0.15, 1.0)))
-                rx = (axc + 9.0) * scale
+                rx = (axc + 9.0 + bulge) * scale
                 rz = azc + 9.0
                 pts.append(
                     np.array([zc + rz * math.cos(phi), yk, x_shift + side * rx * math.sin(phi)])
                 )
             for k in range(n_s):
-                taper = 1.0 - 0.25 * (k / n_s)
-                ro = rib_r * taper
+                ro = rib_r * (1.0 - 0.25 * (k / n_s))
                 res = _capsule(pts[k], pts[k + 1], ro, rib_r * (1.0 - 0.25 * (k + 1) / n_s))
                 if res is None:
                     continue
                 box, dist, rr = res
+                # the anterior rib is thinner-walled and ends in (barely calcified) cartilage
+                frac = (k + 0.5) / n_s
+                fade = 1.0 - 0.65 * float(_smoothstep((frac - 0.5) / 0.5))
                 outer = _tube_occ(dist, rr)
-                inner = _tube_occ(dist, np.maximum(rr - cortex, 0.5))
-                _max_into(bone, box, (outer - inner) + marrow * inner)
+                inner = _tube_occ(dist, np.maximum(rr - np.float32(cortex * fade), np.float32(0.5)))
+                _max_into(
+                    bone, box, ((outer - inner) + np.float32(marrow) * inner) * np.float32(fade)
+                )
                 n_rib_segments += 1
 
     # clavicles: S-shaped tubes from the sternal notch to the acromion
@@ -581,7 +608,7 @@ def _grow(
     depth: int,
 ) -> int:
     """Recursive bifurcating vessel tree; returns the number of segments drawn."""
-    if r < 0.6 or depth > 8:
+    if r < 0.9 or depth > 7:
         return 0
     p1 = p0 + d * length
     # stop where the branch would leave the lung (the first trunk may start at the hilum)
@@ -829,13 +856,14 @@ def render_chest(
     nod_box: tuple[int, int, int, int] | None = None
     a_t_bg: F32 | None = None
     a_b_bg: F32 | None = None
+    log_without: F32 | None = None
     if has_nodule:
         nr = rng["nodule"]
         diameter = float(math.exp(nr.uniform(math.log(5.0), math.log(30.0))))
-        kind = str(nr.choice(["solid", "ground_glass", "calcified"], p=[0.62, 0.3, 0.08]))
+        kind = str(nr.choice(["solid", "ground_glass", "calcified"], p=[0.7, 0.22, 0.08]))
         dens = {
             "solid": nr.uniform(0.92, 1.06),
-            "ground_glass": nr.uniform(0.42, 0.7),
+            "ground_glass": nr.uniform(0.5, 0.75),
             "calcified": nr.uniform(0.95, 1.05),
         }[kind]
         centre, semi, rot = _place_nodule(nr, anat, diameter)
@@ -953,6 +981,8 @@ def render_chest(
             bg += np.float32(ENERGIES[k]) * (p_bg[k] + sk)
             fg += np.float32(ENERGIES[k]) * (prim[k][bi0:bi1, bj0:bj1] + sk)
         delta = np.log(np.maximum(bg, 1e-6)) - np.log(np.maximum(fg, 1e-6))
+        log_without = log_sig.copy()  # the same noisy frame without the nodule
+        log_without[bi0:bi1, bj0:bj1] -= delta
         m_box = mask[bi0:bi1, bj0:bj1]
         contrast = float(delta[m_box].mean()) if m_box.any() else 0.0
         noise = log_sig[bi0:bi1, bj0:bj1] - log_exp[bi0:bi1, bj0:bj1]
@@ -966,13 +996,18 @@ def render_chest(
         )
 
     image, disp = _display(log_sig, body_p > 0.5, rng["display"])
-    if has_nodule:
-        ring = _ring(mask, max(3, round(nod_params["radius_px"])))
-        if mask.any() and ring.any():
-            ib = image.astype(np.float64)
-            nod_params["local_cnr_display"] = round(
-                float((ib[mask].mean() - ib[ring].mean()) / max(ib[ring].std(), 1e-9)), 3
-            )
+    if has_nodule and mask.any() and log_without is not None:
+        # contrast against the structured background at the nodule's scale: the std of the
+        # band-passed (noisy) log signal in a ring around the nodule (ribs, vessels, noise)
+        rad = max(2.0, float(nod_params["radius_px"]))
+        ring = _ring(mask, max(2, round(rad)))
+        if ring.any():
+            bi0, bj0, bi1, bj1 = _grow_box(bbox_of(mask), round(4 * rad) + 4, size)
+            sub = log_without[bi0:bi1, bj0:bj1]
+            band = sub - _blur(sub, 2.0 * rad)
+            sd_bg = float(band[ring[bi0:bi1, bj0:bj1]].std())
+            nod_params["background_sigma_log"] = round(sd_bg, 5)
+            nod_params["background_cnr"] = round(nod_params["contrast_log"] / max(sd_bg, 1e-9), 3)
     ys, xs = np.nonzero(mask)
     bbox = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1) if ys.size else None
     if has_nodule and bbox is None:  # pragma: no cover - footprint always has pixels >= 128 px
@@ -1006,6 +1041,17 @@ def render_chest(
     )
 
 
+def bbox_of(mask: NDArray[np.bool_]) -> tuple[int, int, int, int]:
+    """``(y0, x0, y1, x1)`` bounds (exclusive ends) of a non-empty mask."""
+    ys, xs = np.nonzero(mask)
+    return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+
+
+def _grow_box(box: tuple[int, int, int, int], pad: int, size: int) -> tuple[int, int, int, int]:
+    y0, x0, y1, x1 = box
+    return max(y0 - pad, 0), max(x0 - pad, 0), min(y1 + pad, size), min(x1 + pad, size)
+
+
 def _lung_density_at(anat: _Anatomy, p: NDArray[np.float64]) -> float:
     iz = int(np.clip(p[0] / DZ + NZ / 2, 0, NZ - 1))
     iy = int(np.clip(p[1] / DY + NY / 2, 0, NY - 1))
@@ -1035,11 +1081,11 @@ def _display(
     """
     size = log_sig.shape[0]
     pitch = DET_MM / size
-    drc = float(rng.uniform(0.3, 0.7)) if rng.random() < 0.85 else 0.0
+    drc = float(rng.uniform(0.4, 0.8)) if rng.random() < 0.9 else 0.0
     drc_mm = float(rng.uniform(25.0, 60.0))
     usm = float(rng.uniform(0.2, 1.0))
     usm_mm = float(rng.uniform(1.0, 3.0))
-    slope = float(rng.uniform(4.0, 8.0))
+    slope = float(rng.uniform(3.0, 6.0))
     centre = float(rng.uniform(0.42, 0.58))
     bits = int(rng.choice([12, 14], p=[0.6, 0.4]))
     work = log_sig.astype(np.float32)
@@ -1050,7 +1096,8 @@ def _display(
         )
     work = work + np.float32(usm) * (work - _blur(work, usm_mm / pitch))
     vals = work[body] if body.sum() > 100 else work.ravel()
-    lo, hi = (float(v) for v in np.percentile(vals[:: max(1, vals.size // 200000)], [0.5, 99.5]))
+    lo, hi = (float(v) for v in np.percentile(vals[:: max(1, vals.size // 200000)], [1.0, 99.9]))
+    hi += 0.05 * (hi - lo)  # headroom: the mediastinum is not clipped
     u = (work - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
 
     def sig(t: Any) -> Any:
