@@ -19,7 +19,7 @@ __all__ = ["REFERENCE", "build_reference", "train_and_report"]
 #: nodules are a few pixels wide: the X-ray model reads 256x256. Frames are rendered at
 #: sides drawn from ``FRAME_SIZES`` (128-3072 px) and re-augmented every epoch.
 REFERENCE: dict[str, tuple[str, int, int, int]] = {
-    "xray_chest_nodule": ("xray", 10000, 14, 256),
+    "xray_chest_nodule": ("xray", 6000, 11, 256),
     "us_lesion": ("ultrasound", 8000, 14, 128),
 }
 
@@ -122,7 +122,7 @@ def build_reference(
             size=64 if quick else size,
             frame_size=None,
             n_train=400 if quick else n_train,
-            n_val=200 if quick else 1000,
+            n_val=200 if quick else 800,
             net=net,
             features=True,
             progress=progress,
