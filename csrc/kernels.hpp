@@ -31,7 +31,8 @@ static inline size_t srad_scratch(ptrdiff_t rows, ptrdiff_t cols) {
 }
 static inline size_t local_scratch(ptrdiff_t rows, ptrdiff_t cols, int window) {
   const int r = window / 2;
-  return static_cast<size_t>((rows + 2 * r + 2) * padded_stride(cols, r));
+  // The padded image, two float column-sum rows and two double ones (4 float rows).
+  return static_cast<size_t>((rows + 2 * r + 6) * padded_stride(cols, r));
 }
 
 // Lookup table for the exact unbiased inverse of the generalised Anscombe transform,
@@ -230,6 +231,25 @@ static inline size_t sharpness_scratch(ptrdiff_t rows, ptrdiff_t cols) {
                              padded_stride(cols, kSharpnessBox / 2));
 }
 
+// ---- denoise: parameter estimation (estimate.hpp) --------------------------------------
+// speckle_cv scratch: float32 sum rows and the subsampled means / coefficients of variation
+// (fscratch), the radix-selection keys and histograms (uscratch, as summary_scratch).
+static inline ptrdiff_t speckle_cv_samples(ptrdiff_t rows, ptrdiff_t cols) {
+  return ((rows + 1) / 2) * ((cols + 1) / 2);
+}
+static inline size_t speckle_cv_fscratch(ptrdiff_t rows, ptrdiff_t cols, int window) {
+  const ptrdiff_t stride = padded_stride(cols, window / 2);
+  return static_cast<size_t>(2 * stride + 4 * (stride / 2 + 16) +
+                             2 * speckle_cv_samples(rows, cols));
+}
+static inline size_t speckle_cv_uscratch(ptrdiff_t rows, ptrdiff_t cols) {
+  return summary_scratch(speckle_cv_samples(rows, cols));
+}
+// noise_tiles: (rows - 2) / block x (cols - 2) / block tiles (both >= 1); acc doubles.
+static inline size_t noise_tiles_scratch(ptrdiff_t cols, int block) {
+  return static_cast<size_t>(2 * ((cols - 2) / block) * block);
+}
+
 struct KernelTable {
   const char* name;
   // Speckle Reducing Anisotropic Diffusion (Yu & Acton 2002). scratch: srad_scratch().
@@ -259,6 +279,17 @@ struct KernelTable {
                           int out_type, void* dst, float* mn, float* mx);
   // Sum over interior pixels of |I * N|, N = [[1,-2,1],[-2,4,-2],[1,-2,1]] (Immerkaer 1996).
   double (*immerkaer_abs_sum)(const float* in, ptrdiff_t rows, ptrdiff_t cols);
+  // ---- denoise: parameter estimation (estimate.hpp) ----
+  // Median of the local coefficient of variation sqrt(v)/m (window x window, reflect-101)
+  // at the pixels (2i, 2j) whose local mean exceeds 1 % of the largest one; 0 if none
+  // (estimate_speckle).  Scratch: speckle_cv_fscratch() floats, speckle_cv_uscratch() words.
+  double (*speckle_cv)(const float* in, ptrdiff_t rows, ptrdiff_t cols, int window, float* fscratch,
+                       uint32_t* uscratch);
+  // Tile means of r^2 (r = (I * N) / 6, N the Immerkaer mask) and of the 3x3 box mean over
+  // block x block tiles of the interior [1, 1 + tr block) x [1, 1 + tc block), row-major
+  // (tr = (rows - 2) / block, tc = (cols - 2) / block).  acc: noise_tiles_scratch().
+  void (*noise_tiles)(const float* in, ptrdiff_t rows, ptrdiff_t cols, int block, double* tile_var,
+                      double* tile_mean, double* acc);
   // ---- features: GLCM (glcm.hpp) ----
   // Co-occurrence counts of a.image into a.out; false (a.out undefined) if a pixel value
   // is >= a.levels.  *max_value: the largest pixel value (0 if not scanned: uint8, L=256).

@@ -523,3 +523,201 @@ def test_poisson_gaussian_denoising_improves_psnr(real_images, case, method):
     assert improvement >= _required_gain(measured), (
         f"PSNR gain {improvement:.2f} dB (measured {measured})"
     )
+
+
+# ---------------------------------------------------------------------------------------
+# The fused C++ estimators against the NumPy/OpenCV compositions they replaced (kept here
+# verbatim as references): equal within the documented tolerances.
+# ---------------------------------------------------------------------------------------
+
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+def _numpy_estimate_speckle(image: np.ndarray, window: int = 7) -> float:
+    img = np.ascontiguousarray(image, dtype=np.float32)
+    m = cv2.blur(img, (window, window), borderType=cv2.BORDER_REFLECT_101)
+    s = cv2.blur(img * img, (window, window), borderType=cv2.BORDER_REFLECT_101)
+    v = np.maximum(s - m * m, 0.0)
+    m, v = m[::2, ::2], v[::2, ::2]
+    top = float(m.max())
+    if top <= 0.0:
+        return 0.0
+    valid = m > 0.01 * top
+    cv = np.sqrt(v[valid]) / m[valid]
+    return float(np.median(cv)) if cv.size else 0.0
+
+
+def _numpy_estimate_poisson_gaussian(image: np.ndarray, block: int = 8) -> tuple[float, float]:
+    img = np.ascontiguousarray(image, dtype=np.float32)
+    r = cv2.filter2D(img, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT_101) / 6.0
+    m = cv2.blur(img, (3, 3), borderType=cv2.BORDER_REFLECT_101)
+    rows = (img.shape[0] - 2) // block * block
+    cols = (img.shape[1] - 2) // block * block
+    r = r[1 : 1 + rows, 1 : 1 + cols].astype(np.float64)
+    m = m[1 : 1 + rows, 1 : 1 + cols].astype(np.float64)
+    shape = (rows // block, block, cols // block, block)
+    tile_var = (r * r).reshape(shape).mean(axis=(1, 3)).ravel()
+    tile_mean = m.reshape(shape).mean(axis=(1, 3)).ravel()
+    n_bins = int(np.clip(tile_mean.size // 16, 1, 32))
+    order = np.argsort(tile_mean, kind="stable")
+    xs, ys, ws = [], [], []
+    for part in np.array_split(order, n_bins):
+        if part.size == 0:
+            continue
+        xs.append(float(np.median(tile_mean[part])))
+        ys.append(float(np.median(tile_var[part])))
+        ws.append(float(part.size))
+    x = np.asarray(xs)
+    y = np.asarray(ys)
+    if x.size < 2 or float(np.ptp(x)) <= 1e-12 * max(1.0, float(np.abs(x).max())):
+        return 0.0, math.sqrt(max(float(np.median(tile_var)), 0.0))
+    w = np.sqrt(np.asarray(ws))
+    a_mat = np.stack([x, np.ones_like(x)], axis=1) * w[:, None]
+    (gain, var0), *_ = np.linalg.lstsq(a_mat, y * w, rcond=None)
+    if gain <= 0.0:
+        return 0.0, math.sqrt(max(float(np.median(tile_var)), 0.0))
+    return float(gain), math.sqrt(max(float(var0), 0.0))
+
+
+def _speckle_cases():
+    rng = np.random.default_rng(7)
+    yield "gamma4-512", (0.05 + rng.random((512, 512))) * rng.gamma(4, 0.25, (512, 512))
+    yield "rayleigh-301x257", rng.rayleigh(40.0, (301, 257))
+    yield "uint8-speckled", speckled((96, 80), np.uint8, seed=3)
+    yield "uint16-speckled", speckled((65, 97), np.uint16, seed=4)
+    yield "tiny-2x9", rng.random((2, 9)) + 0.5
+    yield "row-1x41", rng.random((1, 41)) + 0.5
+    dark = speckled((90, 90), np.float32, seed=5)
+    dark[:, :45] *= 0.005  # below the 1 % validity threshold of the local mean
+    yield "half-dark", dark
+
+
+@pytest.mark.parametrize("window", [3, 7, 9, 15])
+@pytest.mark.parametrize(("name", "img"), list(_speckle_cases()), ids=lambda v: str(v)[:20])
+def test_estimate_speckle_matches_numpy_composition(name, img, window):
+    # Documented tolerance 1e-5 relative (float32 rounding of the local moments).
+    got = D.estimate_speckle(img, window=window)
+    want = _numpy_estimate_speckle(img, window)
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-12)
+
+
+def _xray_cases():
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:256, 0:320]
+    mean = 50.0 + 3000.0 * xx / 320 + 500.0 * (yy // 32 % 2)
+    counts = 3.0 * rng.poisson(mean / 3.0) + rng.normal(0.0, 8.0, mean.shape)
+    yield "uint16", np.clip(np.rint(counts), 0, 65535).astype(np.uint16), 1e-6
+    yield "float32", counts.astype(np.float32), 1e-4
+    yield "float64-small", counts[:40, :52], 1e-4
+    yield "pure-gaussian", (100.0 + rng.normal(0.0, 5.0, (96, 96))).astype(np.float32), 1e-4
+    yield "flat", np.full((40, 40), 12.0), 1e-6
+
+
+@pytest.mark.parametrize(
+    ("name", "img", "rel", "block"),
+    [
+        (name, img, rel, block)
+        for name, img, rel in _xray_cases()
+        for block in (4, 8, 13)
+        if min(img.shape) >= 3 * block
+    ],
+    ids=lambda v: str(v)[:14],
+)
+def test_estimate_poisson_gaussian_matches_numpy_composition(name, img, rel, block):
+    # Documented: 1e-6 relative for integer images, 1e-4 for float images.
+    got = D.estimate_poisson_gaussian(img, block=block)
+    want = _numpy_estimate_poisson_gaussian(img, block)
+    assert got == pytest.approx(want, rel=rel, abs=1e-9)
+
+
+def test_defaults_use_the_estimators():
+    img = speckled((64, 72), np.float32, seed=9)
+    cu = D.estimate_speckle(img)
+    np.testing.assert_array_equal(D.srad(img, iterations=3), D.srad(img, iterations=3, q0=cu))
+    np.testing.assert_array_equal(
+        D.lee(img, window=5), D.lee(img, window=5, noise_cv=D.estimate_speckle(img, window=5))
+    )
+    np.testing.assert_array_equal(D.kuan(img), D.kuan(img, noise_cv=cu))
+    z = np.clip(np.random.default_rng(2).poisson(40.0, (64, 64)) * 2.0, 0, None)
+    g, s = D.estimate_poisson_gaussian(z)
+    np.testing.assert_array_equal(D.xray(z), D.xray(z, gain=g, sigma=s))
+
+
+# ---------------------------------------------------------------------------------------
+# out=: written in place, identical to the allocating call; per-thread scratch reused.
+# ---------------------------------------------------------------------------------------
+
+OUT_FUNCS = {
+    "srad": lambda a, **k: D.srad(a, iterations=3, **k),
+    "srad0": lambda a, **k: D.srad(a, iterations=0, **k),
+    "lee": lambda a, **k: D.lee(a, **k),
+    "kuan": lambda a, **k: D.kuan(a, window=5, **k),
+    "frost": lambda a, **k: D.frost(a, **k),
+    "wiener": lambda a, **k: D.wiener(a, noise_sigma=3.0, **k),
+    "anscombe": lambda a, **k: D.anscombe(a, gain=2.0, sigma=1.0, **k),
+    "inverse_anscombe": lambda a, **k: D.inverse_anscombe(a, gain=0.5, sigma=1.0, **k),
+    "us_srad": lambda a, **k: D.ultrasound(a, **k),
+    "us_lee": lambda a, **k: D.ultrasound(a, method="lee", **k),
+    "us_kuan": lambda a, **k: D.ultrasound(a, method="kuan", **k),
+    "us_frost": lambda a, **k: D.ultrasound(a, method="frost", **k),
+    "xray": lambda a, **k: D.xray(a, **k),
+    "xray_known": lambda a, **k: D.xray(a, gain=2.0, sigma=3.0, **k),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", list(OUT_FUNCS))
+def test_out_is_written_and_returned(name, dtype):
+    fn = OUT_FUNCS[name]
+    img = speckled((40, 52), dtype, seed=1)
+    want = fn(img)
+    out = np.full(img.shape, np.nan, np.float32)
+    got = fn(img, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    # In place, on the input itself (a C-contiguous float32 array).
+    if dtype == np.float32:
+        work = img.copy()
+        assert fn(work, out=work) is work
+        np.testing.assert_array_equal(work, want)
+
+
+@pytest.mark.parametrize("name", ["srad", "lee", "frost", "anscombe", "xray"])
+def test_bad_out_raises_invalid_input_error(name):
+    fn = OUT_FUNCS[name]
+    img = speckled((30, 32), np.float32)
+    bad = {
+        "dtype": np.empty((30, 32), np.float64),
+        "shape": np.empty((32, 30), np.float32),
+        "strided": np.empty((30, 64), np.float32)[:, ::2],
+        "read-only": np.empty((30, 32), np.float32),
+        "list": [[0.0] * 32] * 30,
+    }
+    bad["read-only"].setflags(write=False)
+    for out in bad.values():
+        with pytest.raises(me.InvalidInputError, match="out"):
+            fn(img, out=out)
+    # Overlapping the input without being it.
+    big = np.zeros((31, 32), np.float32)
+    big[:30] = img
+    with pytest.raises(me.InvalidInputError, match="overlaps"):
+        fn(big[:30], out=big[1:])
+
+
+def test_thread_scratch_is_reused_and_released():
+    from medimg_edge import _core
+
+    img = speckled((128, 96), np.float32)
+    out = np.empty_like(img)
+    D.lee(img, out=out)
+    cap = _core.thread_scratch_capacity()
+    assert cap >= 4 * 128 * 96  # at least the padded copy of the image
+    for _ in range(3):
+        D.lee(img, out=out)
+        D.srad(img, iterations=2, out=out)
+        D.frost(img, out=out)
+    small = _core.thread_scratch_capacity()
+    assert small >= cap  # grown to the largest need, never reallocated smaller
+    _core.release_thread_scratch()
+    assert _core.thread_scratch_capacity() == 0
+    np.testing.assert_array_equal(D.lee(img), D.lee(img, out=np.empty_like(img)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -281,6 +282,95 @@ def test_estimate_noise_matches_scalar_and_reference(target, dtype, shape):
     expected = ref.immerkaer_sigma(img)
     assert expected > 0.0
     assert isinstance(out, float)
+    assert out == pytest.approx(scalar, rel=SCALAR_RTOL)
+    assert out == pytest.approx(expected, rel=REF_RTOL)
+
+
+# ---------------------------------------------------------------------------------------
+# Fused parameter estimators (estimate_speckle, estimate_poisson_gaussian): every target
+# against scalar and against the float64 reference (medimg_edge._reference).
+# ---------------------------------------------------------------------------------------
+
+
+def _ref_speckle_cv(image: np.ndarray, window: int) -> float:
+    """estimate_speckle in float64: two-pass window moments at the even pixels."""
+    img = np.asarray(image, dtype=np.float64)
+    r = window // 2
+    pad = img
+    for axis in (0, 1):  # reflect-101; a single row or column reflects onto itself
+        width = [(0, 0), (0, 0)]
+        width[axis] = (r, r)
+        pad = np.pad(pad, width, mode="reflect" if img.shape[axis] > 1 else "edge")
+    win = np.lib.stride_tricks.sliding_window_view(pad, (window, window))[::2, ::2]
+    m = win.mean(axis=(2, 3))
+    v = ((win - m[..., None, None]) ** 2).mean(axis=(2, 3))
+    top = float(m.max())
+    if top <= 0.0:
+        return 0.0
+    valid = m > 0.01 * top
+    return float(np.median(np.sqrt(v[valid]) / m[valid])) if valid.any() else 0.0
+
+
+def _ref_poisson_gaussian(image: np.ndarray, block: int) -> tuple[float, float]:
+    """estimate_poisson_gaussian in float64 (exact stencils, numpy.linalg.lstsq)."""
+    img = np.asarray(image, dtype=np.float64)
+    rows = (img.shape[0] - 2) // block * block
+    cols = (img.shape[1] - 2) // block * block
+    c = img[1 : 1 + rows, 1 : 1 + cols]
+    n = img[0:rows, 1 : 1 + cols]
+    s_ = img[2 : 2 + rows, 1 : 1 + cols]
+    w = img[1 : 1 + rows, 0:cols]
+    e = img[1 : 1 + rows, 2 : 2 + cols]
+    nw, ne = img[0:rows, 0:cols], img[0:rows, 2 : 2 + cols]
+    sw, se = img[2 : 2 + rows, 0:cols], img[2 : 2 + rows, 2 : 2 + cols]
+    r = ((nw + ne + sw + se) - 2.0 * (n + s_ + w + e) + 4.0 * c) / 6.0
+    m = (nw + n + ne + w + c + e + sw + s_ + se) / 9.0
+    shape = (rows // block, block, cols // block, block)
+    tile_var = (r * r).reshape(shape).mean(axis=(1, 3)).ravel()
+    tile_mean = m.reshape(shape).mean(axis=(1, 3)).ravel()
+    n_bins = int(np.clip(tile_mean.size // 16, 1, 32))
+    parts = np.array_split(np.argsort(tile_mean, kind="stable"), n_bins)
+    x = np.array([np.median(tile_mean[p]) for p in parts])
+    y = np.array([np.median(tile_var[p]) for p in parts])
+    wt = np.sqrt([float(p.size) for p in parts])
+    fallback = 0.0, math.sqrt(max(float(np.median(tile_var)), 0.0))
+    if x.size < 2 or float(np.ptp(x)) <= 1e-12 * max(1.0, float(np.abs(x).max())):
+        return fallback
+    (gain, var0), *_ = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1) * wt[:, None], y * wt)
+    if gain <= 0.0:
+        return fallback
+    return float(gain), math.sqrt(max(float(var0), 0.0))
+
+
+@pytest.mark.parametrize("shape", [(1, 37), (37, 1), (7, 5), (33, 17), (130, 67)], ids=str)
+@pytest.mark.parametrize("window", [3, 7, 9])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("target", SUPPORTED_TARGETS)
+def test_estimate_speckle_matches_scalar_and_reference(target, dtype, window, shape):
+    img = speckle_image(shape, dtype)
+    scalar = _run_in("scalar", D.estimate_speckle, img, window=window)
+    out = _run_in(target, D.estimate_speckle, img, window=window)
+    expected = _ref_speckle_cv(img, window)
+    assert expected > 0.0
+    assert isinstance(out, float)
+    assert out == pytest.approx(scalar, rel=SCALAR_RTOL)
+    assert out == pytest.approx(expected, rel=REF_RTOL)
+
+
+@pytest.mark.parametrize("shape", [(12, 12), (24, 24), (37, 61), (130, 67)], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("target", SUPPORTED_TARGETS)
+def test_estimate_poisson_gaussian_matches_scalar_and_reference(target, dtype, shape):
+    rng = np.random.default_rng(sum(shape))
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    mean = 20.0 + 200.0 * xx / shape[1] + 30.0 * (yy // 8 % 2)
+    z = np.clip(2.0 * rng.poisson(mean / 2.0) + rng.normal(0.0, 3.0, shape), 0, 250)
+    img = (np.rint(z) if np.dtype(dtype).kind == "u" else z).astype(dtype)
+    scalar = _run_in("scalar", D.estimate_poisson_gaussian, img, block=4)
+    out = _run_in(target, D.estimate_poisson_gaussian, img, block=4)
+    expected = _ref_poisson_gaussian(img, 4)
+    tiles = ((shape[0] - 2) // 4) * ((shape[1] - 2) // 4)
+    assert (expected[0] > 0.0) == (tiles >= 32)  # fewer tiles: one bin, the Gaussian fallback
     assert out == pytest.approx(scalar, rel=SCALAR_RTOL)
     assert out == pytest.approx(expected, rel=REF_RTOL)
 

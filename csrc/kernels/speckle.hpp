@@ -97,26 +97,31 @@ static void srad_kernel(const float* in, float* out, ptrdiff_t rows, ptrdiff_t c
                      sizeof(float) * static_cast<size_t>(cols));
 }
 
-// Vertical window sums of P and P^2 for output row y, over columns [0, xe): updated
-// incrementally (add the entering row, subtract the leaving one) and recomputed from
-// scratch every kRefresh rows so float rounding cannot drift.
+// Vertical window sums of P and P^2 for output row y, over columns [0, xe), into the
+// float rows s1, s2.  They are kept in double (d1, d2) and updated incrementally (add the
+// entering row, subtract the leaving one): a float product of two floats is exact in
+// double, so a large value that leaves the window cancels exactly instead of leaving its
+// rounding error (up to half a float ulp of the old sum) in a small new sum for many rows.
+// Recomputed from scratch every kRefresh rows all the same.  Every target sums in the same
+// order, so the sums are bit-identical across targets.
 constexpr ptrdiff_t kRefresh = 32;
 
 static inline void column_sums(const float* P, ptrdiff_t stride, int window, ptrdiff_t xe,
-                               ptrdiff_t y, float* s1, float* s2) {
+                               ptrdiff_t y, float* s1, float* s2, double* d1, double* d2) {
   using namespace simd;
   if (y % kRefresh == 0) {
     const float* p = P + y * stride;
-    for (ptrdiff_t x = 0; x < xe; x += kLanes) {
-      vf v = load(p + x);
-      vf a = v, b = v * v;
-      for (int k = 1; k < window; ++k) {
-        v = load(p + k * stride + x);
+    for (ptrdiff_t x = 0; x < xe; ++x) {
+      double a = 0.0, b = 0.0;
+      for (int k = 0; k < window; ++k) {
+        const double v = static_cast<double>(p[k * stride + x]);
         a += v;
-        b = fmadd(v, v, b);
+        b += v * v;
       }
-      store(s1 + x, a);
-      store(s2 + x, b);
+      d1[x] = a;
+      d2[x] = b;
+      s1[x] = static_cast<float>(a);
+      s2[x] = static_cast<float>(b);
     }
     return;
   }
@@ -124,8 +129,21 @@ static inline void column_sums(const float* P, ptrdiff_t stride, int window, ptr
   const float* leave = P + (y - 1) * stride;
   for (ptrdiff_t x = 0; x < xe; x += kLanes) {
     const vf e = load(enter + x), l = load(leave + x);
-    store(s1 + x, load(s1 + x) + (e - l));
-    store(s2 + x, load(s2 + x) + (e * e - l * l));
+    const vdn el = f2d_lo(e), ll = f2d_lo(l);
+    const vdn a_lo = load_dn(d1 + x) + (el - ll);
+    const vdn b_lo = load_dn(d2 + x) + (el * el - ll * ll);
+    store_dn(d1 + x, a_lo);
+    store_dn(d2 + x, b_lo);
+    vdn a_hi = set1dn(0.0), b_hi = set1dn(0.0);
+    if (kLanes > 1) {
+      const vdn eh = f2d_hi(e), lh = f2d_hi(l);
+      a_hi = load_dn(d1 + x + kLanesD) + (eh - lh);
+      b_hi = load_dn(d2 + x + kLanesD) + (eh * eh - lh * lh);
+      store_dn(d1 + x + kLanesD, a_hi);
+      store_dn(d2 + x + kLanesD, b_hi);
+    }
+    store(s1 + x, dn2f(a_lo, a_hi));
+    store(s2 + x, dn2f(b_lo, b_hi));
   }
 }
 
@@ -144,13 +162,16 @@ static inline void window_stats(const float* s1, const float* s2, ptrdiff_t x, i
 
 // Scratch layout and running statistics shared by the local-window filters: the image
 // padded (reflect-101) and shifted by the mean of its middle row, to limit float
-// cancellation in E[x^2] - m^2, followed by the two column-sum rows.
+// cancellation in E[x^2] - m^2, followed by the two column-sum rows (float) and their
+// double running copies.
 struct LocalWindow {
   int window, r;
   ptrdiff_t stride, xe;
   float* P;
   float* s1;
   float* s2;
+  double* d1;
+  double* d2;
   float shift, inv_n;
 
   LocalWindow(const float* in, ptrdiff_t rows, ptrdiff_t cols, int w, float* scratch)
@@ -159,11 +180,13 @@ struct LocalWindow {
     P = scratch;
     s1 = P + (rows + 2 * r) * stride;
     s2 = s1 + stride;
+    d1 = reinterpret_cast<double*>(s2 + stride);
+    d2 = d1 + stride;
     shift = mean_of(in + (rows / 2) * cols, cols);
     inv_n = 1.0f / static_cast<float>(window * window);
     pad_image<true>(in, rows, cols, r, shift, P, stride);
   }
-  void start_row(ptrdiff_t y) { column_sums(P, stride, window, xe, y, s1, s2); }
+  void start_row(ptrdiff_t y) { column_sums(P, stride, window, xe, y, s1, s2, d1, d2); }
   // Mean and variance (of shifted values) of the windows centred on columns x .. x+lanes-1.
   void stats(ptrdiff_t x, simd::vf& mean, simd::vf& var) const {
     window_stats(s1, s2, x, window, inv_n, mean, var);

@@ -12,6 +12,8 @@
 #include "speckle.hpp"
 #include "stats.hpp"
 #include "vst.hpp"
+// after stats.hpp: uses radix_select
+#include "estimate.hpp"
 
 #if defined(MEDIMG_TARGET_SCALAR)
 #define MEDIMG_TARGET_ID scalar
@@ -47,6 +49,9 @@ KernelTable make_table() {
   t.scan = scan_kernel;
   t.widen = widen_kernel;
   t.immerkaer_abs_sum = immerkaer_abs_sum_kernel;
+  // denoise: parameter estimation (estimate.hpp)
+  t.speckle_cv = speckle_cv_kernel;
+  t.noise_tiles = noise_tiles_kernel;
   // runtime: model input quantisation (quant.hpp)
   t.quantize_affine = quantize_affine_kernel;
   // features: GLCM (glcm.hpp)

@@ -582,6 +582,122 @@ void test_immerkaer(const Targets& T, const Image& im) {
   }
 }
 
+// ---- parameter estimation (estimate.hpp) -------------------------------------------------
+// speckle_cv against a float64 re-implementation (two-pass window moments, sort-based
+// median) and every target against scalar; noise_tiles likewise.  Both are run twice, on
+// NaN-filled and garbage-filled scratch, and must not depend on it.
+double ref_speckle_cv(const Image& im, int window) {
+  const int r = window / 2;
+  std::vector<double> ms, cvs;
+  double top = 0.0;
+  for (ptrdiff_t y = 0; y < im.rows; y += 2)
+    for (ptrdiff_t x = 0; x < im.cols; x += 2) {
+      double s = 0.0;
+      for (int dy = -r; dy <= r; ++dy)
+        for (int dx = -r; dx <= r; ++dx)
+          s += at(im, reflect101(y + dy, im.rows), reflect101(x + dx, im.cols));
+      const double m = s / (window * window);
+      double v = 0.0;
+      for (int dy = -r; dy <= r; ++dy)
+        for (int dx = -r; dx <= r; ++dx) {
+          const double d = at(im, reflect101(y + dy, im.rows), reflect101(x + dx, im.cols)) - m;
+          v += d * d;
+        }
+      v /= window * window;
+      ms.push_back(m);
+      cvs.push_back(m > 0.0 ? std::sqrt(v) / m : 0.0);
+      top = std::max(top, m);
+    }
+  if (!(top > 0.0)) return 0.0;
+  std::vector<double> sel;
+  for (size_t i = 0; i < ms.size(); ++i)
+    if (ms[i] > 0.01 * top) sel.push_back(cvs[i]);
+  if (sel.empty()) return 0.0;
+  std::sort(sel.begin(), sel.end());
+  const size_t n = sel.size();
+  return n % 2 ? sel[n / 2] : (sel[n / 2 - 1] + sel[n / 2]) / 2.0;
+}
+
+void test_estimate(const Targets& T, const Image& im) {
+  for (int window : {3, 7}) {
+    const std::string where =
+        im.name + " " + dims(im) + " speckle_cv window " + std::to_string(window);
+    std::vector<float> fs(medimg::speckle_cv_fscratch(im.rows, im.cols, window));
+    std::vector<uint32_t> us(medimg::speckle_cv_uscratch(im.rows, im.cols));
+    auto run = [&](const KernelTable& t) {
+      fill_nan(fs);
+      std::fill(us.begin(), us.end(), 0xdeadbeefu);
+      const double a = t.speckle_cv(im.px.data(), im.rows, im.cols, window, fs.data(), us.data());
+      fill_garbage(fs);
+      std::fill(us.begin(), us.end(), 0x12345678u);
+      const double b = t.speckle_cv(im.px.data(), im.rows, im.cols, window, fs.data(), us.data());
+      record(std::isfinite(a) && a == b,
+             std::string(t.name) + " " + where + " finite and independent of scratch contents",
+             fmt("%.9g vs %.9g", a, b));
+      return a;
+    };
+    const double s = run(*T.scalar);
+    const double ref = ref_speckle_cv(im, window);
+    const double tol = 1e-4 * (1.0 + std::fabs(ref));
+    note_margin("speckle_cv scalar vs float64", std::fabs(s - ref) / tol);
+    record(std::fabs(s - ref) <= tol, "scalar " + where + " vs float64",
+           fmt("got %.9g, reference %.9g", s, ref));
+    if (im.constant) record(s == 0.0, "scalar " + where + " is 0 on a constant image");
+    for (const KernelTable* t : T.others) {
+      const double o = run(*t);
+      const double tt = 1e-5 * (1.0 + std::fabs(s));
+      note_margin("speckle_cv target vs scalar", std::fabs(o - s) / tt);
+      record(std::fabs(o - s) <= tt, std::string(t->name) + " " + where + " vs scalar",
+             fmt("got %.9g, scalar %.9g", o, s));
+    }
+  }
+  const int block = 4;
+  if (im.rows < 3 * block || im.cols < 3 * block) return;
+  const ptrdiff_t tr = (im.rows - 2) / block, tc = (im.cols - 2) / block, N = tr * tc;
+  const std::string where = im.name + " " + dims(im) + " noise_tiles";
+  std::vector<double> ref_v(N, 0.0), ref_m(N, 0.0);
+  for (ptrdiff_t y = 1; y < 1 + tr * block; ++y)
+    for (ptrdiff_t x = 1; x < 1 + tc * block; ++x) {
+      double conv = 0.0, box = 0.0;
+      for (int dy = -1; dy <= 1; ++dy)
+        for (int dx = -1; dx <= 1; ++dx) {
+          const double v = at(im, y + dy, x + dx);
+          const int w = (dy == 0 ? 2 : 1) * (dx == 0 ? 2 : 1) * ((dy == 0) != (dx == 0) ? -1 : 1);
+          conv += w * v;
+          box += v;
+        }
+      const ptrdiff_t k = ((y - 1) / block) * tc + (x - 1) / block;
+      ref_v[k] += (conv / 6.0) * (conv / 6.0) / (block * block);
+      ref_m[k] += box / 9.0 / (block * block);
+    }
+  std::vector<double> acc(medimg::noise_tiles_scratch(im.cols, block));
+  auto run = [&](const KernelTable& t, std::vector<double>& v, std::vector<double>& m) {
+    v.assign(N, std::nan(""));
+    m.assign(N, std::nan(""));
+    std::fill(acc.begin(), acc.end(), std::nan(""));
+    t.noise_tiles(im.px.data(), im.rows, im.cols, block, v.data(), m.data(), acc.data());
+  };
+  std::vector<double> sv, sm;
+  run(*T.scalar, sv, sm);
+  double err = 0.0, scale = 1.0;
+  for (ptrdiff_t k = 0; k < N; ++k) {
+    scale = std::max({scale, std::fabs(ref_v[k]), std::fabs(ref_m[k])});
+    err = std::max({err, std::fabs(sv[k] - ref_v[k]), std::fabs(sm[k] - ref_m[k])});
+  }
+  note_margin("noise_tiles scalar vs float64", err / (1e-5 * scale));
+  record(err <= 1e-5 * scale, "scalar " + where + " vs float64", fmt("max error %.3g", err));
+  for (const KernelTable* t : T.others) {
+    std::vector<double> ov, om;
+    run(*t, ov, om);
+    double e = 0.0;
+    for (ptrdiff_t k = 0; k < N; ++k)
+      e = std::max({e, std::fabs(ov[k] - sv[k]), std::fabs(om[k] - sm[k])});
+    note_margin("noise_tiles target vs scalar", e / (1e-9 * scale));
+    record(e <= 1e-9 * scale, std::string(t->name) + " " + where + " vs scalar",
+           fmt("max difference %.3g", e));
+  }
+}
+
 // scan: every target agrees with a plain loop on finiteness, min and max, and finds a
 // single NaN / +Inf / -Inf planted anywhere (first, middle, last element).
 void test_scan(const Targets& T, const Image& im) {
@@ -1788,6 +1904,7 @@ int main(int argc, char** argv) {
       test_vst(T, im);
       test_immerkaer(T, im);
       test_scan(T, im);
+      test_estimate(T, im);
     }
   }
 

@@ -8,8 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import InvalidInputError
-from .._validation import as_image2d, check_float, check_odd_window
-from ._noise import estimate_poisson_gaussian, estimate_speckle
+from .._validation import as_image2d, check_float, check_odd_window, check_out, value_range
+from ._noise import _speckle_cv, estimate_poisson_gaussian
 from ._speckle import frost, kuan, lee, srad, wiener
 from ._vst import anscombe, inverse_anscombe
 
@@ -20,7 +20,7 @@ F32 = npt.NDArray[np.float32]
 _US_METHODS = ("srad", "lee", "kuan", "frost")
 
 
-def ultrasound(image: Any, *, method: str = "srad") -> F32:
+def ultrasound(image: Any, *, method: str = "srad", out: F32 | None = None) -> F32:
     """Speckle reduction for a B-mode ultrasound frame with parameters from the frame.
 
     Estimates the speckle coefficient of variation ``Cu`` with :func:`estimate_speckle`
@@ -34,6 +34,9 @@ def ultrasound(image: Any, *, method: str = "srad") -> F32:
     image : (M, N) array of uint8, uint16, float32 or float64
         Non-negative B-mode intensities (grayscale).
     method : {"srad", "lee", "kuan", "frost"}
+    out : (M, N) float32 ndarray, optional
+        Where to write the result (C-contiguous, writeable; it may be the input itself
+        when that is a C-contiguous float32 array).
 
     Returns
     -------
@@ -42,15 +45,15 @@ def ultrasound(image: Any, *, method: str = "srad") -> F32:
     if not isinstance(method, str) or method not in _US_METHODS:
         raise InvalidInputError(f"method must be one of {', '.join(_US_METHODS)}, got {method!r}")
     img = as_image2d(image)
-    cu = estimate_speckle(img)
+    if method == "frost":
+        return frost(img, window=7, damping=2.0, out=out)
+    cu = _speckle_cv(img, 7)
     if method == "srad":
         iterations = int(np.clip(round(40.0 * cu), 5, 40))
-        return srad(img, iterations=iterations, time_step=0.5, q0=max(cu, 1e-3))
+        return srad(img, iterations=iterations, time_step=0.5, q0=max(cu, 1e-3), out=out)
     if method == "lee":
-        return lee(img, window=7, noise_cv=min(cu, 10.0))
-    if method == "kuan":
-        return kuan(img, window=7, noise_cv=min(cu, 10.0))
-    return frost(img, window=7, damping=2.0)
+        return lee(img, window=7, noise_cv=min(cu, 10.0), out=out)
+    return kuan(img, window=7, noise_cv=min(cu, 10.0), out=out)
 
 
 def xray(
@@ -59,6 +62,7 @@ def xray(
     gain: float | None = None,
     sigma: float | None = None,
     window: int = 5,
+    out: F32 | None = None,
 ) -> F32:
     """Poisson-Gaussian denoising for a raw (linear) X-ray frame.
 
@@ -76,6 +80,10 @@ def xray(
         Poisson gain (units per quantum) and electronic noise sigma, if known.
     window : int, default 5
         Odd Wiener window in ``[3, 31]``.
+    out : (M, N) float32 ndarray, optional
+        Where to write the result (C-contiguous, writeable; it may be the input itself
+        when that is a C-contiguous float32 array; the intermediate transformed frames
+        are written into it too).
 
     Returns
     -------
@@ -89,8 +97,12 @@ def xray(
         sigma = s_est if sigma is None else sigma
     g = check_float("gain", gain, 0.0)
     s = check_float("sigma", sigma, 0.0)
-    if g <= 1e-9 * max(1.0, float(np.abs(img).max())):
-        return wiener(img, noise_sigma=s, window=window)
-    y = anscombe(img, gain=g, sigma=s)
-    z = wiener(y, noise_sigma=1.0, window=window)
-    return inverse_anscombe(z, gain=g, sigma=s)
+    dst = check_out(out, img.shape, source=img)
+    lo, hi = value_range(img)
+    if g <= 1e-9 * max(1.0, -lo, hi):
+        return wiener(img, noise_sigma=s, window=window, out=dst)
+    # With out, the three stages run in place in it (each kernel reads its whole input
+    # before writing).
+    y = anscombe(img, gain=g, sigma=s, out=dst)
+    z = wiener(y, noise_sigma=1.0, window=window, out=y if dst is not None else None)
+    return inverse_anscombe(z, gain=g, sigma=s, out=z if dst is not None else None)

@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._validation import as_image2d, check_float, check_int, check_odd_window
-from ._noise import estimate_speckle
+from .._validation import as_image2d, check_float, check_int, check_odd_window, check_out
+from ._noise import _speckle_cv
 
 __all__ = ["frost", "kuan", "lee", "srad", "wiener"]
 
@@ -24,6 +24,7 @@ def srad(
     time_step: float = 0.5,
     q0: float | None = None,
     rho: float = 1.0 / 6.0,
+    out: F32 | None = None,
 ) -> F32:
     """Speckle Reducing Anisotropic Diffusion.
 
@@ -49,6 +50,10 @@ def srad(
         Speckle coefficient of variation at ``t = 0``; default :func:`estimate_speckle`.
     rho : float, default 1/6
         Decay rate of ``q0`` (Yu & Acton suggest 1/6).
+    out : (M, N) float32 ndarray, optional
+        Where to write the result (C-contiguous, writeable; it may be the input itself when
+        that is a C-contiguous float32 array).  With ``out`` and the per-thread scratch
+        buffer the kernel reuses, a loop over frames allocates nothing.
 
     Returns
     -------
@@ -65,13 +70,15 @@ def srad(
     iterations = check_int("iterations", iterations, 0, 100_000)
     time_step = check_float("time_step", time_step, 0.0, 1.0, lo_open=True)
     rho = check_float("rho", rho, 0.0)
-    if q0 is None:
-        q0 = max(estimate_speckle(img), 1e-3)
-    q0 = check_float("q0", q0, 0.0, lo_open=True)
+    q0 = max(_speckle_cv(img, 7), 1e-3) if q0 is None else check_float("q0", q0, 0.0, lo_open=True)
+    dst = check_out(out, img.shape, source=img)
     if iterations == 0:
+        if dst is not None:
+            np.copyto(dst, img)
+            return dst
         return img.copy() if img is image else img
-    out: F32 = _core.srad(img, iterations, time_step, q0, rho)
-    return out
+    res: F32 = _core.srad(img, iterations, time_step, q0, rho, out=dst)
+    return res
 
 
 def _noise_cv(image: Any, noise_cv: float | None, window: int) -> tuple[F32, float]:
@@ -79,11 +86,13 @@ def _noise_cv(image: Any, noise_cv: float | None, window: int) -> tuple[F32, flo
         noise_cv = check_float("noise_cv", noise_cv, 0.0, 10.0)
     img = as_image2d(image)
     if noise_cv is None:
-        noise_cv = min(estimate_speckle(img, window=window), 10.0)
+        noise_cv = min(_speckle_cv(img, window), 10.0)
     return img, noise_cv
 
 
-def lee(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
+def lee(
+    image: Any, *, window: int = 7, noise_cv: float | None = None, out: F32 | None = None
+) -> F32:
     """Lee filter for multiplicative speckle.
 
     ``out = m + W (x - m)`` with local mean ``m`` and variance ``v`` over a
@@ -98,6 +107,10 @@ def lee(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
         Odd window size in ``[3, 31]``.
     noise_cv : float, optional
         ``Cu`` (e.g. ``1/sqrt(L)`` for L-look intensity); default :func:`estimate_speckle`.
+    out : (M, N) float32 ndarray, optional
+        Where to write the result (C-contiguous, writeable; it may be the input itself when
+        that is a C-contiguous float32 array).  With ``out`` and the per-thread scratch
+        buffer the kernel reuses, a loop over frames allocates nothing.
 
     Returns
     -------
@@ -112,11 +125,14 @@ def lee(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
     """
     window = check_odd_window("window", window)
     img, cu = _noise_cv(image, noise_cv, window)
-    out: F32 = _core.local_stats(img, window, cu * cu, 0.0, 1.0)
-    return out
+    dst = check_out(out, img.shape, source=img)
+    res: F32 = _core.local_stats(img, window, cu * cu, 0.0, 1.0, out=dst)
+    return res
 
 
-def kuan(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
+def kuan(
+    image: Any, *, window: int = 7, noise_cv: float | None = None, out: F32 | None = None
+) -> F32:
     """Kuan filter for multiplicative speckle.
 
     As :func:`lee` with ``W = clamp((1 - Cu^2 / Ci^2) / (1 + Cu^2), 0, 1)``, the local
@@ -129,6 +145,10 @@ def kuan(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
         Odd window size in ``[3, 31]``.
     noise_cv : float, optional
         Speckle coefficient of variation ``Cu``; default :func:`estimate_speckle`.
+    out : (M, N) float32 ndarray, optional
+        Where to write the result (C-contiguous, writeable; it may be the input itself when
+        that is a C-contiguous float32 array).  With ``out`` and the per-thread scratch
+        buffer the kernel reuses, a loop over frames allocates nothing.
 
     Returns
     -------
@@ -142,11 +162,12 @@ def kuan(image: Any, *, window: int = 7, noise_cv: float | None = None) -> F32:
     """
     window = check_odd_window("window", window)
     img, cu = _noise_cv(image, noise_cv, window)
-    out: F32 = _core.local_stats(img, window, cu * cu, 0.0, 1.0 + cu * cu)
-    return out
+    dst = check_out(out, img.shape, source=img)
+    res: F32 = _core.local_stats(img, window, cu * cu, 0.0, 1.0 + cu * cu, out=dst)
+    return res
 
 
-def wiener(image: Any, *, noise_sigma: float, window: int = 5) -> F32:
+def wiener(image: Any, *, noise_sigma: float, window: int = 5, out: F32 | None = None) -> F32:
     """Adaptive local Wiener filter (Lee's additive-noise filter).
 
     ``out = m + W (x - m)`` with ``W = clamp((v - sigma^2) / v, 0, 1)``: the local
@@ -160,6 +181,10 @@ def wiener(image: Any, *, noise_sigma: float, window: int = 5) -> F32:
         Standard deviation of the additive noise, >= 0.
     window : int, default 5
         Odd window size in ``[3, 31]``.
+    out : (M, N) float32 ndarray, optional
+        Where to write the result (C-contiguous, writeable; it may be the input itself when
+        that is a C-contiguous float32 array).  With ``out`` and the per-thread scratch
+        buffer the kernel reuses, a loop over frames allocates nothing.
 
     Returns
     -------
@@ -173,11 +198,12 @@ def wiener(image: Any, *, noise_sigma: float, window: int = 5) -> F32:
     window = check_odd_window("window", window)
     sigma = check_float("noise_sigma", noise_sigma, 0.0)
     img = as_image2d(image)
-    out: F32 = _core.local_stats(img, window, 0.0, sigma * sigma, 1.0)
-    return out
+    dst = check_out(out, img.shape, source=img)
+    res: F32 = _core.local_stats(img, window, 0.0, sigma * sigma, 1.0, out=dst)
+    return res
 
 
-def frost(image: Any, *, window: int = 7, damping: float = 2.0) -> F32:
+def frost(image: Any, *, window: int = 7, damping: float = 2.0, out: F32 | None = None) -> F32:
     """Frost filter for multiplicative speckle.
 
     Weighted mean over a ``window x window`` neighbourhood with weights
@@ -193,6 +219,10 @@ def frost(image: Any, *, window: int = 7, damping: float = 2.0) -> F32:
         Odd window size in ``[3, 31]``.
     damping : float, default 2.0
         ``K`` in the weights; 0 gives the box mean.
+    out : (M, N) float32 ndarray, optional
+        Where to write the result (C-contiguous, writeable; it may be the input itself when
+        that is a C-contiguous float32 array).  With ``out`` and the per-thread scratch
+        buffer the kernel reuses, a loop over frames allocates nothing.
 
     Returns
     -------
@@ -207,5 +237,5 @@ def frost(image: Any, *, window: int = 7, damping: float = 2.0) -> F32:
     window = check_odd_window("window", window)
     damping = check_float("damping", damping, 0.0, 1e6)
     img = as_image2d(image)
-    out: F32 = _core.frost(img, window, damping)
-    return out
+    res: F32 = _core.frost(img, window, damping, out=check_out(out, img.shape, source=img))
+    return res

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._validation import as_float_array, check_float
+from .._validation import as_float_array, check_float, check_out
 
 __all__ = ["anscombe", "expected_anscombe", "inverse_anscombe"]
 
@@ -79,7 +79,7 @@ def _params(gain: float, sigma: float) -> tuple[float, float]:
     return g, s
 
 
-def anscombe(image: Any, *, gain: float = 1.0, sigma: float = 0.0) -> F32:
+def anscombe(image: Any, *, gain: float = 1.0, sigma: float = 0.0, out: F32 | None = None) -> F32:
     """Generalised Anscombe transform for Poisson-Gaussian noise.
 
     ``f(z) = 2 / gain * sqrt(max(gain * z + 3/8 gain^2 + sigma^2, 0))`` maps
@@ -94,6 +94,8 @@ def anscombe(image: Any, *, gain: float = 1.0, sigma: float = 0.0) -> F32:
         Detector units per quantum (> 0).
     sigma : float, default 0.0
         Standard deviation of the electronic (Gaussian) noise, detector units.
+    out : float32 ndarray of the input's shape, optional
+        Where to write the result (C-contiguous, writeable; it may be the input itself).
 
     Returns
     -------
@@ -112,11 +114,13 @@ def anscombe(image: Any, *, gain: float = 1.0, sigma: float = 0.0) -> F32:
     """
     g, s = _params(gain, sigma)
     arr = as_float_array(image, ndims=(1, 2, 3))
-    out: F32 = _core.anscombe(arr, g, s)
-    return out
+    res: F32 = _core.anscombe(arr, g, s, out=check_out(out, arr.shape, source=arr))
+    return res
 
 
-def inverse_anscombe(image: Any, *, gain: float = 1.0, sigma: float = 0.0) -> F32:
+def inverse_anscombe(
+    image: Any, *, gain: float = 1.0, sigma: float = 0.0, out: F32 | None = None
+) -> F32:
     """Exact unbiased inverse of :func:`anscombe` (Makitalo & Foi).
 
     Maps a denoised value ``D`` to the ``y`` with ``E[f(z) | y] = D``, which removes the
@@ -132,6 +136,8 @@ def inverse_anscombe(image: Any, *, gain: float = 1.0, sigma: float = 0.0) -> F3
         Values in the transformed domain.
     gain, sigma : float
         The parameters given to :func:`anscombe`.
+    out : float32 ndarray of the input's shape, optional
+        Where to write the result (C-contiguous, writeable; it may be the input itself).
 
     Returns
     -------
@@ -150,5 +156,6 @@ def inverse_anscombe(image: Any, *, gain: float = 1.0, sigma: float = 0.0) -> F3
     arr = as_float_array(image, ndims=(1, 2, 3))
     sigma_n = round(s / g, 6)
     values, d0, step = _inverse_table(sigma_n)
-    out: F32 = _core.inverse_anscombe(arr, values, d0, step, sigma_n * sigma_n, g)
-    return out
+    dst = check_out(out, arr.shape, source=arr)
+    res: F32 = _core.inverse_anscombe(arr, values, d0, step, sigma_n * sigma_n, g, out=dst)
+    return res

@@ -1,0 +1,316 @@
+// Noise-parameter estimation: the defaults of the speckle filters (estimate_speckle) and of
+// the X-ray preset (estimate_poisson_gaussian).  Included by csrc/kernels/target.cpp after
+// stats.hpp (it uses radix_select).
+//
+// speckle_cv_kernel: the median, over the pixels (2i, 2j) whose local mean is above 1 % of
+// the largest such local mean, of the local coefficient of variation sqrt(v) / m in a
+// window x window neighbourhood (reflect-101 border): medimg_edge.denoise.estimate_speckle.
+// Two passes over the image's even rows, no padded copy:
+//   1. per even row: vertical window sums of (x - shift) and (x - shift)^2 for every column,
+//      read straight from the (reflected) input rows and computed afresh for every row (no
+//      running sums, so no cancellation carried from one row to the next); the row of sums
+//      is extended by reflection (column sums commute with the column reflection) and split
+//      into its even and odd entries, so that the horizontal window sums, m, v and sqrt(v)/m
+//      are computed for the even columns only, on contiguous vectors;
+//   2. the selected values are compacted and the one or two middle ranks found exactly by
+//      median_pair (a value-range histogram, then the few values of the wanted bins; O(n),
+//      no sort).
+// The shift (the mean of the middle row, as in the local-statistics filters) keeps
+// E[(x-s)^2] - E[x-s]^2 well conditioned.  The median of an even count is
+// float32(a + b) / 2, NumPy's median of a float32 array.
+//
+// noise_tiles_kernel: the block x block tile sums behind estimate_poisson_gaussian: for the
+// interior pixels [1, 1 + tr*block) x [1, 1 + tc*block), the mean over each tile of r^2 with
+// r = (I * N) / 6 (N the Immerkaer mask) and of the 3x3 box mean.  Both stencils stay
+// inside the image, so no border is needed.  r and the box mean are computed in float32
+// (as the NumPy reference, which uses cv2.filter2D and cv2.blur), squared and summed in
+// double.
+#pragma once
+
+namespace {
+
+// Vertical window sums over rows rows_[0..window) of (x - shift) and its square, for
+// columns [0, cols), into s1[r + x], s2[r + x]; then the r columns on each side by
+// reflect-101 of the column index.
+static inline void speckle_column_sums(const float* const* rowp, int window, ptrdiff_t cols, int r,
+                                       float shift, float* s1, float* s2) {
+  using namespace simd;
+  const vf vs = set1(shift);
+  ptrdiff_t x = 0;
+  for (; x + kLanes <= cols; x += kLanes) {
+    vf v = load(rowp[0] + x) - vs;
+    vf a = v, b = v * v;
+    for (int k = 1; k < window; ++k) {
+      v = load(rowp[k] + x) - vs;
+      a += v;
+      b = fmadd(v, v, b);
+    }
+    store(s1 + r + x, a);
+    store(s2 + r + x, b);
+  }
+  for (; x < cols; ++x) {
+    float v = rowp[0][x] - shift;
+    float a = v, b = v * v;
+    for (int k = 1; k < window; ++k) {
+      v = rowp[k][x] - shift;
+      a += v;
+      b = lane(fmadd(set1(v), set1(v), set1(b)), 0);
+    }
+    s1[r + x] = a;
+    s2[r + x] = b;
+  }
+  for (ptrdiff_t j = 1; j <= r; ++j) {
+    s1[r - j] = s1[r + reflect101(-j, cols)];
+    s2[r - j] = s2[r + reflect101(-j, cols)];
+    s1[r + cols - 1 + j] = s1[r + reflect101(cols - 1 + j, cols)];
+    s2[r + cols - 1 + j] = s2[r + reflect101(cols - 1 + j, cols)];
+  }
+}
+
+// The values of ranks (n - 1) / 2 and n / 2 of v[0..n) (n >= 1, finite), exactly:
+//   1. min and max (SIMD), then a 2048-bin histogram of floor((v - min) * 2048 / (max -
+//      min)) into four interleaved sub-histograms (equal neighbouring bins do not chain on
+//      one counter); the bin is monotonic in v (float subtraction and scaling by a positive
+//      constant preserve order), so the wanted ranks fall in known bins;
+//   2. the values of those bins are gathered (typically a few hundred) and ordered: by
+//      insertion when few, else by radix_select.
+// u: summary_scratch(n) words (hist, bucket maps, keys).  v is not modified.
+constexpr int kSelBins = 2048;
+static void median_pair(const float* v, ptrdiff_t n, uint32_t* u, float* lo_out, float* hi_out) {
+  using namespace simd;
+  const ptrdiff_t k1 = (n - 1) / 2, k2 = n / 2;
+  vf vmn = set1(v[0]), vmx = vmn;
+  ptrdiff_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const vf x = load(v + i);
+    vmn = vmin(vmn, x);
+    vmx = vmax(vmx, x);
+  }
+  float mn = v[0], mx = v[0];
+  for (int l = 0; l < kLanes; ++l) {
+    mn = lane(vmn, l) < mn ? lane(vmn, l) : mn;
+    mx = lane(vmx, l) > mx ? lane(vmx, l) : mx;
+  }
+  for (; i < n; ++i) {
+    mn = v[i] < mn ? v[i] : mn;
+    mx = v[i] > mx ? v[i] : mx;
+  }
+  if (!(mx > mn)) {
+    *lo_out = *hi_out = mn;
+    return;
+  }
+  const float scale = static_cast<float>(kSelBins) / (mx - mn);
+  RadixScratch sc;
+  sc.hist = u;
+  sc.wanted = reinterpret_cast<uint8_t*>(u + 65536);
+  sc.keys = u + 65536 + 20480;
+  uint32_t* keys = sc.keys;  // first the bin of every value, then the candidates' keys
+  {
+    const vf vmn2 = set1(mn), vscale = set1(scale);
+    const vi top_bin = vi{} + (kSelBins - 1);
+    i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      const vi b = to_int((load(v + i) - vmn2) * vscale);
+      const vi c = b < top_bin ? b : top_bin;
+      __builtin_memcpy(keys + i, &c, sizeof c);
+    }
+    for (; i < n; ++i) {
+      const int b = static_cast<int>((v[i] - mn) * scale);
+      keys[i] = static_cast<uint32_t>(b < kSelBins ? b : kSelBins - 1);
+    }
+  }
+  uint32_t* h = u;  // 4 x kSelBins
+  zero_u32(h, 4 * kSelBins);
+  i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++h[keys[i]];
+    ++h[kSelBins + keys[i + 1]];
+    ++h[2 * kSelBins + keys[i + 2]];
+    ++h[3 * kSelBins + keys[i + 3]];
+  }
+  for (; i < n; ++i) ++h[keys[i]];
+  uint32_t b1 = kSelBins, b2 = kSelBins;
+  ptrdiff_t below = 0, cum = 0;
+  for (uint32_t b = 0; b < kSelBins && b2 == kSelBins; ++b) {
+    const ptrdiff_t c =
+        static_cast<ptrdiff_t>(h[b]) + h[kSelBins + b] + h[2 * kSelBins + b] + h[3 * kSelBins + b];
+    if (b1 == kSelBins && k1 < cum + c) {
+      b1 = b;
+      below = cum;
+    }
+    if (k2 < cum + c) b2 = b;
+    cum += c;
+  }
+  // Candidates: the values in bins b1 .. b2 (usually one bin), compacted in place over
+  // the bins (keys[c] is written after keys[i] is read, c <= i).
+  ptrdiff_t c = 0;
+  const uint32_t span = b2 - b1;
+  for (i = 0; i < n; ++i) {
+    const uint32_t b = keys[i];
+    keys[c] = stats_key(v[i]);
+    c += (b - b1 <= span) ? 1 : 0;  // unsigned: b1 <= b <= b2
+  }
+  const ptrdiff_t r1 = k1 - below, r2 = k2 - below;
+  if (c <= 256) {
+    for (ptrdiff_t a = 1; a < c; ++a) {
+      const uint32_t key = keys[a];
+      ptrdiff_t j = a;
+      for (; j > 0 && keys[j - 1] > key; --j) keys[j] = keys[j - 1];
+      keys[j] = key;
+    }
+    *lo_out = stats_unkey(keys[r1]);
+    *hi_out = stats_unkey(keys[r2]);
+    return;
+  }
+  RankSet rs;
+  rs.add(r1);
+  rs.add(r2);
+  uint32_t out[kStatsMaxRanks];
+  radix_select(sc, c, 0.0, rs, out);
+  *lo_out = stats_unkey(out[0]);
+  *hi_out = stats_unkey(out[rs.n - 1]);
+}
+
+static double speckle_cv_kernel(const float* in, ptrdiff_t rows, ptrdiff_t cols, int window,
+                                float* fscratch, uint32_t* uscratch) {
+  using namespace simd;
+  const int r = window / 2;
+  const ptrdiff_t stride = medimg::padded_stride(cols, r);
+  const ptrdiff_t srows = (rows + 1) / 2, scols = (cols + 1) / 2;
+  // Sum rows (cols + 2r used), their even / odd halves, and the subsampled outputs.
+  const ptrdiff_t half = stride / 2 + kLanes;
+  float* s1 = fscratch;
+  float* s2 = s1 + stride;
+  float* e1 = s2 + stride;
+  float* o1 = e1 + half;
+  float* e2 = o1 + half;
+  float* o2 = e2 + half;
+  float* sub_m = o2 + half;
+  float* sub_cv = sub_m + srows * scols;
+  // Entries past the filled part of the half rows are read by the last vector's tail
+  // lanes (whose results are discarded): keep them finite.
+  for (ptrdiff_t i = 0; i < 4 * half; ++i) e1[i] = 0.0f;
+  const ptrdiff_t ne = (cols + 2 * r + 1) / 2, no = (cols + 2 * r) / 2;
+  const float shift = mean_of(in + (rows / 2) * cols, cols);
+  const float inv_n = 1.0f / static_cast<float>(window * window);
+  const vf zero = set1(0.0f), tiny = set1(1e-30f);
+  const vi iota = stats_iota();
+  const float* rowp[medimg::kMaxWindow];
+  vf vtop = zero;
+  for (ptrdiff_t y = 0; y < rows; y += 2) {
+    for (int k = 0; k < window; ++k) rowp[k] = in + reflect101(y - r + k, rows) * cols;
+    speckle_column_sums(rowp, window, cols, r, shift, s1, s2);
+    // The window at even column 2i spans sum entries 2i .. 2i + 2r: the even entries
+    // e[i .. i + r] and the odd entries o[i .. i + r - 1].
+    for (ptrdiff_t i = 0; i < no; ++i) {
+      e1[i] = s1[2 * i];
+      o1[i] = s1[2 * i + 1];
+      e2[i] = s2[2 * i];
+      o2[i] = s2[2 * i + 1];
+    }
+    if (ne > no) {
+      e1[no] = s1[2 * no];
+      e2[no] = s2[2 * no];
+    }
+    float* om = sub_m + (y / 2) * scols;
+    float* oc = sub_cv + (y / 2) * scols;
+    for (ptrdiff_t i = 0; i < scols; i += kLanes) {
+      vf a = load(e1 + i), b = load(e2 + i);
+      for (int j = 1; j <= r; ++j) {
+        a += load(e1 + i + j) + load(o1 + i + j - 1);
+        b += load(e2 + i + j) + load(o2 + i + j - 1);
+      }
+      const vf mean = a * inv_n;
+      const vf var = vmax(b * inv_n - mean * mean, zero);
+      const vf m = mean + shift;
+      const vf cv = vsqrt(var) / vmax(m, tiny);
+      const vf mk = (iota + static_cast<int32_t>(i)) < static_cast<int32_t>(scols) ? m : zero;
+      vtop = vmax(vtop, mk);
+      store_row(om, m, i, scols);
+      store_row(oc, cv, i, scols);
+    }
+  }
+  float top = 0.0f;
+  for (int l = 0; l < kLanes; ++l) top = lane(vtop, l) > top ? lane(vtop, l) : top;
+  if (!(top > 0.0f)) return 0.0;
+  // numpy compares the float32 means with the Python float 0.01 * top rounded to float32.
+  const float thr = static_cast<float>(0.01 * static_cast<double>(top));
+  const ptrdiff_t nsub = srows * scols;
+  float* vals = sub_m;  // compacted in place: vals[j] is written after sub_m[j] is read
+  ptrdiff_t n = 0;
+  for (ptrdiff_t i = 0; i < nsub; ++i) {
+    const float m = sub_m[i], c = sub_cv[i];
+    vals[n] = c;
+    n += m > thr ? 1 : 0;
+  }
+  if (n == 0) return 0.0;
+  float lo, hi;
+  median_pair(vals, n, uscratch, &lo, &hi);
+  if (n % 2 == 1) return static_cast<double>(hi);
+  const float sum = lo + hi;  // float32 add, then an exact halving: numpy.median
+  return static_cast<double>(sum / 2.0f);
+}
+
+static void noise_tiles_kernel(const float* in, ptrdiff_t rows, ptrdiff_t cols, int block,
+                               double* tile_var, double* tile_mean, double* acc) {
+  using namespace simd;
+  const ptrdiff_t tr = (rows - 2) / block, tc = (cols - 2) / block;
+  const ptrdiff_t w = tc * block;  // interior columns used: [1, 1 + w)
+  double* a_r2 = acc;
+  double* a_m = acc + w;
+  const double cells = static_cast<double>(block * block);
+  const vf sixth = set1(6.0f);
+  for (ptrdiff_t t = 0; t < tr; ++t) {
+    for (ptrdiff_t x = 0; x < 2 * w; ++x) acc[x] = 0.0;
+    for (ptrdiff_t y = 1 + t * block; y < 1 + (t + 1) * block; ++y) {
+      const float* n = in + (y - 1) * cols;
+      const float* c = n + cols;
+      const float* s = c + cols;
+      ptrdiff_t x = 1;
+      for (; x + kLanes <= 1 + w; x += kLanes) {
+        const vf nw = load(n + x - 1), nn = load(n + x), ne = load(n + x + 1);
+        const vf cw = load(c + x - 1), cc = load(c + x), ce = load(c + x + 1);
+        const vf sw = load(s + x - 1), ss = load(s + x), se = load(s + x + 1);
+        const vf corners = (nw + ne) + (sw + se);
+        const vf edges = (nn + ss) + (cw + ce);
+        const vf rr = (corners - 2.0f * edges + 4.0f * cc) / sixth;
+        const vf box = ((nw + nn + ne) + (cw + cc + ce)) + (sw + ss + se);
+        const vdn bl = f2d_lo(box) * (1.0 / 9.0);
+        vdn bh = set1dn(0.0);
+        if (kLanes > 1) bh = f2d_hi(box) * (1.0 / 9.0);
+        const vf mf = dn2f(bl, bh);  // the box mean rounded to float32, as cv2.blur
+        double* pr = a_r2 + (x - 1);
+        double* pm = a_m + (x - 1);
+        const vdn rl = f2d_lo(rr), ml = f2d_lo(mf);
+        store_dn(pr, load_dn(pr) + rl * rl);
+        store_dn(pm, load_dn(pm) + ml);
+        if (kLanes > 1) {
+          const vdn rh = f2d_hi(rr), mh = f2d_hi(mf);
+          store_dn(pr + kLanesD, load_dn(pr + kLanesD) + rh * rh);
+          store_dn(pm + kLanesD, load_dn(pm + kLanesD) + mh);
+        }
+      }
+      for (; x < 1 + w; ++x) {
+        const float corners = (n[x - 1] + n[x + 1]) + (s[x - 1] + s[x + 1]);
+        const float edges = (n[x] + s[x]) + (c[x - 1] + c[x + 1]);
+        const float rr = (corners - 2.0f * edges + 4.0f * c[x]) / 6.0f;
+        const float box = ((n[x - 1] + n[x] + n[x + 1]) + (c[x - 1] + c[x] + c[x + 1])) +
+                          (s[x - 1] + s[x] + s[x + 1]);
+        const float mf = static_cast<float>(static_cast<double>(box) * (1.0 / 9.0));
+        a_r2[x - 1] += static_cast<double>(rr) * static_cast<double>(rr);
+        a_m[x - 1] += static_cast<double>(mf);
+      }
+    }
+    for (ptrdiff_t j = 0; j < tc; ++j) {
+      double sv = 0.0, sm = 0.0;
+      for (int k = 0; k < block; ++k) {
+        sv += a_r2[j * block + k];
+        sm += a_m[j * block + k];
+      }
+      tile_var[t * tc + j] = sv / cells;
+      tile_mean[t * tc + j] = sm / cells;
+    }
+  }
+}
+
+}  // namespace
