@@ -87,7 +87,9 @@ class Diagnosis:
         on first access from ``heatmap_grid`` (a frame-sized array is allocated only
         when it is asked for) and then kept.
     heatmap_grid : ndarray of float32 or None
-        The same at the model's resolution.
+        The same at the model's resolution, weighted by the fraction of each cell inside
+        the quality gate's field of view (:attr:`QualityReport.fov`: zero on the black
+        background around an ultrasound sector and on X-ray collimation borders).
     timings_ms : dict of str to float
         Per stage: ``validate``, ``quality``, ``denoise``, ``preprocess``, ``model``,
         ``postprocess``, ``total``.
@@ -184,6 +186,19 @@ def _check_modality(modality: object) -> str:
 _DTYPE_NAMES = {
     np.dtype(t): np.dtype(t).name for t in (np.uint8, np.uint16, np.float32, np.float64)
 }
+
+
+def _cell_fraction(mask: npt.NDArray[np.bool_], grid: tuple[int, ...]) -> npt.NDArray[Any]:
+    """Fraction of each cell of a ``grid`` (h, w) covered by a boolean ``mask`` (block
+    means when the grid divides the mask, else an area resize; no mask-sized float copy)."""
+    gh, gw = int(grid[0]), int(grid[1])
+    mh, mw = mask.shape
+    if mh % gh == 0 and mw % gw == 0:
+        blocks = mask.reshape(gh, mh // gh, gw, mw // gw)
+        frac: npt.NDArray[Any] = blocks.mean(axis=(1, 3), dtype=np.float32)
+        return frac
+    small = cv2.resize(mask.view(np.uint8) * np.uint8(255), (gw, gh), interpolation=cv2.INTER_AREA)
+    return np.asarray(small, np.float32) * np.float32(1.0 / 255.0)
 
 
 class _Workspace:
@@ -533,6 +548,11 @@ class Diagnoser:
             if self._heat_kind == "logits":
                 g = (1.0 / (1.0 + np.exp(-g))).astype(np.float32)
             heat_grid = np.clip(g, 0.0, 1.0, out=g)
+            if report.fov is not None:
+                # Nothing is localised outside the field of view (the background around
+                # an ultrasound sector, X-ray collimation): each cell is weighted by the
+                # fraction of it inside the quality gate's field-of-view mask.
+                heat_grid *= _cell_fraction(report.fov, heat_grid.shape)
         status, k, reason = self._decide(probs)
         diag = Diagnosis(
             status=status,
