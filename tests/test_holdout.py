@@ -341,3 +341,11 @@ def test_invalid_options() -> None:
         bm.render_ultrasound(0, overrides={"bogus": 1})
     with pytest.raises(InvalidInputError, match="probe"):
         bm.render_ultrasound(0, overrides={"probe": "annular"})
+    with pytest.raises(InvalidInputError, match="dose"):
+        cv.render_chest(0, size=256, overrides={"dose": -5.0})
+    with pytest.raises(InvalidInputError, match="kvp"):
+        cv.render_chest(0, size=256, overrides={"kvp": 300.0})
+    with pytest.raises(InvalidInputError, match="shear"):
+        cv.render_chest(0, size=256, overrides={"shear": 0.1})
+    with pytest.raises(InvalidInputError, match="scintillator"):
+        cv.render_chest(0, size=256, overrides={"scintillator": "Se"})

@@ -53,6 +53,7 @@ from numpy.typing import NDArray
 
 from .._errors import InvalidInputError
 from ..synth import LABELS, Sample
+from ._masks import ring_around
 from ._validate import check_seed, check_size
 
 __all__ = [
@@ -423,6 +424,18 @@ def render_ultrasound(
     unknown = set(ov) - _OVERRIDABLE
     if unknown:
         raise InvalidInputError(f"unknown overrides {sorted(unknown)}; use {sorted(_OVERRIDABLE)}")
+    if "probe" in ov and ov["probe"] not in ("convex", "phased", "linear"):
+        raise InvalidInputError(f"probe kind must be convex, phased or linear, got {ov['probe']!r}")
+    if "noise" in ov:
+        nv = ov["noise"]
+        if (
+            isinstance(nv, bool)
+            or not isinstance(nv, (int, float))
+            or not (math.isfinite(float(nv)) and float(nv) >= 0.0)
+        ):
+            raise InvalidInputError(f"noise must be a finite number >= 0, got {nv!r}")
+    if "vessels" in ov and not isinstance(ov["vessels"], bool):
+        raise InvalidInputError(f"vessels must be True or False, got {ov['vessels']!r}")
     rng = _streams(seed)
     if lesion is None:
         lesion = (
@@ -647,6 +660,7 @@ def render_ultrasound(
         bbox = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
         les_params.update(_cnr(image, mask, sector))
         les_params["radius_px"] = round(math.sqrt(les.a * les.b) / px_mm, 3)
+        les_params["centre_px"] = [round(float(ys.mean()), 2), round(float(xs.mean()), 2)]
     params: dict[str, Any] = {
         "generator": "holdout.bmode_points",
         "seed": seed,
@@ -738,13 +752,10 @@ def _cnr(
     image: NDArray[np.uint8], mask: NDArray[np.bool_], sector: NDArray[np.bool_]
 ) -> dict[str, float]:
     """Contrast and contrast-to-noise of the lesion against a surrounding ring (grey levels)."""
-    r = max(2, round(math.sqrt(mask.sum() / math.pi) * 0.5))
-    k_in = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    m8 = mask.astype(np.uint8)
-    inner = cv2.erode(m8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))).astype(bool)
-    gap = cv2.dilate(m8, k_in).astype(bool)
-    outer = cv2.dilate(m8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (6 * r + 1, 6 * r + 1)))
-    ring = outer.astype(bool) & ~gap & sector
+    r = max(2.0, math.sqrt(mask.sum() / math.pi) * 0.5)
+    ring = ring_around(mask, r, 3.0 * r) & sector
+    k3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    inner = cv2.erode(mask.astype(np.uint8), k3).astype(bool)  # the mask minus its rim
     if not inner.any():
         inner = mask
     f = image.astype(np.float64)

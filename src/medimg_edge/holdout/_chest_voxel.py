@@ -26,7 +26,8 @@ Pipeline
    attenuation of soft tissue and cortical bone: beam hardening), heel effect and inverse-square
    fall-off, an anti-scatter grid, scatter as a broad convolution of the scatter source
    (convolution-superposition, SPR ~0.2-0.5 behind the lungs), energy-dependent absorption in a
-   CsI or Gd2O2S scintillator, Poisson quanta per energy bin, Swank (gain) noise, light spread
+   CsI or Gd2O2S scintillator, Poisson quanta per energy bin (exact where a bin expects < 30
+   quanta, their Gaussian limit elsewhere), Swank (gain) noise, light spread
    (core + glare) applied *after* the quantum sampling so that the noise is correlated,
    electronic and row noise, flat-field correction.
 4. *Display chain* ("for presentation", MONOCHROME2: bone bright, lung dark): log, dynamic
@@ -62,6 +63,7 @@ from numpy.typing import NDArray
 
 from .._errors import InvalidInputError
 from ..synth import LABELS, Sample
+from ._masks import ring_around
 from ._validate import check_seed, check_size
 
 __all__ = [
@@ -814,6 +816,36 @@ class ChestRender:
 _OVERRIDABLE = frozenset({"dose", "kvp", "scatter", "electronic", "scintillator", "shear"})
 
 
+def _check_overrides(ov: Mapping[str, Any]) -> None:
+    """Validate experiment overrides before any work is done."""
+    unknown = set(ov) - _OVERRIDABLE
+    if unknown:
+        raise InvalidInputError(f"unknown overrides {sorted(unknown)}; use {sorted(_OVERRIDABLE)}")
+    for key, lo, hi in (
+        ("dose", 1.0, 1e9),
+        ("kvp", 60.0, 150.0),
+        ("scatter", 0.0, 1.0),
+        ("electronic", 0.0, 1e4),
+    ):
+        if key in ov:
+            v = ov[key]
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not ok or not (math.isfinite(float(v)) and lo <= float(v) <= hi):
+                raise InvalidInputError(f"{key} must be a finite number in [{lo}, {hi}], got {v!r}")
+    if "scintillator" in ov and ov["scintillator"] not in ETA:
+        raise InvalidInputError(f"scintillator must be 'CsI' or 'GOS', got {ov['scintillator']!r}")
+    if "shear" in ov:
+        sh = ov["shear"]
+        try:
+            vals = [float(v) for v in sh]
+        except (TypeError, ValueError):
+            vals = []
+        if len(vals) != 2 or not all(math.isfinite(v) and abs(v) < 0.3 for v in vals):
+            raise InvalidInputError(
+                f"shear must be two finite angles below 0.3 rad, e.g. (0.02, 0.0), got {sh!r}"
+            )
+
+
 def render_chest(
     seed: int,
     *,
@@ -832,15 +864,13 @@ def render_chest(
     if nodule is not None and not isinstance(nodule, bool):
         raise InvalidInputError(f"nodule must be True, False or None, got {nodule!r}")
     ov = dict(overrides or {})
-    unknown = set(ov) - _OVERRIDABLE
-    if unknown:
-        raise InvalidInputError(f"unknown overrides {sorted(unknown)}; use {sorted(_OVERRIDABLE)}")
+    _check_overrides(ov)
     rng = _streams(seed)
     has_nodule = bool(rng["label"].random() < 0.5) if nodule is None else nodule
 
     anat = _build_anatomy(rng["anatomy"], rng["vessels"])
     er = rng["exposure"]
-    shear = tuple(ov.get("shear", (float(er.normal(0, 0.03)), float(er.normal(0, 0.02)))))
+    shear = ov.get("shear", (float(er.normal(0, 0.03)), float(er.normal(0, 0.02))))
     shear_t = (float(shear[0]), float(shear[1]))
     a_t = _resize(project_volume(anat.tissue, shear=shear_t), size)
     a_b = _resize(project_volume(anat.bone, shear=shear_t), size)
@@ -905,8 +935,6 @@ def render_chest(
     kvp = float(ov.get("kvp", er.uniform(100.0, 125.0)))
     dose = float(ov.get("dose", math.exp(er.uniform(math.log(1.2e5), math.log(8e5)))))
     scint = str(ov.get("scintillator", er.choice(["CsI", "GOS"], p=[0.7, 0.3])))
-    if scint not in ETA:
-        raise InvalidInputError(f"scintillator must be 'CsI' or 'GOS', got {scint!r}")
     kappa = float(ov.get("scatter", er.uniform(0.02, 0.045)))
     e_noise = float(ov.get("electronic", er.uniform(3.0, 12.0)))
     heel = float(er.uniform(0.05, 0.15))
@@ -915,8 +943,6 @@ def render_chest(
     core_mm = float(er.uniform(0.08, 0.15)) if scint == "CsI" else float(er.uniform(0.18, 0.3))
     glare_frac = float(er.uniform(0.03, 0.08)) if scint == "CsI" else float(er.uniform(0.08, 0.15))
     glare_mm = float(er.uniform(1.5, 4.0))
-    if not (dose > 0 and math.isfinite(dose)):
-        raise InvalidInputError(f"dose must be a positive finite number, got {dose}")
 
     spec = spectrum(kvp)
     eta = ETA[scint]
@@ -941,16 +967,27 @@ def render_chest(
     scat = _blur(src.astype(np.float32), 55.0 / pitch) * np.float32(kappa * dose * pitch**2)
     scat_w = np.array([0.35, 0.4, 0.2, 0.05])
     er_noise = rng["noise"]
-    light = np.zeros((size, size), np.float32)
+    means = [prim[k] + scat * np.float32(scat_w[k] * eta[k]) for k in range(4)]
     light_exp = np.zeros((size, size), np.float32)
-    swank_var = np.zeros((size, size), np.float32)
+    var_total = np.zeros((size, size), np.float32)  # Poisson x Swank gain: E^2 m / A
+    swank_var = np.zeros((size, size), np.float32)  # the gain part alone: E^2 m (1/A - 1)
     for k in range(4):
-        mean_k = prim[k] + scat * np.float32(scat_w[k] * eta[k])
-        n_k = er_noise.poisson(mean_k).astype(np.float32)
-        light += np.float32(ENERGIES[k]) * n_k
-        light_exp += np.float32(ENERGIES[k]) * mean_k
-        swank_var += np.float32(ENERGIES[k] ** 2 * (1.0 / swank - 1.0)) * mean_k
-    light += np.sqrt(swank_var) * er_noise.standard_normal((size, size), dtype=np.float32)
+        e_k = np.float32(ENERGIES[k])
+        light_exp += e_k * means[k]
+        var_total += np.float32(ENERGIES[k] ** 2 / swank) * means[k]
+        swank_var += np.float32(ENERGIES[k] ** 2 * (1.0 / swank - 1.0)) * means[k]
+    # absorbed quanta per energy bin: Poisson.  Where every bin expects >= 30 quanta the
+    # energy-weighted sum is drawn from its Gaussian limit in one go (same mean/variance);
+    # elsewhere each bin is sampled exactly.
+    gauss = er_noise.standard_normal((size, size), dtype=np.float32)
+    light = np.asarray(light_exp + np.sqrt(var_total) * gauss, np.float32)
+    low = np.minimum.reduce(means) < 30.0
+    if low.any():
+        exact = np.zeros(int(low.sum()), np.float32)
+        for k in range(4):
+            exact += np.float32(ENERGIES[k]) * er_noise.poisson(means[k][low]).astype(np.float32)
+        exact += np.sqrt(swank_var[low]) * er_noise.standard_normal(exact.size, dtype=np.float32)
+        light[low] = exact
     spr_lung = float(np.median((scat / np.maximum(sum(prim), 1e-6))[lung_p > 0.5 * lung_p.max()]))
 
     def spread(img: F32) -> F32:
@@ -1000,7 +1037,7 @@ def render_chest(
         # contrast against the structured background at the nodule's scale: the std of the
         # band-passed (noisy) log signal in a ring around the nodule (ribs, vessels, noise)
         rad = max(2.0, float(nod_params["radius_px"]))
-        ring = _ring(mask, max(2, round(rad)))
+        ring = ring_around(mask, rad, 2.0 * rad)
         if ring.any():
             bi0, bj0, bi1, bj1 = _grow_box(bbox_of(mask), round(4 * rad) + 4, size)
             sub = log_without[bi0:bi1, bj0:bj1]
@@ -1012,6 +1049,8 @@ def render_chest(
     bbox = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1) if ys.size else None
     if has_nodule and bbox is None:  # pragma: no cover - footprint always has pixels >= 128 px
         raise RuntimeError("nodule footprint is empty")
+    if ys.size:
+        nod_params["centre_px"] = [round(float(ys.mean()), 2), round(float(xs.mean()), 2)]
     params: dict[str, Any] = {
         "generator": "holdout.chest_voxel",
         "seed": seed,
@@ -1057,16 +1096,6 @@ def _lung_density_at(anat: _Anatomy, p: NDArray[np.float64]) -> float:
     iy = int(np.clip(p[1] / DY + NY / 2, 0, NY - 1))
     ix = int(np.clip(p[2] / DX + NX / 2, 0, NX - 1))
     return float(anat.lung_density[iz, iy, ix])
-
-
-def _ring(mask: NDArray[np.bool_], width: int) -> NDArray[np.bool_]:
-    """Annulus of ``width`` pixels around ``mask`` (a gap of width/2 first)."""
-    k_out = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * width + 1, 4 * width + 1))
-    k_in = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
-    m8 = mask.astype(np.uint8)
-    outer = cv2.dilate(m8, k_out).astype(bool)
-    inner = cv2.dilate(m8, k_in).astype(bool)
-    return np.asarray(outer & ~inner)
 
 
 def _display(
