@@ -92,7 +92,7 @@ def writer_process(mode: str, folder: Path, start: int, count: int) -> subproces
 
 
 class DaemonProc:
-    """``python -m medimg_edge._cli_watch INBOX --out OUTBOX ...`` as a real process, its
+    """``python -m medimg_edge.cli.watch INBOX --out OUTBOX ...`` as a real process, its
     JSON log in ``<log>``."""
 
     def __init__(
@@ -115,7 +115,7 @@ class DaemonProc:
             [
                 sys.executable,
                 "-m",
-                "medimg_edge._cli_watch",
+                "medimg_edge.cli.watch",
                 str(self.inbox),
                 "--out",
                 str(self.outbox),

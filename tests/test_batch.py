@@ -29,8 +29,8 @@ pydicom = pytest.importorskip("pydicom")
 
 import medimg_edge as me  # noqa: E402
 from medimg_edge import batch  # noqa: E402
-from medimg_edge._cli_batch import main as batch_main  # noqa: E402
 from medimg_edge.batch import _worker  # noqa: E402
+from medimg_edge.cli.batch import main as batch_main  # noqa: E402
 
 N_US, N_XR, N_DCM = 150, 100, 10
 BAD = {"truncated.png": "bad_header", "garbage.dcm": None, "empty.npy": None}
@@ -348,7 +348,7 @@ def _cli(archive: Archive, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "medimg_edge._cli_batch",
+        "medimg_edge.cli.batch",
         *archive.inputs,
         "--out",
         str(out),

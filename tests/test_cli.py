@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -105,11 +107,18 @@ sys.exit(main(sys.argv[1:]))
         (["watch", "IN", "--out", "OUT"], {"prometheus_client"}, "[daemon] extra"),
         (["watch", "IN", "--out", "OUT"], {"highdicom"}, "highdicom missing"),
         (["batch", "IN", "--out", "OUT"], {"pyarrow"}, "[batch] extra (pyarrow"),
+        (["train", "--modality", "xray", "--out", "OUT"], {"tensorflow"}, "[train] extra"),
+        (
+            ["evaluate", "us_lesion", "--modality", "ultrasound", "--report", "OUT"],
+            {"sklearn"},
+            "[train] extra (sklearn",
+        ),
     ],
 )
 def test_missing_extra_is_a_clear_error(tmp_path, argv, blocked, words):
-    """Without the ``[daemon]`` / ``[batch]`` extra the commands say what to install and
-    exit 2 (no traceback); ``me.batch`` raises a helpful ModuleNotFoundError."""
+    """Without the ``[daemon]`` / ``[batch]`` / ``[train]`` extra the commands say what to
+    install and exit 2 at once (no traceback, no work done: ``evaluate`` used to generate
+    phantoms for minutes first); ``me.batch`` raises a helpful ModuleNotFoundError."""
     (tmp_path / "IN").mkdir()
     argv = [str(tmp_path / a) if a in ("IN", "OUT") else a for a in argv]
     code = _BLOCK.format(blocked=blocked)
@@ -126,3 +135,80 @@ def test_missing_extra_is_a_clear_error(tmp_path, argv, blocked, words):
     )
     run = subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True)
     assert "needs the [batch] extra" in run.stderr
+
+
+def _diagnose_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "medimg_edge", "diagnose", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_diagnose_is_quiet_without_an_edge_tpu(tmp_path):
+    """delegate auto on a machine without an Edge TPU: no warning, no runtime INFO line;
+    the DICOM header gives the modality (no --modality needed)."""
+    pytest.importorskip("pydicom")
+    from dicom_helpers import bundled
+    from medimg_edge.triage import edgetpu_present
+
+    if edgetpu_present():
+        pytest.skip("this machine shows an Edge TPU")
+    run = _diagnose_cli(bundled("examples_rgb_color.dcm"))
+    assert run.returncode == 0, run.stderr
+    assert "XNNPACK" not in run.stderr and "note:" not in run.stderr, run.stderr
+    assert "Warning" not in run.stderr
+    assert "(ultrasound from dicom" in run.stdout
+
+
+def test_indeterminate_prints_as_such(tmp_path):
+    """An indeterminate answer says why, never a label next to a confidence."""
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.full((128, 128), 3, np.uint8))  # fails the quality gate
+    run = _diagnose_cli(str(flat), "--modality", "ultrasound")
+    assert run.returncode == 0, run.stderr
+    line = run.stdout.strip()
+    assert ": indeterminate: quality (" in line and "%" not in line.split("(")[0], line
+
+
+def test_describe_abstain_band():
+    from medimg_edge._overlay import describe
+
+    d = me.diagnose(np.full((64, 64), 100, np.uint8), modality="ultrasound")
+    assert describe(d).startswith("indeterminate: quality (")
+    abst = dataclasses.replace(
+        d, status="indeterminate", reasons=("abstain_band",), positive_score=0.45, label="x"
+    )
+    assert describe(abst) == "indeterminate: abstain band, score 0.45"
+    pos = dataclasses.replace(d, status="positive", label="cyst", confidence=0.87)
+    assert describe(pos) == "positive cyst 87%"
+
+
+COMMANDS = ["info", "demo", "features", "train", "evaluate", "synth", "diagnose", "bench",
+            "watch", "batch"]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_help_has_a_description_and_defaults(command, capsys):
+    """``medimg-edge COMMAND --help``: a description paragraph (no raw reST markup) and
+    the default of every option that has one."""
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    head, _, rest = text.partition("\n\n")
+    assert head.startswith("usage:")
+    description = rest.split("\n\n")[0]
+    assert len(description.split()) >= 5, text
+    assert "``" not in text and ":func:" not in text and ":class:" not in text, text
+    from medimg_edge.cli import build_parser
+
+    sub = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices[command]
+    formatter = sub._get_formatter()
+    for action in sub._actions:
+        has_default = action.default not in (None, False, argparse.SUPPRESS)
+        if action.option_strings and has_default and action.help != argparse.SUPPRESS:
+            assert "default" in formatter._get_help_string(action), (command, action.dest)

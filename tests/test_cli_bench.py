@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from medimg_edge._cli_bench import find_suite, machine_facts
 from medimg_edge.cli import main
+from medimg_edge.cli.bench import find_suite, machine_facts
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -36,5 +36,5 @@ def test_bench_command_runs_a_suite(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_bench_command_without_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("medimg_edge._cli_bench.find_suite", lambda explicit: None)
+    monkeypatch.setattr("medimg_edge.cli.bench.find_suite", lambda explicit: None)
     assert main(["bench", "--suite", str(tmp_path)]) == 2

@@ -96,12 +96,13 @@ def test_unit_file_ships() -> None:
 
 
 def test_cli_overrides_are_the_config_keys(tmp_path: Path) -> None:
-    """Both parsers (``medimg-edge watch`` and ``python -m medimg_edge._cli_watch``) give
+    """Both parsers (``medimg-edge watch`` and ``python -m medimg_edge.cli.watch``) give
     the same overrides: every option named like its config key, nothing else (no
     ``command`` / ``func`` / ``config`` / ``exit_when_idle``); load_config takes them."""
     import argparse
 
-    from medimg_edge import _cli_watch, cli
+    from medimg_edge.cli import build_parser
+    from medimg_edge.cli import watch as _cli_watch
 
     inbox, outbox = make_dirs(tmp_path)
     argv = [str(inbox), "--out", str(outbox), "--sr", "--workers", "3", "--settle", "1.5"]
@@ -109,7 +110,7 @@ def test_cli_overrides_are_the_config_keys(tmp_path: Path) -> None:
     standalone = argparse.ArgumentParser()
     _cli_watch._add_arguments(standalone)
     got = [
-        _cli_watch._overrides(cli._build_parser().parse_args(["watch", *argv])),
+        _cli_watch._overrides(build_parser().parse_args(["watch", *argv])),
         _cli_watch._overrides(standalone.parse_args(argv)),
     ]
     assert got[0] == got[1]

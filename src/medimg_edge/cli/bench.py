@@ -19,7 +19,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "cmd_bench", "find_suite", "machine_facts"]
+from ._common import HelpFormatter
+
+__all__ = ["BENCH_HELP", "add_parser", "cmd_bench", "find_suite", "machine_facts"]
+
+BENCH_HELP = """\
+Run the pytest-benchmark suites on this machine and print the comparison tables (ours vs
+peers, per SIMD target) with the machine facts.  The suites live in bench/ of the source
+tree and need the [test] extra (pytest-benchmark, scikit-image); they are found with
+--suite DIR, else ./bench, else beside the installed package in a source checkout.
+"""
 
 
 def find_suite(explicit: str | None) -> Path | None:
@@ -42,7 +51,7 @@ def _read(path: str) -> str | None:
 
 def machine_facts() -> dict[str, Any]:
     """CPU model, governor, SIMD target, runtime: what a device maker reports."""
-    from . import info
+    from .. import info
 
     cpu = platform.processor() or platform.machine()
     text = _read("/proc/cpuinfo") or ""
@@ -69,8 +78,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser(
         "bench",
         help="run the benchmark suites here and print ours-vs-peers tables",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=BENCH_HELP,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--suite", metavar="DIR", help="the bench/ folder (default: found)")
     p.add_argument("--json", metavar="OUT", help="keep pytest-benchmark's JSON here")

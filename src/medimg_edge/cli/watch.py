@@ -1,5 +1,5 @@
-"""``medimg-edge watch INBOX --out OUTBOX``: the watch-folder daemon (kept apart from
-``cli.py``; the ``[daemon]`` extra)."""
+"""``medimg-edge watch INBOX --out OUTBOX``: the watch-folder daemon (the ``[daemon]``
+extra); ``python -m medimg_edge.cli.watch`` runs it without the other commands."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from ._common import HelpFormatter
 
 __all__ = ["WATCH_HELP", "add_parser", "cmd_watch", "main"]
 
@@ -42,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "watch",
         help="watch-folder daemon: diagnose every file dropped into a folder, exactly once",
         description=WATCH_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     _add_arguments(p)
     p.set_defaults(func=cmd_watch)
@@ -157,7 +159,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from .daemon import ConfigError, Daemon, load_config, setup_logging
+    from ..daemon import ConfigError, Daemon, load_config, setup_logging
 
     overrides = _overrides(args)
     try:
@@ -189,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="medimg-edge watch",
         description=WATCH_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     _add_arguments(p)
     return cmd_watch(p.parse_args(argv))

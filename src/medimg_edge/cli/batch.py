@@ -8,7 +8,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ._errors import MedimgEdgeError
+from .._errors import MedimgEdgeError
+from ._common import HelpFormatter
 
 __all__ = ["BATCH_HELP", "add_parser", "cmd_batch", "main"]
 
@@ -41,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "batch",
         help="analyse an archive into Parquet (features, quality, diagnosis; Dask)",
         description=BATCH_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="folders, files, glob patterns, manifests"
@@ -90,7 +91,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_batch(args: argparse.Namespace) -> int:
     try:
-        from . import batch
+        from .. import batch
     except ImportError as exc:
         print(
             f"error: medimg-edge batch needs the [batch] extra ({exc.name} is missing): "

@@ -34,7 +34,7 @@ def collect_images(paths: Sequence[str]) -> list[tuple[Path, Path]]:
     argument it was found in (the file name for a file argument), used to find masks.
     Folders are walked by :func:`medimg_edge.io.find_images`; a file argument is taken
     whatever its extension."""
-    from .io import find_images
+    from ..io import find_images
 
     found: list[tuple[Path, Path]] = []
     seen: set[Path] = set()
@@ -70,7 +70,14 @@ def collect_or_report(paths: Sequence[str]) -> list[tuple[Path, Path]]:
 def missing_extra(modules: Sequence[str], extra: str) -> str | None:
     """The error line for a command whose optional extra is not installed (None when
     every module in ``modules`` can be imported); checked before any work starts."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = []
+    for m in modules:
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(m)
     if not missing:
         return None
     return (
