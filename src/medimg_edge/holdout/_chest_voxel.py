@@ -255,7 +255,6 @@ def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
 def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anatomy:
     z1, y1, x1 = _axes()
     Z = z1[:, None, None].astype(np.float32)
-    Y = y1[None, :, None].astype(np.float32)
     X = x1[None, None, :].astype(np.float32)
 
     female = bool(rng.random() < 0.5)
@@ -349,17 +348,13 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
             + 30.0 * np.clip((zl - zc) / azc, 0, None) ** 2
         )
         sd_dia = y_bot - yl
-        sd = np.minimum.reduce(
-            [
-                np.broadcast_to(sd_cav, sd_heart.shape),
-                np.broadcast_to(sd_med, sd_heart.shape),
-                np.broadcast_to(sd_apex, sd_heart.shape),
-                np.broadcast_to(sd_dia, sd_heart.shape),
-                -sd_heart,
-                np.broadcast_to(-sd_knob, sd_heart.shape),
-                np.broadcast_to(-sd_desc, sd_heart.shape),
-            ]
-        )
+        shape = sd_heart.shape
+        sd = np.array(np.broadcast_to(sd_cav, shape), np.float32)
+        for part in (sd_med, sd_apex, sd_dia):
+            np.minimum(sd, part, out=sd)
+        np.minimum(sd, -sd_heart, out=sd)
+        np.minimum(sd, -sd_knob, out=sd)
+        np.minimum(sd, -sd_desc, out=sd)
         np.maximum(lung[lbox], _occ(sd), out=lung[lbox])
         lung_params["dome_right_mm" if side < 0 else "dome_left_mm"] = round(dome, 2)
 
@@ -401,34 +396,28 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
         _tube_into(air, carina, end, tr_r * 0.75, tr_r * 0.6)
     stomach = bool(rng.random() < 0.7)
     if stomach:
-        sd_g = _ellipsoid_sd(
-            X - (x_shift + _u(rng, 45.0, 70.0)),
-            Y - (dome_l + 24.0),
-            Z - (zc - 15.0),
-            _u(rng, 22.0, 34.0),
-            _u(rng, 11.0, 17.0),
-            _u(rng, 18.0, 28.0),
-        )
-        gas = _occ(sd_g) * (Y > dome_l + 12.0)
-        np.maximum(air, gas, out=air)
+        gx = x_shift + _u(rng, 45.0, 70.0)
+        ga, gb, gc = _u(rng, 22.0, 34.0), _u(rng, 11.0, 17.0), _u(rng, 18.0, 28.0)
+        gbox, g_occ, (_, gy, _) = _ellipsoid_box((zc - 15.0, dome_l + 24.0, gx), (gc, gb, ga))
+        if gbox is not None:
+            gas = g_occ * (gy > dome_l + 12.0)
+            np.maximum(air[gbox], gas, out=air[gbox])
     tissue = tissue * (1.0 - air * (1.0 - lung))
 
     # --- breasts
     if female:
         for side in (-1, 1):
             by, bb = dome_r - _u(rng, 0.0, 30.0), _u(rng, 45.0, 60.0)
-            sd_br = _ellipsoid_sd(
-                X - (x_shift + side * _u(rng, 70.0, 92.0)),
-                Y - by,
-                Z - (z0 - az_t * 0.92),
-                _u(rng, 50.0, 68.0),
-                bb,
-                _u(rng, 22.0, 40.0),
-            )
+            bx = x_shift + side * _u(rng, 70.0, 92.0)
+            ba, bc = _u(rng, 50.0, 68.0), _u(rng, 22.0, 40.0)
+            bz = z0 - az_t * 0.92
+            bbox_, b_occ, (zb, yb, _) = _ellipsoid_box((bz, by, bx), (bc, bb, ba))
+            if bbox_ is None:
+                continue
             # pendulous: the upper half blends into the chest wall, the fold below is sharp
-            fade = _smoothstep((Y - (by - bb)) / (1.4 * bb)).astype(np.float32)
-            br = _occ(sd_br) * (Z < z0 - az_t * 0.6) * fade
-            tissue = tissue + (0.95 - tissue) * br * (1.0 - body)
+            fade = _smoothstep((yb - (by - bb)) / (1.4 * bb)).astype(np.float32)
+            br = b_occ * (zb < z0 - az_t * 0.6) * fade
+            tissue[bbox_] += (0.95 - tissue[bbox_]) * br * (1.0 - body[bbox_])
 
     # --- bones (fraction of cortical bone per voxel; the rest is marrow / soft tissue)
     bone = np.zeros((NZ, NY, NX), np.float32)
@@ -552,6 +541,21 @@ def _build_anatomy(rng: np.random.Generator, vrng: np.random.Generator) -> _Anat
     return _Anatomy(
         tissue, (bone * BONE_DENSITY).astype(np.float32), lung, lung_density, body, params
     )
+
+
+def _ellipsoid_box(
+    centre: tuple[float, float, float], semi: tuple[float, float, float]
+) -> tuple[tuple[slice, ...] | None, F32, tuple[F32, F32, F32]]:
+    """Occupancy of an axis-aligned ellipsoid (centre and semi-axes in z, y, x) on its box."""
+    c = np.array(centre)
+    r = np.array(semi) + 2.0 * H_EDGE
+    box = _box(c - r, c + r)
+    if box is None:
+        e = np.zeros((1, 1, 1), np.float32)
+        return None, e, (e, e, e)
+    z, y, x = _sub_axes(box)
+    sd = _ellipsoid_sd(x - centre[2], y - centre[1], z - centre[0], semi[2], semi[1], semi[0])
+    return box, _occ(sd), (z, y, x)
 
 
 def _tube_into(
