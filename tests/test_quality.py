@@ -447,7 +447,8 @@ def test_measures_match_references(frames, name):
     strokes = (au - opened > 0.25) & (au > 0.6) & report.fov
     assert m["annotation_fraction"] == pytest.approx(strokes.sum() / report.fov.sum())
     v = u[report.fov & ~strokes]
-    p1, p5, p95, p99 = np.percentile(v, [1, 5, 95, 99])
+    sub = (slice(None, None, 2),) * 2 if u.size > 16384 else (slice(None),) * 2
+    p1, p5, p95, p99 = np.percentile(u[sub][(report.fov & ~strokes)[sub]], [1, 5, 95, 99])
     assert m["mean"] == pytest.approx(v.mean(), rel=1e-5)
     assert m["contrast_rms"] == pytest.approx(v.std(), rel=1e-4)
     for key, ref in (("p99", p99), ("dynamic_range", p99 - p1)):

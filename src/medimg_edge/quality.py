@@ -10,7 +10,9 @@ scripts/calibrate_quality.py.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -154,6 +156,9 @@ _NA = _kernel_noise_gain(_RA)
 _NB = _kernel_noise_gain(_RB)
 _K3 = np.ones((3, 3), np.uint8)
 _K5 = np.ones((5, 5), np.uint8)
+_K7 = np.ones((7, 7), np.uint8)
+#: Edge points keep ``3 R_b + 1`` px from the field-of-view border.
+_K_INNER = np.ones((2 * (math.ceil(3 * _RB) + 1) + 1,) * 2, np.uint8)
 _LINE_H = np.array([[1, 1, 1]], np.uint8)
 _LINE_V = _LINE_H.T.copy()
 _LINE_D = np.eye(3, dtype=np.uint8)
@@ -178,13 +183,26 @@ class QualityReport:
         The threshold set used (``"generic"``, ``"ultrasound"`` or ``"xray"``).
     fov : (H, W) bool array or None
         The field-of-view mask at the analysis resolution (not part of :meth:`to_dict`).
+        Kept bit-packed (1 bit per analysis pixel, so a report stays small when a
+        stream of them is kept) and unpacked on first access.
     """
 
     ok: bool
     issues: tuple[str, ...]
     measures: dict[str, float] = field(default_factory=dict)
     modality: str = "generic"
-    fov: npt.NDArray[np.bool_] | None = field(default=None, repr=False, compare=False)
+    fov_packed: tuple[npt.NDArray[np.uint8], tuple[int, int]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    @functools.cached_property
+    def fov(self) -> npt.NDArray[np.bool_] | None:
+        """The field-of-view mask, (H, W) bool (a new array, unpacked once)."""
+        if self.fov_packed is None:
+            return None
+        bits, shape = self.fov_packed
+        n = shape[0] * shape[1]
+        return np.unpackbits(bits, count=n).view(bool).reshape(shape)  # 0/1: no copy
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form: ``{"ok", "issues" (list), "measures", "modality"}``."""
@@ -277,7 +295,7 @@ def assess(
     **Field of view** (:func:`field_of_view`, :attr:`QualityReport.fov`).  Ultrasound:
     the largest 8-connected component of ``u > 0.04`` after a 3x3 opening (which cuts
     thin text and graphics off the imaged area), its holes filled (anechoic cysts), i.e.
-    the sector or the linear-array rectangle; when that component covers less than 5 %
+    the sector or the linear-array rectangle; when that component covers less than 2 %
     of the frame the whole frame is used.  X-ray and generic: the frame minus uniform
     border bands (collimator shadows, shutters, padding): starting at each side, rows or
     columns whose standard deviation and mean step are at most ``max(sigma, 1/1024)``
@@ -314,7 +332,8 @@ def assess(
     ===========================  =========================================================
 
     Percentiles come from a 1024-bin histogram of ``u`` on ``[0, 1]`` (interpolated in
-    the bin, so to within 1/1024).
+    the bin, so to within 1/1024), on every second analysis pixel in each direction when
+    there are more than 16384.
 
     **Edge sharpness** (gradient-ratio estimate of the edge-spread function, in the
     spirit of the ISO 12233 edge-spread / MTF concept [3]_ and of edge-width blur
@@ -323,15 +342,19 @@ def assess(
     sqrt(s^2 + R^2)`` whatever the edge height.  The gradient (3x3 Sobel / 8) is taken
     at ``R_a = 1`` and ``R_b = 2`` px; edge points are the local maxima of the ``R_b``
     gradient magnitude along its direction (non-maximum suppression, 4 directions) that
-    exceed ``10 N_b sigma`` (``N_b`` the noise gain of that derivative, so only edges
-    well above the noise count), lie inside the field of view eroded by 7 px (the sector
-    rim and collimator edges are not anatomy) and away from annotations; the strongest
-    quarter of them is kept.  With ``r^2 = (sum g_b^2 - n 2 N_b^2 sigma^2) / (sum g_a^2 -
-    n 2 N_a^2 sigma^2)`` (noise power removed from both sums),
-    ``s^2 = (r^2 R_b^2 - R_a^2) / (1 - r^2) - 0.45`` (0.45: the derivative's own width on
-    a perfect step), times ``analysis_scale``.  Both scales are smoother than the noise,
-    so the estimate hardly changes with dose or denoising, while a blur before the noise
-    widens it; fewer than 16 edge points: not measured (0, and ``blurred`` cannot fire).
+    exceed ``k N_b sigma`` (``N_b`` the noise gain of that derivative, ``k = 10``, so
+    only edges well above the noise count; ultrasound ``k = 4``: there ``sigma`` is
+    mostly speckle, the signal whose grain the blur widens), lie inside the field of
+    view eroded by 7 px (the sector rim and collimator edges are not anatomy) and away
+    from annotations; the strongest quarter of them is kept (magnitudes at or above the
+    1/256 histogram bin of the largest where a quarter is reached).  With ``r^2 = (mean
+    g_b^2 - 2 N_b^2 sigma^2) / (mean g_a^2 - 2 N_a^2 sigma^2)`` over those points (noise
+    power removed from both), ``s^2 = (r^2 R_b^2 - R_a^2) / (1 - r^2) - 0.45`` (0.45:
+    the derivative's own width on a perfect step), times ``analysis_scale``.  Both
+    scales are smoother than the noise, so the estimate hardly changes with dose or
+    denoising, while a blur before the noise widens it; a slanted step blurred by ``s =
+    1 ... 3`` px reads ``s`` to about 0.1 px.  Fewer than 16 edge points: not measured
+    (0, and ``blurred`` cannot fire).
 
     **Issues** (stable codes, reported in this order; ``blank`` suppresses the others):
 
@@ -432,10 +455,10 @@ def field_of_view(
     native = dtype.newbyteorder("=") if dtype is not None and dtype.byteorder in "<>" else dtype
     img = as_image2d(image, min_side=3)
     lo, hi, _ = _range_of(img, native, value_range)
-    a, _ = _analysis_image(img, lo, hi, ANALYSIS_SIZE[mod])
-    fov = _fov(a, mod)
+    a, _, work = _analysis_image(img, lo, hi, ANALYSIS_SIZE[mod])
+    fov = _fov(a, mod, work)
     h, w = img.shape
-    full = cv2.resize(fov.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    full = cv2.resize(fov, (w, h), interpolation=cv2.INTER_NEAREST)
     return np.asarray(full, bool)
 
 
@@ -450,85 +473,138 @@ def _range_of(
     return _nominal_range(native, img)
 
 
-def _analysis_image(
-    img: npt.NDArray[np.float32], lo: float, hi: float, size: int
-) -> tuple[npt.NDArray[np.float32], float]:
-    """``u`` area-averaged to at most ``size x size`` and the model px per analysis px."""
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+
+
+class _Work:
+    """Scratch buffers of one analysis shape, reused frame after frame by one thread, so
+    that a steady stream of frames allocates only the small results (the Diagnoser's
+    rule: no frame-sized allocation per frame).  Masks are 0/255 uint8."""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        h, w = shape
+        self.shape = shape
+        self.a: F32 = np.empty(shape, np.float32)
+        self.f = [np.empty(shape, np.float32) for _ in range(8)]
+        self.m = [np.empty(shape, np.uint8) for _ in range(8)]
+        self.fov: U8 = np.empty(shape, np.uint8)
+        self.strokes: U8 = np.empty(shape, np.uint8)
+        self.stat: U8 = np.empty(shape, np.uint8)
+        self.inner: U8 = np.empty(shape, np.uint8)
+        self.allowed: U8 = np.empty(shape, np.uint8)
+        self.labels = np.empty(shape, np.int32)
+        self.pad: U8 = np.empty((h + 2, w + 2), np.uint8)
+        self.flood: U8 = np.empty((h + 4, w + 4), np.uint8)
+        sub = ((h + 1) // 2, (w + 1) // 2)
+        self.sub_a: F32 = np.empty(sub, np.float32)
+        self.sub_m: U8 = np.empty(sub, np.uint8)
+        self.hist: F32 = np.empty((_HIST_BINS, 1), np.float32)
+        self.hist256: F32 = np.empty((256, 1), np.float32)
+        self.cdf = np.empty(_HIST_BINS, np.float64)
+
+
+_local = threading.local()
+
+
+def _cmp(src: npt.NDArray[Any], value: float, op: int, dst: U8) -> None:
+    """``dst = 255 where src <op> value else 0`` (``cv2.compare`` with a scalar, which
+    OpenCV's stubs do not declare)."""
+    cv2.compare(src, value, op, dst)  # type: ignore[call-overload]
+
+
+def _work(shape: tuple[int, int]) -> _Work:
+    work: _Work | None = getattr(_local, "work", None)
+    if work is None or work.shape != shape:
+        work = _Work(shape)
+        _local.work = work
+    return work
+
+
+def _analysis_image(img: F32, lo: float, hi: float, size: int) -> tuple[F32, float, _Work]:
+    """``u`` area-averaged to at most ``size x size`` (in the thread's buffer), the model
+    px per analysis px and the thread's buffers."""
     h, w = img.shape
     th, tw = min(h, size), min(w, size)
+    work = _work((th, tw))
+    a = work.a
     if (th, tw) != (h, w):
-        small = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+        cv2.resize(img, (tw, th), dst=a, interpolation=cv2.INTER_AREA)
     else:
-        small = img
+        np.copyto(a, img)
     scale = hi - lo if hi > lo else 1.0
-    a = np.empty(small.shape, np.float32)
-    np.multiply(np.subtract(small, np.float32(lo), out=a), np.float32(1.0 / scale), out=a)
+    np.subtract(a, np.float32(lo), out=a)
+    np.multiply(a, np.float32(1.0 / scale), out=a)
     zoom = math.sqrt((size / th) * (size / tw))
-    return a, zoom
+    return a, zoom, work
 
 
-def _noise(a: npt.NDArray[np.float32], mask: npt.NDArray[np.uint8] | None) -> float:
-    """Immerkaer sigma of ``a`` (over ``mask`` when given, interior pixels only)."""
+def _noise(a: F32, mask: U8 | None, work: _Work) -> float:
+    """Immerkaer sigma of ``a`` over ``mask`` (which excludes the outer ring), or over
+    every interior pixel."""
     h, w = a.shape
     if h < 3 or w < 3:
         return 0.0
-    r = np.abs(cv2.filter2D(a, cv2.CV_32F, _IMMERKAER)[1:-1, 1:-1])
+    r = work.f[0]
+    cv2.filter2D(a, cv2.CV_32F, _IMMERKAER, dst=r)
+    np.abs(r, out=r)
     if mask is None:
-        n = r.size
-        total = float(r.sum(dtype=np.float64))
+        mean_abs = float(cv2.mean(r[1:-1, 1:-1])[0])
     else:
-        m = mask[1:-1, 1:-1]
-        n = int(cv2.countNonZero(m))
-        if n < 16:
+        if int(cv2.countNonZero(mask)) < 16:
             return 0.0
-        total = float(cv2.sumElems(cv2.bitwise_and(r, r, mask=m))[0])
-    return math.sqrt(math.pi / 2.0) * total / (6.0 * n)
+        mean_abs = float(cv2.mean(r, mask=mask)[0])
+    return math.sqrt(math.pi / 2.0) * mean_abs / 6.0
 
 
-def _fill_holes(comp: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """``comp`` (0/1) with every hole filled: background not reachable from the border."""
-    h, w = comp.shape
-    pad = np.zeros((h + 2, w + 2), np.uint8)
-    pad[1:-1, 1:-1] = comp
-    ff_mask = np.zeros((h + 4, w + 4), np.uint8)
-    cv2.floodFill(pad, ff_mask, (0, 0), 2)
-    return np.asarray(pad[1:-1, 1:-1] != 2, np.uint8)
-
-
-def _imaged_region(
-    binary: npt.NDArray[np.uint8], a: npt.NDArray[np.float32]
-) -> npt.NDArray[np.uint8]:
-    """The largest of the (at most 4 largest) components of ``binary`` that is not flat
-    (no single grey level, to 1/256, holds half of its pixels: a caption band or a logo
-    is flat, speckle is not, even blurred), holes filled; all zeros when there is none."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+def _imaged_region(work: _Work, binary: U8) -> bool:
+    """Fill ``work.fov`` with the largest of the (at most 4 largest) components of
+    ``binary`` that is not flat (no single grey level, to 1/256, holds half of its
+    pixels: a caption band or a logo is flat, speckle is not, even blurred), its holes
+    filled; False when there is none."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        binary, labels=work.labels, connectivity=8, ltype=cv2.CV_32S
+    )
     if n <= 1:
-        return np.zeros_like(binary)
+        return False
+    comp = work.m[2]
     order = 1 + np.argsort(stats[1:, cv2.CC_STAT_AREA])[::-1][:4]
     for k in order:
-        comp = np.asarray(labels == k, np.uint8)
-        hist = cv2.calcHist([a], [0], comp, [256], [0.0, 1.0 + 1e-6]).ravel()
+        _cmp(labels, int(k), cv2.CMP_EQ, comp)
+        hist = cv2.calcHist([work.a], [0], comp, [256], [0.0, 1.0 + 1e-6], hist=work.hist256)
         if float(hist.max()) <= 0.5 * float(stats[k, cv2.CC_STAT_AREA]):
-            return _fill_holes(comp)
-    return np.zeros_like(binary)
+            # fill holes: what the border cannot reach through the background
+            pad = work.pad
+            pad[:] = 0
+            pad[1:-1, 1:-1] = comp
+            work.flood[:] = 0
+            cv2.floodFill(pad, work.flood, (0, 0), 128)
+            _cmp(pad[1:-1, 1:-1], 128, cv2.CMP_NE, work.fov)
+            return True
+    return False
 
 
-def _border_bands(a: npt.NDArray[np.float32], tol: float) -> tuple[int, int, int, int]:
-    """Rows/columns cut at each side (top, bottom, left, right): uniform border bands."""
+def _border_bands(a: F32, sq: F32, tol: float) -> tuple[int, int, int, int]:
+    """Rows/columns cut at each side (top, bottom, left, right): uniform border bands.
+    ``sq`` is ``a * a``."""
     h, w = a.shape
     t, b, left, r = 0, h, 0, w
     for _ in range(2):
-        sub = a[t:b, left:r]
-        rm, rs = sub.mean(axis=1), sub.std(axis=1)
-        cm, cs = sub.mean(axis=0), sub.std(axis=0)
+        sub, sub2 = a[t:b, left:r], sq[t:b, left:r]
+        stats = []
+        for axis in (1, 0):  # per row, per column
+            mean = np.asarray(cv2.reduce(sub, axis, cv2.REDUCE_AVG, dtype=cv2.CV_64F)).ravel()
+            msq = np.asarray(cv2.reduce(sub2, axis, cv2.REDUCE_AVG, dtype=cv2.CV_64F)).ravel()
+            std = np.sqrt(np.maximum(msq - mean * mean, 0.0))
+            stats.append((mean, std))
 
         def run(mean: npt.NDArray[Any], std: npt.NDArray[Any], limit: int) -> int:
-            k = 0
             limit = min(limit, std.shape[0] - 1)
-            while k < limit and std[k] <= tol and abs(float(mean[k] - mean[0])) <= tol:
-                k += 1
-            return k
+            bad = (std > tol) | (np.abs(mean - mean[0]) > tol)
+            bad[max(limit, 0) :] = True
+            return int(np.argmax(bad))
 
+        (rm, rs), (cm, cs) = stats
         lim_r = int(0.45 * h) - max(t, h - b)
         lim_c = int(0.45 * w) - max(left, w - r)
         dt = run(rm, rs, lim_r)
@@ -541,110 +617,129 @@ def _border_bands(a: npt.NDArray[np.float32], tol: float) -> tuple[int, int, int
     return t, b, left, r
 
 
-def _fov(a: npt.NDArray[np.float32], mod: str) -> npt.NDArray[np.bool_]:
+def _fov(a: F32, mod: str, work: _Work) -> U8:
+    """The field-of-view mask (0/255) in ``work.fov`` (rules in :func:`assess`)."""
     h, w = a.shape
+    fov = work.fov
     if mod == "ultrasound":
-        binary = (a > _US_BACKGROUND).astype(np.uint8)
-        binary = np.asarray(cv2.morphologyEx(binary, cv2.MORPH_OPEN, _K3), np.uint8)
-        fov = _imaged_region(binary, a)
-        if int(cv2.countNonZero(fov)) < 0.05 * h * w:
-            return np.ones((h, w), bool)
-        return fov.astype(bool)
-    t, b, left, r = _border_bands(a, 1.0 / 1024.0)
-    fov_b = np.zeros((h, w), bool)
-    fov_b[t:b, left:r] = True
-    return fov_b
+        binary, opened = work.m[0], work.m[1]
+        _cmp(a, _US_BACKGROUND, cv2.CMP_GT, binary)
+        cv2.morphologyEx(binary, cv2.MORPH_OPEN, _K3, dst=opened)
+        if not _imaged_region(work, opened) or cv2.countNonZero(fov) < 0.02 * h * w:
+            fov[:] = 255
+        return fov
+    sq = work.f[0]
+    cv2.multiply(a, a, dst=sq)
+    t, b, left, r = _border_bands(a, sq, 1.0 / 1024.0)
+    fov[:] = 0
+    fov[t:b, left:r] = 255
+    return fov
 
 
-def _strokes(a: npt.NDArray[np.float32], fov: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Annotation pixels (thin bright strokes) inside the field of view, as 0/1."""
-    opened = np.asarray(cv2.morphologyEx(a, cv2.MORPH_OPEN, _K5), np.float32)
-    top = (a - opened > _STROKE_TOPHAT) & (a > _STROKE_LEVEL)
-    return np.asarray(top, np.uint8) & fov
+def _strokes(a: F32, fov: U8, work: _Work) -> U8:
+    """Annotation pixels (thin bright strokes) inside the field of view, 0/255, in
+    ``work.strokes``."""
+    top, m = work.f[0], work.m[0]
+    cv2.morphologyEx(a, cv2.MORPH_OPEN, _K5, dst=top)
+    cv2.subtract(a, top, dst=top)
+    out = work.strokes
+    _cmp(top, _STROKE_TOPHAT, cv2.CMP_GT, out)
+    _cmp(a, _STROKE_LEVEL, cv2.CMP_GT, m)
+    cv2.bitwise_and(out, m, dst=out)
+    cv2.bitwise_and(out, fov, dst=out)
+    return out
 
 
-def _quantiles(
-    a: npt.NDArray[np.float32], mask: npt.NDArray[np.uint8], qs: tuple[float, ...]
-) -> list[float]:
-    hist = cv2.calcHist([a], [0], mask, [_HIST_BINS], [0.0, 1.0 + 1e-6]).ravel().astype(np.float64)
-    total = hist.sum()
+def _quantiles(a: F32, mask: U8, qs: tuple[float, ...], work: _Work) -> list[float]:
+    """Quantiles ``qs`` of ``a`` over ``mask`` from a 1024-bin histogram on ``[0, 1]``,
+    interpolated in the bin; on every second pixel in each direction when ``a`` has more
+    than 16384 pixels."""
+    if a.size > 16384:
+        np.copyto(work.sub_a, a[::2, ::2])
+        np.copyto(work.sub_m, mask[::2, ::2])
+        a, mask = work.sub_a, work.sub_m
+    hist = cv2.calcHist([a], [0], mask, [_HIST_BINS], [0.0, 1.0 + 1e-6], hist=work.hist)
+    cdf = np.cumsum(hist.ravel(), dtype=np.float64, out=work.cdf)
+    total = float(cdf[-1])
     if total <= 0:
         return [0.0] * len(qs)
-    cdf = np.cumsum(hist) / total
+    np.multiply(cdf, 1.0 / total, out=cdf)
     out = []
     for q in qs:
-        i = int(np.searchsorted(cdf, q, side="left"))
-        i = min(i, _HIST_BINS - 1)
+        i = min(int(np.searchsorted(cdf, q, side="left")), _HIST_BINS - 1)
         prev = cdf[i - 1] if i > 0 else 0.0
         frac = (q - prev) / (cdf[i] - prev) if cdf[i] > prev else 0.5
         out.append(float((i + min(max(frac, 0.0), 1.0)) / _HIST_BINS))
     return out
 
 
-def _grad2(
-    a: npt.NDArray[np.float32],
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    gx = np.asarray(cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=3, scale=0.125), np.float32)
-    gy = np.asarray(cv2.Sobel(a, cv2.CV_32F, 0, 1, ksize=3, scale=0.125), np.float32)
-    return gx, gy
-
-
-def _edge_points(
-    a: npt.NDArray[np.float32], sigma: float, allowed: npt.NDArray[np.uint8], k: float
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Squared gradient magnitudes at scales ``_RA`` and ``_RB`` of the edge points
-    (see :func:`assess`), strongest last is not guaranteed."""
-    blur_a = np.asarray(cv2.GaussianBlur(a, (0, 0), _RA), np.float32)
-    blur_b = np.asarray(
-        cv2.GaussianBlur(blur_a, (0, 0), math.sqrt(_RB * _RB - _RA * _RA)), np.float32
-    )
-    gxa, gya = _grad2(blur_a)
-    gxb, gyb = _grad2(blur_b)
-    mb = np.asarray(cv2.magnitude(gxb, gyb), np.float32)
-    thr = max(k * _NB * sigma, 1e-3)
-    # edge points: |g_b| at least its two neighbours along the quantised gradient
-    # direction (non-maximum suppression, 4 directions), strong enough, allowed
-    ax, ay = np.abs(gxb), np.abs(gyb)
-    hor = ay <= ax * _TAN22
-    ver = ax <= ay * _TAN22
-    diag = ~(hor | ver)
-    same = (gxb * gyb) > 0.0
-    d_main = diag & same  # gradient along (1, 1): neighbours (y -+ 1, x -+ 1)
-    d_anti = diag & ~same
-
-    def crest(line: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
-        return np.asarray(mb >= np.asarray(cv2.dilate(mb, line), np.float32))
-
-    peak = hor & crest(_LINE_H)
-    peak |= ver & crest(_LINE_V)
-    peak |= d_main & crest(_LINE_D)
-    peak |= d_anti & crest(_LINE_A)
-    cand = peak & (mb > thr) & allowed.view(bool)
-    cand[:1] = False  # the comparisons above need both neighbours
-    cand[-1:] = False
-    cand[:, :1] = False
-    cand[:, -1:] = False
-    ys, xs = np.nonzero(cand)
-    gb2 = mb[ys, xs].astype(np.float64) ** 2
-    ga2 = gxa[ys, xs].astype(np.float64) ** 2 + gya[ys, xs].astype(np.float64) ** 2
-    return ga2, gb2
-
-
-def _edge_sigma(
-    a: npt.NDArray[np.float32], sigma: float, allowed: npt.NDArray[np.uint8], k: float
-) -> tuple[float, int]:
+def _edge_sigma(a: F32, sigma: float, allowed: U8, k: float, work: _Work) -> tuple[float, int]:
     """Gradient-ratio Gaussian edge sigma (analysis px) of the strongest edges and the
-    number of edge points used (see :func:`assess`)."""
-    ga2, gb2 = _edge_points(a, sigma, allowed, k)
-    if ga2.size < _MIN_EDGES:
-        return 0.0, int(ga2.size)
-    n_top = max(_MIN_EDGES, int(_EDGE_TOP * ga2.size))
-    if n_top < ga2.size:
-        idx = np.argpartition(gb2, ga2.size - n_top)[ga2.size - n_top :]
-        ga2, gb2 = ga2[idx], gb2[idx]
-    n = int(ga2.size)
-    sa = float(ga2.sum()) - n * 2.0 * (_NA * sigma) ** 2
-    sb = float(gb2.sum()) - n * 2.0 * (_NB * sigma) ** 2
+    number of edge points used (see :func:`assess`).  Everything in the thread's
+    buffers: masks and masked means, no per-point arrays."""
+    blur_a, blur_b, gx, gy, mag, ax, ay, tmp = work.f
+    hor, ver, diag, same, crest, peak, d_dir, _ = work.m
+    cv2.GaussianBlur(a, (0, 0), _RA, dst=blur_a)
+    cv2.GaussianBlur(blur_a, (0, 0), math.sqrt(_RB * _RB - _RA * _RA), dst=blur_b)
+    cv2.Sobel(blur_b, cv2.CV_32F, 1, 0, dst=gx, ksize=3, scale=0.125)
+    cv2.Sobel(blur_b, cv2.CV_32F, 0, 1, dst=gy, ksize=3, scale=0.125)
+    cv2.magnitude(gx, gy, mag)
+    # edge points: |g_b| at least its two neighbours along the gradient direction
+    # quantised to 4 directions (non-maximum suppression), strong enough, allowed
+    np.abs(gx, out=ax)
+    np.abs(gy, out=ay)
+    cv2.multiply(ax, _TAN22, dst=tmp)
+    cv2.compare(ay, tmp, cv2.CMP_LE, dst=hor)
+    cv2.multiply(ay, _TAN22, dst=tmp)
+    cv2.compare(ax, tmp, cv2.CMP_LE, dst=ver)
+    cv2.bitwise_or(hor, ver, dst=diag)
+    cv2.bitwise_not(diag, dst=diag)
+    cv2.multiply(gx, gy, dst=tmp)
+    _cmp(tmp, 0.0, cv2.CMP_GT, same)
+    # gradient along (1, 1): neighbours (y -+ 1, x -+ 1) (main diagonal); else anti-diagonal
+    cv2.bitwise_and(diag, same, dst=d_dir)
+    cv2.bitwise_not(same, dst=same)
+    cv2.bitwise_and(diag, same, dst=diag)
+    peak[:] = 0
+    for direction, line in ((hor, _LINE_H), (ver, _LINE_V), (d_dir, _LINE_D), (diag, _LINE_A)):
+        cv2.dilate(mag, line, dst=tmp)
+        cv2.compare(mag, tmp, cv2.CMP_GE, dst=crest)
+        cv2.bitwise_and(crest, direction, dst=crest)
+        cv2.bitwise_or(peak, crest, dst=peak)
+    thr = max(k * _NB * sigma, 1e-3)
+    _cmp(mag, thr, cv2.CMP_GT, crest)
+    cv2.bitwise_and(peak, crest, dst=peak)
+    cv2.bitwise_and(peak, allowed, dst=peak)
+    peak[:1] = 0  # the 3x3 neighbourhoods above need both neighbours
+    peak[-1:] = 0
+    peak[:, :1] = 0
+    peak[:, -1:] = 0
+    n_all = int(cv2.countNonZero(peak))
+    if n_all < _MIN_EDGES:
+        return 0.0, n_all
+    # the strongest quarter: |g_b| at or above the histogram bin (1/256 of the largest
+    # edge-point magnitude) where the count from the top reaches a quarter
+    top = float(cv2.minMaxLoc(mag, mask=peak)[1])
+    hist = cv2.calcHist(
+        [mag], [0], peak, [256], [0.0, top * (1.0 + 1e-6)], hist=work.hist256
+    ).ravel()
+    from_top = np.cumsum(hist[::-1])
+    want = max(_MIN_EDGES, int(_EDGE_TOP * n_all))
+    cut = 255 - int(np.searchsorted(from_top, want))
+    _cmp(mag, top * (1.0 + 1e-6) * max(cut, 0) / 256.0, cv2.CMP_GE, crest)
+    cv2.bitwise_and(peak, crest, dst=peak)
+    n = int(cv2.countNonZero(peak))
+    # mean |g_b|^2 and mean |g_a|^2 (3x3 Sobel / 8 of the R_a blur) over those points
+    cv2.multiply(mag, mag, dst=tmp)
+    mean_b = float(cv2.mean(tmp, mask=peak)[0])
+    cv2.Sobel(blur_a, cv2.CV_32F, 1, 0, dst=ax, ksize=3, scale=0.125)
+    cv2.Sobel(blur_a, cv2.CV_32F, 0, 1, dst=ay, ksize=3, scale=0.125)
+    cv2.multiply(ax, ax, dst=ax)
+    cv2.multiply(ay, ay, dst=ay)
+    cv2.add(ax, ay, dst=tmp)
+    mean_a = float(cv2.mean(tmp, mask=peak)[0])
+    sa = mean_a - 2.0 * (_NA * sigma) ** 2
+    sb = mean_b - 2.0 * (_NB * sigma) ** 2
     if sa <= 0.0:
         return 0.0, 0
     r2 = min(max(sb / sa, 0.0), 0.9999)
@@ -653,7 +748,7 @@ def _edge_sigma(
 
 
 def _assess_float(
-    img: npt.NDArray[np.float32],
+    img: F32,
     native: np.dtype[Any] | None,
     mod: str,
     value_range: tuple[float, float] | None = None,
@@ -664,42 +759,40 @@ def _assess_float(
     size = ANALYSIS_SIZE[mod] if analysis_size is None else analysis_size
     lo, hi, known = _range_of(img, native, value_range)
     scale = hi - lo if hi > lo else 1.0
-    a, zoom = _analysis_image(img, lo, hi, size)
+    a, zoom, work = _analysis_image(img, lo, hi, size)
     ah, aw = a.shape
-    fov_b = _fov(a, mod)
-    fov = fov_b.view(np.uint8)
+    fov = _fov(a, mod, work)
     n_fov = int(cv2.countNonZero(fov))
-    strokes = _strokes(a, fov)
+    strokes = _strokes(a, fov, work)
     n_strokes = int(cv2.countNonZero(strokes))
-    stat = fov & (1 - strokes)
+    stat = work.stat
+    cv2.bitwise_not(strokes, dst=stat)
+    cv2.bitwise_and(stat, fov, dst=stat)
     n_stat = int(cv2.countNonZero(stat))
     if n_stat == 0:
         stat, n_stat = fov, n_fov
-    e = math.ceil(3.0 * _RB) + 1
-    inner = np.asarray(
-        cv2.erode(
-            fov,
-            np.ones((2 * e + 1, 2 * e + 1), np.uint8),
-            borderType=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        ),
-        np.uint8,
-    )
-    sigma = _noise(a, inner) if cv2.countNonZero(inner) >= 64 else _noise(a, None)
+    inner = work.inner
+    cv2.erode(fov, _K_INNER, dst=inner, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    sigma = _noise(a, inner, work) if cv2.countNonZero(inner) >= 64 else _noise(a, None, work)
     mean_m, std_m = cv2.meanStdDev(a, mask=stat)
     mean, std = float(mean_m[0, 0]), float(std_m[0, 0])
     if std < 1e-6:  # sqrt(E[u^2] - E[u]^2) of a constant frame: rounding, not contrast
         std = 0.0
-    p1, p5, p95, p99 = _quantiles(a, stat, (0.01, 0.05, 0.95, 0.99))
+    p1, p5, p95, p99 = _quantiles(a, stat, (0.01, 0.05, 0.95, 0.99), work)
     integer = native is not None and native.kind in "ui" and value_range is None
     tol = 0.5 / scale if integer else 0.5 / 255.0
-    n_sat = int(cv2.countNonZero(((a >= 1.0 - tol).view(np.uint8)) & stat))
-    n_under = int(cv2.countNonZero(((a <= tol).view(np.uint8)) & stat))
+    m = work.m[0]
+    _cmp(a, 1.0 - tol, cv2.CMP_GE, m)
+    n_sat = int(cv2.countNonZero(cv2.bitwise_and(m, stat, dst=m)))
+    _cmp(a, tol, cv2.CMP_LE, m)
+    n_under = int(cv2.countNonZero(cv2.bitwise_and(m, stat, dst=m)))
     allowed = inner
     if n_strokes:
-        near = np.asarray(cv2.dilate(strokes, np.ones((7, 7), np.uint8)), np.uint8)
-        allowed = inner & (1 - near)
-    edge_sigma, n_edges = _edge_sigma(a, sigma, allowed, _EDGE_K[mod])
+        allowed = work.allowed
+        cv2.dilate(strokes, _K7, dst=allowed)
+        cv2.bitwise_not(allowed, dst=allowed)
+        cv2.bitwise_and(allowed, inner, dst=allowed)
+    edge_sigma, n_edges = _edge_sigma(a, sigma, allowed, _EDGE_K[mod], work)
     measures = {
         "range_lo": float(lo),
         "range_hi": float(hi),
@@ -718,7 +811,10 @@ def _assess_float(
         "edge_count": float(n_edges),
     }
     issues = _issues(measures, THRESHOLDS[mod], exposure_known=known)
-    return QualityReport(ok=not issues, issues=issues, measures=measures, modality=mod, fov=fov_b)
+    packed = (np.packbits(fov.ravel()), (ah, aw))  # nonzero packs as 1
+    return QualityReport(
+        ok=not issues, issues=issues, measures=measures, modality=mod, fov_packed=packed
+    )
 
 
 def _check_value_range(value_range: object) -> tuple[float, float]:
