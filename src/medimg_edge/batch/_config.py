@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._durable import atomic_write
 from .._errors import InvalidInputError
 from .._modality import MODALITIES as _MODALITIES
 from .._version import __version__
-from ._files import write_atomic
 from ._schema import SCHEMA_VERSION, WHAT
 
 __all__ = ["SALT_ENV", "BatchConfig", "load_salt", "make_config", "parse_what", "salt_path"]
@@ -105,7 +105,7 @@ def load_salt(salt_file: str | os.PathLike[str] | None, out: Path | None) -> byt
             return data
     kept.parent.mkdir(parents=True, exist_ok=True)
     salt = secrets.token_hex(32).encode("ascii")
-    write_atomic(kept, salt + b"\n", mode=0o600, prefix=".")
+    atomic_write(kept, salt + b"\n", mode=0o600, prefix=".")
     return salt
 
 

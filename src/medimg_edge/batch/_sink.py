@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._durable import atomic_write, fsync_dir
 from .._errors import InvalidInputError
-from ._files import fsync_dir, write_atomic
 from ._schema import SCHEMA_VERSION, schema
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ class ParquetSink:
 
     def _write_marker(self, out: Path) -> None:
         data = json.dumps(self._meta, indent=1).encode("utf-8")
-        write_atomic(out / MARKER, data, prefix=_TMP_PREFIX)
+        atomic_write(out / MARKER, data, mode=0o666, prefix=_TMP_PREFIX)
 
     def previous(self, config_id: str) -> dict[str, str]:
         """``source_id -> content_sha256`` of the files whose latest row succeeded under
@@ -217,7 +217,7 @@ class ParquetSink:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.out / name)
-        fsync_dir(self.out)
+        fsync_dir(self.out, best_effort=True)
         self._part += 1
         self._buffer = []
         self._buffered = 0

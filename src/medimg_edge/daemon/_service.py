@@ -41,9 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
-from ._config import Config, ConfigError, load_config
-from ._ledger import Ledger, Row
-from ._outputs import (
+from .._durable import (
     atomic_write,
     atomic_write_many,
     clean_temp_files,
@@ -51,6 +49,8 @@ from ._outputs import (
     move_file,
     move_many,
 )
+from ._config import Config, ConfigError, load_config
+from ._ledger import Ledger, Row
 from ._scan import Settler, Watcher, scan_inbox
 from ._worker import WorkerDied, WorkerProcess, WorkerReply
 

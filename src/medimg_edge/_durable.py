@@ -1,10 +1,12 @@
-"""Crash-safe file operations: atomic writes, moves and folder creation.
+"""Crash-safe file operations shared by the watch-folder daemon and the batch engine:
+atomic writes, moves and folder creation (the one durable-write module).
 
-Every file the daemon creates is written to a temporary name in the destination folder
-(``.medimg-tmp-*``), flushed with ``fsync``, renamed over the final name and the folder
-is ``fsync``-ed, so that after a power loss a file either exists complete or not at all.
-Files are created ``0600`` and folders ``0700`` (outputs may hold patient data).
-Temporary names left by a crash are removed by :func:`clean_temp_files` on start.
+Every file is written to a temporary name in the destination folder (``.medimg-tmp-*``
+by default; the caller may choose the prefix), flushed with ``fsync``, renamed over the
+final name and the folder is ``fsync``-ed, so that after a power loss a file either exists
+complete or not at all.  Files are created ``0600`` (outputs may hold patient data) unless
+the caller asks for another mode, folders ``0700``.  Temporary names left by a crash are
+removed by :func:`clean_temp_files`.
 """
 
 from __future__ import annotations
@@ -28,13 +30,18 @@ __all__ = [
 TEMP_PREFIX = ".medimg-tmp-"
 
 
-def fsync_dir(path: Path) -> None:
-    """``fsync`` a folder so that renames and creations in it are durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_dir(path: Path, *, best_effort: bool = False) -> None:
+    """``fsync`` a folder so that renames and creations in it are durable
+    (``best_effort``: where the platform allows, errors ignored)."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        if not best_effort:
+            raise
 
 
 def ensure_dir(path: Path) -> None:
@@ -44,24 +51,38 @@ def ensure_dir(path: Path) -> None:
         fsync_dir(path.parent)
 
 
-def _temp_name(folder: Path) -> Path:
-    return folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+def _temp_name(folder: Path, prefix: str = TEMP_PREFIX) -> Path:
+    return folder / f"{prefix}{os.getpid()}-{secrets.token_hex(6)}"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp + fsync + rename + fsync folder),
-    mode ``0600``; an existing file of that name is replaced."""
-    atomic_write_many([(path, data)])
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, prefix: str = TEMP_PREFIX) -> None:
+    """Write ``data`` to ``path`` atomically (temp + fsync + rename + fsync folder); an
+    existing file of that name is replaced.
+
+    Parameters
+    ----------
+    path : Path
+    data : bytes
+    mode : int
+        Permission bits of the new file: ``0o600`` (default) exactly, other modes less
+        the umask.
+    prefix : str
+        Start of the temporary file's name (so that a killed process's leftovers can be
+        recognised and removed).
+    """
+    atomic_write_many([(path, data)], mode=mode, prefix=prefix)
 
 
-def atomic_write_many(items: list[tuple[Path, bytes]]) -> None:
+def atomic_write_many(
+    items: list[tuple[Path, bytes]], *, mode: int = 0o600, prefix: str = TEMP_PREFIX
+) -> None:
     """:func:`atomic_write` for many files with one ``fsync`` per folder: every file is
     written to a temporary name and flushed, then all are renamed (in the given order),
     then each folder is flushed once.  After a crash each file is complete or absent."""
     temps: list[tuple[Path, Path]] = []
     try:
         for path, data in items:
-            temps.append((_write_temp(path.parent, data), path))
+            temps.append((_write_temp(path.parent, data, mode, prefix), path))
         for tmp, path in temps:
             os.replace(tmp, path)
     except BaseException:
@@ -72,11 +93,13 @@ def atomic_write_many(items: list[tuple[Path, bytes]]) -> None:
         fsync_dir(folder)
 
 
-def _write_temp(folder: Path, data: bytes) -> Path:
-    tmp = _temp_name(folder)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+def _write_temp(folder: Path, data: bytes, mode: int, prefix: str) -> Path:
+    tmp = _temp_name(folder, prefix)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags | getattr(os, "O_CLOEXEC", 0), mode)
     try:
-        os.fchmod(fd, 0o600)
+        if mode == 0o600:
+            os.fchmod(fd, 0o600)
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
@@ -153,7 +176,7 @@ def _copy_across(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def clean_temp_files(*folders: Path) -> int:
+def clean_temp_files(*folders: Path, prefix: str = TEMP_PREFIX) -> int:
     """Remove temporary files a crash left in ``folders``; returns how many."""
     removed = 0
     for folder in folders:
@@ -162,7 +185,7 @@ def clean_temp_files(*folders: Path) -> int:
         except FileNotFoundError:
             continue
         for entry in entries:
-            if entry.name.startswith(TEMP_PREFIX):
+            if entry.name.startswith(prefix):
                 try:
                     os.unlink(entry.path)
                     removed += 1
