@@ -1119,7 +1119,7 @@ def _display(
     usm = float(rng.uniform(0.2, 1.0))
     usm_mm = float(rng.uniform(1.0, 3.0))
     slope = float(rng.uniform(3.0, 6.0))
-    centre = float(rng.uniform(0.42, 0.58))
+    centre = float(rng.uniform(0.5, 0.65))
     bits = int(rng.choice([12, 14], p=[0.6, 0.4]))
     work = log_sig.astype(np.float32)
     if drc > 0:
