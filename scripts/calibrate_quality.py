@@ -151,7 +151,7 @@ def report_xray(rows: list[dict[str, Any]]) -> None:
             codes[c] += 1
     print(f"\nIn-distribution issue counts: {dict(codes) or 'none'} of {len(sel)} frames.")
 
-    print("\n### X-ray: `blurred` rate by blur before noise (model px), % (new | previous)\n")
+    print("\n### X-ray: `blurred` rate by blur before noise (model px), % (new / previous)\n")
     hdr = ["blur"] + [f"dose {d:g}" for d in DOSES] + ["all sizes, all doses"]
     body = []
     for b in XRAY_BLURS:
@@ -159,12 +159,12 @@ def report_xray(rows: list[dict[str, Any]]) -> None:
         for dose in DOSES:
             s2 = [r for r in rows if r["blur"] == b and r["dose"] == dose]
             cells.append(
-                f"{pct('blurred' in r['issues'] for r in s2)} | "
+                f"{pct('blurred' in r['issues'] for r in s2)} / "
                 f"{pct(r['old_blur'] > t_old for r in s2)}"
             )
         s2 = [r for r in rows if r["blur"] == b]
         cells.append(
-            f"{pct('blurred' in r['issues'] for r in s2)} | "
+            f"{pct('blurred' in r['issues'] for r in s2)} / "
             f"{pct(r['old_blur'] > t_old for r in s2)}"
         )
         body.append(cells)
@@ -218,6 +218,7 @@ def report_xray(rows: list[dict[str, Any]]) -> None:
         f"{100 * np.mean(v > np.percentile(b2, 10)):.1f} %); blur 3: "
         f"{np.percentile(b3, 10):.2f} ({100 * np.mean(v > np.percentile(b3, 10)):.1f} %)."
     )
+    trade_off(rows, None, (1.5, 2.0, 3.0), np.arange(2.2, 3.41, 0.1), "X-ray")
     refusal = []
     for size in SIZES:
         for dose in DOSES:
@@ -228,6 +229,27 @@ def report_xray(rows: list[dict[str, Any]]) -> None:
         f"{min(refusal):.1f}-{max(refusal):.1f} % "
         f"(spread {max(refusal) - min(refusal):.1f} points)."
     )
+
+
+def trade_off(
+    rows: list[dict[str, Any]],
+    clean: float | None,
+    blurs: tuple[float, ...],
+    thresholds: Iterable[float],
+    name: str,
+) -> None:
+    """`blurred` threshold vs refusal of the clean frames and detection of blurred ones."""
+    ref = np.array([r["edge"] for r in rows if r["blur"] == clean])
+    print(f"\n### {name}: `blurred` threshold trade-off (edge_sigma_px > t), %\n")
+    hdr = ["t", f"clean ({blur_label(clean)}) refused"] + [f"blur {b:g} refused" for b in blurs]
+    body = []
+    for t in thresholds:
+        cells = [f"{t:.1f}", f"{100 * np.mean(ref > t):.1f}"]
+        for b in blurs:
+            v = np.array([r["edge"] for r in rows if r["blur"] == b])
+            cells.append(f"{100 * np.mean(v > t):.1f}")
+        body.append(cells)
+    print(table(hdr, body))
 
 
 def xray_denoised(n: int) -> None:
@@ -321,6 +343,7 @@ def report_us(rows: list[dict[str, Any]]) -> None:
             cells.append(f"{p50:.2f} [{p5:.2f}-{p95:.2f}]")
         body.append(cells)
     print(table(hdr, body))
+    trade_off(rows, 0.0, (1.0, 1.5, 2.0, 3.0), np.arange(0.6, 1.61, 0.1), "Ultrasound")
     codes: dict[str, int] = defaultdict(int)
     sel = [r for r in rows if r["blur"] == 0]
     for r in sel:

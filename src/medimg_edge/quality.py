@@ -141,19 +141,28 @@ _STROKE_TOPHAT = 0.25
 _STROKE_LEVEL = 0.6
 
 
-def _kernel_noise_gain(sigma: float) -> float:
-    """L2 norm of the kernel ``Sobel_x / 8`` after a Gaussian blur of ``sigma`` px: the
-    standard deviation of that gradient component on unit white noise."""
+#: The two Gaussian blurs (sigma ``_RA``, then ``sqrt(_RB^2 - _RA^2)`` for a total of
+#: ``_RB``), kernels truncated at 3 sigma.
+_BLURS = (
+    (_RA, 2 * math.ceil(3 * _RA) + 1),
+    (math.sqrt(_RB * _RB - _RA * _RA), 2 * math.ceil(3 * math.sqrt(_RB * _RB - _RA * _RA)) + 1),
+)
+
+
+def _kernel_noise_gain(n_blurs: int) -> float:
+    """L2 norm of the kernel ``Sobel_x / 8`` after the first ``n_blurs`` of
+    :data:`_BLURS`: the standard deviation of that gradient component on unit white
+    noise."""
     z = np.zeros((41, 41), np.float32)
     z[20, 20] = 1.0
-    if sigma > 0.0:
-        z = np.asarray(cv2.GaussianBlur(z, (0, 0), sigma), np.float32)
-    k = np.asarray(cv2.Sobel(z, cv2.CV_32F, 1, 0, ksize=3), np.float64) * 0.125
-    return float(np.sqrt(np.sum(k * k)))
+    for sigma, k in _BLURS[:n_blurs]:
+        z = np.asarray(cv2.GaussianBlur(z, (k, k), sigma), np.float32)
+    g = np.asarray(cv2.Sobel(z, cv2.CV_32F, 1, 0, ksize=3), np.float64) * 0.125
+    return float(np.sqrt(np.sum(g * g)))
 
 
-_NA = _kernel_noise_gain(_RA)
-_NB = _kernel_noise_gain(_RB)
+_NA = _kernel_noise_gain(1)
+_NB = _kernel_noise_gain(2)
 _K3 = np.ones((3, 3), np.uint8)
 _K5 = np.ones((5, 5), np.uint8)
 _K7 = np.ones((7, 7), np.uint8)
@@ -679,8 +688,9 @@ def _edge_sigma(a: F32, sigma: float, allowed: U8, k: float, work: _Work) -> tup
     buffers: masks and masked means, no per-point arrays."""
     blur_a, blur_b, gx, gy, mag, ax, ay, tmp = work.f
     hor, ver, diag, same, crest, peak, d_dir, _ = work.m
-    cv2.GaussianBlur(a, (0, 0), _RA, dst=blur_a)
-    cv2.GaussianBlur(blur_a, (0, 0), math.sqrt(_RB * _RB - _RA * _RA), dst=blur_b)
+    (s_a, k_a), (s_b, k_b) = _BLURS
+    cv2.GaussianBlur(a, (k_a, k_a), s_a, dst=blur_a)
+    cv2.GaussianBlur(blur_a, (k_b, k_b), s_b, dst=blur_b)
     cv2.Sobel(blur_b, cv2.CV_32F, 1, 0, dst=gx, ksize=3, scale=0.125)
     cv2.Sobel(blur_b, cv2.CV_32F, 0, 1, dst=gy, ksize=3, scale=0.125)
     cv2.magnitude(gx, gy, mag)
