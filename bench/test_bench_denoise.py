@@ -630,3 +630,172 @@ def test_speckle_ultrasound_preset(benchmark: Any, speckle: Case) -> None:
         label="denoise.ultrasound (preset: estimate Cu, SRAD)",
         quality=True,
     )
+
+
+# --------------------------------------------------------------------------------------
+# 6. issue 17: fast defaults and allocation-free kernels
+#
+# * defaults: ``srad(iterations=1)`` with q0 estimated vs the same call with q0 given;
+#   default ``lee()`` (Cu estimated) vs the OpenCV composition given Cu; the estimators vs
+#   the NumPy/OpenCV compositions they replaced (the "old path", timed in the same run).
+# * mixed workload: each kernel called with ``out=`` after a NumPy neighbour that
+#   allocates and frees frame-sized temporaries (``neighbour``), against the same call in
+#   a tight loop (steady state).  ``extra_info`` has the kernel-only median time of the
+#   mixed loop (``kernel_ms``) and its minor page faults per call (``faults_per_call``).
+
+_IMMERKAER_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=F32)
+
+
+def numpy_estimate_speckle(image: np.ndarray, window: int = 7) -> float:
+    """The former ``estimate_speckle``: two cv2.blur, four temporaries, np.median."""
+    m = cv2.blur(image, (window, window), borderType=BORDER)
+    s = cv2.blur(image * image, (window, window), borderType=BORDER)
+    v = np.maximum(s - m * m, 0.0)
+    m, v = m[::2, ::2], v[::2, ::2]
+    top = float(m.max())
+    if top <= 0.0:
+        return 0.0
+    valid = m > 0.01 * top
+    cv = np.sqrt(v[valid]) / m[valid]
+    return float(np.median(cv)) if cv.size else 0.0
+
+
+def numpy_estimate_poisson_gaussian(img: np.ndarray, block: int = 8) -> tuple[float, float]:
+    """The former ``estimate_poisson_gaussian`` (NumPy/OpenCV composition)."""
+    r = cv2.filter2D(img, cv2.CV_32F, _IMMERKAER_MASK, borderType=BORDER) / 6.0
+    m = cv2.blur(img, (3, 3), borderType=BORDER)
+    rows = (img.shape[0] - 2) // block * block
+    cols = (img.shape[1] - 2) // block * block
+    r = r[1 : 1 + rows, 1 : 1 + cols].astype(np.float64)
+    m = m[1 : 1 + rows, 1 : 1 + cols].astype(np.float64)
+    shape = (rows // block, block, cols // block, block)
+    tile_var = (r * r).reshape(shape).mean(axis=(1, 3)).ravel()
+    tile_mean = m.reshape(shape).mean(axis=(1, 3)).ravel()
+    n_bins = int(np.clip(tile_mean.size // 16, 1, 32))
+    parts = np.array_split(np.argsort(tile_mean, kind="stable"), n_bins)
+    x = np.array([np.median(tile_mean[p]) for p in parts])
+    y = np.array([np.median(tile_var[p]) for p in parts])
+    w = np.sqrt([float(p.size) for p in parts])
+    (gain, var0), *_ = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1) * w[:, None], y * w)
+    return float(gain), math.sqrt(max(float(var0), 0.0))
+
+
+def _info(benchmark: Any, role: str, label: str) -> None:
+    benchmark.extra_info.update(role=role, target=me.simd.active_target(), label=label)
+
+
+@pytest.mark.benchmark(group="default-srad-1")
+@pytest.mark.parametrize("variant", ["default", "q0-given", "old-numpy-estimate"])
+def test_default_srad(benchmark: Any, speckle: Case, variant: str) -> None:
+    img = speckle.noisy
+    out = np.empty_like(img)
+    q0 = me.denoise.estimate_speckle(img)
+    assert q0 == pytest.approx(numpy_estimate_speckle(img), rel=1e-5)
+    fns = {
+        "default": lambda: me.denoise.srad(img, iterations=1, out=out),
+        "q0-given": lambda: me.denoise.srad(img, iterations=1, q0=q0, out=out),
+        "old-numpy-estimate": lambda: me.denoise.srad(
+            img, iterations=1, q0=max(numpy_estimate_speckle(img), 1e-3), out=out
+        ),
+    }
+    res = benchmark(fns[variant])
+    np.testing.assert_allclose(res, me.denoise.srad(img, iterations=1, q0=q0), rtol=0, atol=1e-5)
+    _info(benchmark, "target" if variant != "old-numpy-estimate" else "old", f"srad {variant}")
+
+
+@pytest.mark.benchmark(group="default-lee-7x7")
+@pytest.mark.parametrize(
+    "variant", ["default", "cu-given", "old-numpy-estimate", "opencv-given-cu"]
+)
+def test_default_lee(benchmark: Any, speckle: Case, variant: str) -> None:
+    img = speckle.noisy
+    out = np.empty_like(img)
+    cu = me.denoise.estimate_speckle(img)
+    fns = {
+        "default": lambda: me.denoise.lee(img, out=out),
+        "cu-given": lambda: me.denoise.lee(img, noise_cv=cu, out=out),
+        "old-numpy-estimate": lambda: me.denoise.lee(
+            img, noise_cv=min(numpy_estimate_speckle(img), 10.0), out=out
+        ),
+        "opencv-given-cu": lambda: box_local_stats(img, 7, cu * cu, 1.0),
+    }
+    res = benchmark(fns[variant])
+    np.testing.assert_allclose(res, me.denoise.lee(img, noise_cv=cu), atol=COMPOSITION_ATOL)
+    role = {"opencv-given-cu": "opencv+numpy", "old-numpy-estimate": "old"}.get(variant, "target")
+    _info(benchmark, role, f"lee {variant}")
+
+
+@pytest.mark.benchmark(group="estimate-speckle")
+@pytest.mark.parametrize("variant", ["fused-c++", "numpy-opencv"])
+def test_estimate_speckle_speed(benchmark: Any, speckle: Case, variant: str) -> None:
+    img = speckle.noisy
+    fn = me.denoise.estimate_speckle if variant == "fused-c++" else numpy_estimate_speckle
+    got = benchmark(fn, img)
+    assert got == pytest.approx(numpy_estimate_speckle(img), rel=1e-5)
+    _info(benchmark, "target" if variant == "fused-c++" else "old", f"estimate_speckle {variant}")
+
+
+@pytest.mark.benchmark(group="estimate-poisson-gaussian")
+@pytest.mark.parametrize("variant", ["fused-c++", "numpy-opencv"])
+def test_estimate_pg_speed(benchmark: Any, xray: Case, variant: str) -> None:
+    img = xray.noisy
+    fn = (
+        me.denoise.estimate_poisson_gaussian
+        if variant == "fused-c++"
+        else numpy_estimate_poisson_gaussian
+    )
+    got = benchmark(fn, img)
+    assert got == pytest.approx(numpy_estimate_poisson_gaussian(img), rel=1e-4)
+    _info(benchmark, "target" if variant == "fused-c++" else "old", f"estimate_pg {variant}")
+
+
+def neighbour(img: np.ndarray) -> float:
+    """Other work in the same process: NumPy temporaries of the frame's size, freed again
+    (glibc returns their pages to the kernel, so the next allocation faults them in)."""
+    t = img * F32(2.0)
+    u = np.sqrt(t + F32(1.0))
+    big = np.ones(4 * img.size, F32)
+    return float(u[0, 0] + big[-1])
+
+
+MIXED = {
+    "srad-1": lambda img, out: me.denoise.srad(img, iterations=1, q0=0.5, out=out),
+    "lee-7x7": lambda img, out: me.denoise.lee(img, noise_cv=0.5, out=out),
+    "kuan-7x7": lambda img, out: me.denoise.kuan(img, noise_cv=0.5, out=out),
+    "frost-7x7": lambda img, out: me.denoise.frost(img, out=out),
+    "wiener-5x5": lambda img, out: me.denoise.wiener(img, noise_sigma=0.1, out=out),
+    "anscombe": lambda img, out: me.denoise.anscombe(img, gain=2.0, sigma=1.0, out=out),
+    "srad-default": lambda img, out: me.denoise.srad(img, iterations=1, out=out),
+}
+
+
+@pytest.mark.parametrize("mode", ["steady", "mixed-out", "mixed-alloc"])
+@pytest.mark.parametrize("kernel", list(MIXED))
+def test_mixed_workload(benchmark: Any, speckle: Case, kernel: str, mode: str) -> None:
+    import resource
+    import time
+
+    benchmark.group = f"mixed-{kernel}"
+    img = speckle.noisy
+    fn = MIXED[kernel]
+    out = np.empty_like(img) if mode != "mixed-alloc" else None
+    times: list[float] = []
+    faults = [0, 0]
+
+    def once() -> Any:
+        if mode != "steady":
+            neighbour(img)
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        res = fn(img, out)
+        times.append(time.perf_counter() - t0)
+        faults[0] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+        faults[1] += 1
+        return res
+
+    res = benchmark(once)
+    np.testing.assert_array_equal(res, fn(img, None))
+    info = benchmark.extra_info
+    _info(benchmark, "target", f"{kernel} {mode}")
+    info["kernel_ms"] = round(1e3 * float(np.median(times)), 4)
+    info["faults_per_call"] = round(faults[0] / max(faults[1], 1), 1)

@@ -12,9 +12,8 @@
 //      is extended by reflection (column sums commute with the column reflection) and split
 //      into its even and odd entries, so that the horizontal window sums, m, v and sqrt(v)/m
 //      are computed for the even columns only, on contiguous vectors;
-//   2. the selected values are compacted and the one or two middle ranks found exactly by
-//      median_pair (a value-range histogram, then the few values of the wanted bins; O(n),
-//      no sort).
+//   2. the one or two middle ranks of the selected values found exactly by median_pair (a
+//      value-range histogram, then the few values of the wanted bins; O(n), no sort).
 // The shift (the mean of the middle row, as in the local-statistics filters) keeps
 // E[(x-s)^2] - E[x-s]^2 well conditioned.  The median of an even count is
 // float32(a + b) / 2, NumPy's median of a float32 array.
@@ -67,38 +66,52 @@ static inline void speckle_column_sums(const float* const* rowp, int window, ptr
   }
 }
 
-// The values of ranks (n - 1) / 2 and n / 2 of v[0..n) (n >= 1, finite), exactly:
-//   1. min and max (SIMD), then a 2048-bin histogram of floor((v - min) * 2048 / (max -
-//      min)) into four interleaved sub-histograms (equal neighbouring bins do not chain on
-//      one counter); the bin is monotonic in v (float subtraction and scaling by a positive
+// The values of ranks (n - 1) / 2 and n / 2 of the n values v[i] with sel[i] > thr among
+// v[0..total) (all finite), exactly, without compacting them first:
+//   1. one SIMD pass: n and the min / max of the selected values; then one SIMD pass
+//      writes each value's bin floor((v - min) * 2048 / (max - min)) (kSelBins for an
+//      unselected value), and a scalar pass counts the bins into four interleaved
+//      sub-histograms (equal neighbouring bins do not chain on one counter), summed with
+//      SIMD adds.  The bin is monotonic in v (float subtraction and scaling by a positive
 //      constant preserve order), so the wanted ranks fall in known bins;
 //   2. the values of those bins are gathered (typically a few hundred) and ordered: by
 //      insertion when few, else by radix_select.
-// u: summary_scratch(n) words (hist, bucket maps, keys).  v is not modified.
+// u: summary_scratch(total) words (hist, bucket maps, keys).  Returns n (0: no value).
 constexpr int kSelBins = 2048;
-static void median_pair(const float* v, ptrdiff_t n, uint32_t* u, float* lo_out, float* hi_out) {
+static ptrdiff_t median_pair(const float* v, const float* sel, float thr, ptrdiff_t total,
+                             uint32_t* u, float* lo_out, float* hi_out) {
   using namespace simd;
-  const ptrdiff_t k1 = (n - 1) / 2, k2 = n / 2;
-  vf vmn = set1(v[0]), vmx = vmn;
+  const vf inf = set1(__builtin_huge_valf()), vthr = set1(thr);
+  const vi one = vi{} + 1, zero_i = vi{};
+  vf vmn = inf, vmx = -inf;
+  vi vcount = zero_i;
   ptrdiff_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
+  for (; i + kLanes <= total; i += kLanes) {
     const vf x = load(v + i);
-    vmn = vmin(vmn, x);
-    vmx = vmax(vmx, x);
+    const vi ok = load(sel + i) > vthr;
+    vmn = vmin(vmn, ok ? x : inf);
+    vmx = vmax(vmx, ok ? x : -inf);
+    vcount += ok ? one : zero_i;
   }
-  float mn = v[0], mx = v[0];
+  float mn = __builtin_huge_valf(), mx = -__builtin_huge_valf();
+  ptrdiff_t n = 0;
   for (int l = 0; l < kLanes; ++l) {
     mn = lane(vmn, l) < mn ? lane(vmn, l) : mn;
     mx = lane(vmx, l) > mx ? lane(vmx, l) : mx;
+    n += lane_i(vcount, l);
   }
-  for (; i < n; ++i) {
-    mn = v[i] < mn ? v[i] : mn;
-    mx = v[i] > mx ? v[i] : mx;
-  }
+  for (; i < total; ++i)
+    if (sel[i] > thr) {
+      mn = v[i] < mn ? v[i] : mn;
+      mx = v[i] > mx ? v[i] : mx;
+      ++n;
+    }
+  if (n == 0) return 0;
   if (!(mx > mn)) {
     *lo_out = *hi_out = mn;
-    return;
+    return n;
   }
+  const ptrdiff_t k1 = (n - 1) / 2, k2 = n / 2;
   const float scale = static_cast<float>(kSelBins) / (mx - mn);
   RadixScratch sc;
   sc.hist = u;
@@ -107,33 +120,44 @@ static void median_pair(const float* v, ptrdiff_t n, uint32_t* u, float* lo_out,
   uint32_t* keys = sc.keys;  // first the bin of every value, then the candidates' keys
   {
     const vf vmn2 = set1(mn), vscale = set1(scale);
-    const vi top_bin = vi{} + (kSelBins - 1);
+    const vi top_bin = vi{} + (kSelBins - 1), none = vi{} + kSelBins;
     i = 0;
-    for (; i + kLanes <= n; i += kLanes) {
+    for (; i + kLanes <= total; i += kLanes) {
       const vi b = to_int((load(v + i) - vmn2) * vscale);
-      const vi c = b < top_bin ? b : top_bin;
+      const vi ok = load(sel + i) > vthr;
+      const vi c = ok ? (b < top_bin ? b : top_bin) : none;
       __builtin_memcpy(keys + i, &c, sizeof c);
     }
-    for (; i < n; ++i) {
+    for (; i < total; ++i) {
       const int b = static_cast<int>((v[i] - mn) * scale);
-      keys[i] = static_cast<uint32_t>(b < kSelBins ? b : kSelBins - 1);
+      keys[i] = sel[i] > thr ? static_cast<uint32_t>(b < kSelBins ? b : kSelBins - 1)
+                             : static_cast<uint32_t>(kSelBins);
     }
   }
-  uint32_t* h = u;  // 4 x kSelBins
-  zero_u32(h, 4 * kSelBins);
+  constexpr int kH = kSelBins + kLanes;  // one sub-histogram: the bins, the "none" slot
+  uint32_t* h = u;                       // 4 x kH
+  zero_u32(h, 4 * kH);
   i = 0;
-  for (; i + 4 <= n; i += 4) {
+  for (; i + 4 <= total; i += 4) {
     ++h[keys[i]];
-    ++h[kSelBins + keys[i + 1]];
-    ++h[2 * kSelBins + keys[i + 2]];
-    ++h[3 * kSelBins + keys[i + 3]];
+    ++h[kH + keys[i + 1]];
+    ++h[2 * kH + keys[i + 2]];
+    ++h[3 * kH + keys[i + 3]];
   }
-  for (; i < n; ++i) ++h[keys[i]];
+  for (; i < total; ++i) ++h[keys[i]];
+  for (int b = 0; b < kSelBins; b += kLanes) {
+    vi a, c1, c2, c3;
+    __builtin_memcpy(&a, h + b, sizeof a);
+    __builtin_memcpy(&c1, h + kH + b, sizeof a);
+    __builtin_memcpy(&c2, h + 2 * kH + b, sizeof a);
+    __builtin_memcpy(&c3, h + 3 * kH + b, sizeof a);
+    a += (c1 + c2) + c3;
+    __builtin_memcpy(h + b, &a, sizeof a);
+  }
   uint32_t b1 = kSelBins, b2 = kSelBins;
   ptrdiff_t below = 0, cum = 0;
   for (uint32_t b = 0; b < kSelBins && b2 == kSelBins; ++b) {
-    const ptrdiff_t c =
-        static_cast<ptrdiff_t>(h[b]) + h[kSelBins + b] + h[2 * kSelBins + b] + h[3 * kSelBins + b];
+    const ptrdiff_t c = static_cast<ptrdiff_t>(h[b]);
     if (b1 == kSelBins && k1 < cum + c) {
       b1 = b;
       below = cum;
@@ -145,7 +169,7 @@ static void median_pair(const float* v, ptrdiff_t n, uint32_t* u, float* lo_out,
   // the bins (keys[c] is written after keys[i] is read, c <= i).
   ptrdiff_t c = 0;
   const uint32_t span = b2 - b1;
-  for (i = 0; i < n; ++i) {
+  for (i = 0; i < total; ++i) {
     const uint32_t b = keys[i];
     keys[c] = stats_key(v[i]);
     c += (b - b1 <= span) ? 1 : 0;  // unsigned: b1 <= b <= b2
@@ -160,7 +184,7 @@ static void median_pair(const float* v, ptrdiff_t n, uint32_t* u, float* lo_out,
     }
     *lo_out = stats_unkey(keys[r1]);
     *hi_out = stats_unkey(keys[r2]);
-    return;
+    return n;
   }
   RankSet rs;
   rs.add(r1);
@@ -169,6 +193,7 @@ static void median_pair(const float* v, ptrdiff_t n, uint32_t* u, float* lo_out,
   radix_select(sc, c, 0.0, rs, out);
   *lo_out = stats_unkey(out[0]);
   *hi_out = stats_unkey(out[rs.n - 1]);
+  return n;
 }
 
 static double speckle_cv_kernel(const float* in, ptrdiff_t rows, ptrdiff_t cols, int window,
@@ -194,7 +219,7 @@ static double speckle_cv_kernel(const float* in, ptrdiff_t rows, ptrdiff_t cols,
   const float shift = mean_of(in + (rows / 2) * cols, cols);
   const float inv_n = 1.0f / static_cast<float>(window * window);
   const vf zero = set1(0.0f), tiny = set1(1e-30f);
-  const vi iota = stats_iota();
+  const vi iota = stats_iota(), iota2 = iota + iota;
   const float* rowp[medimg::kMaxWindow];
   vf vtop = zero;
   for (ptrdiff_t y = 0; y < rows; y += 2) {
@@ -202,7 +227,16 @@ static double speckle_cv_kernel(const float* in, ptrdiff_t rows, ptrdiff_t cols,
     speckle_column_sums(rowp, window, cols, r, shift, s1, s2);
     // The window at even column 2i spans sum entries 2i .. 2i + 2r: the even entries
     // e[i .. i + r] and the odd entries o[i .. i + r - 1].
-    for (ptrdiff_t i = 0; i < no; ++i) {
+    ptrdiff_t i0 = 0;
+    if (kLanes > 1) {  // hardware gathers on AVX2 / AVX-512
+      for (; i0 + kLanes <= no; i0 += kLanes) {
+        store(e1 + i0, gather(s1 + 2 * i0, iota2));
+        store(o1 + i0, gather(s1 + 2 * i0 + 1, iota2));
+        store(e2 + i0, gather(s2 + 2 * i0, iota2));
+        store(o2 + i0, gather(s2 + 2 * i0 + 1, iota2));
+      }
+    }
+    for (ptrdiff_t i = i0; i < no; ++i) {
       e1[i] = s1[2 * i];
       o1[i] = s1[2 * i + 1];
       e2[i] = s2[2 * i];
@@ -236,16 +270,9 @@ static double speckle_cv_kernel(const float* in, ptrdiff_t rows, ptrdiff_t cols,
   // numpy compares the float32 means with the Python float 0.01 * top rounded to float32.
   const float thr = static_cast<float>(0.01 * static_cast<double>(top));
   const ptrdiff_t nsub = srows * scols;
-  float* vals = sub_m;  // compacted in place: vals[j] is written after sub_m[j] is read
-  ptrdiff_t n = 0;
-  for (ptrdiff_t i = 0; i < nsub; ++i) {
-    const float m = sub_m[i], c = sub_cv[i];
-    vals[n] = c;
-    n += m > thr ? 1 : 0;
-  }
+  float lo = 0.0f, hi = 0.0f;
+  const ptrdiff_t n = median_pair(sub_cv, sub_m, thr, nsub, uscratch, &lo, &hi);
   if (n == 0) return 0.0;
-  float lo, hi;
-  median_pair(vals, n, uscratch, &lo, &hi);
   if (n % 2 == 1) return static_cast<double>(hi);
   const float sum = lo + hi;  // float32 add, then an exact halving: numpy.median
   return static_cast<double>(sum / 2.0f);
