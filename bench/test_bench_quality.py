@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,12 @@ def nominal(dtype: np.dtype[Any]) -> tuple[float, float]:
 
 def record(benchmark: Any, *, role: str, label: str, case: str) -> None:
     benchmark.extra_info.update(
-        role=role, target=me.simd.active_target(), label=label, image=case, psnr_gain_db=None
+        role=role,
+        target=me.simd.active_target(),
+        label=label,
+        image=case,
+        psnr_gain_db=None,
+        load_1min=os.getloadavg()[0],
     )
 
 

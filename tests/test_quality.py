@@ -522,7 +522,10 @@ def test_report_is_frozen_and_serialisable(frames):
     assert json.loads(json.dumps(d)) == d
     assert d["issues"] == list(report.issues) and d["modality"] == "xray"
     assert d["ok"] is False and set(d["measures"]) == set(MEASURES)
-    assert "fov" not in d
+    assert "fov" not in d and "fov_packed" not in d
+    # the mask is kept bit-packed and unpacked once
+    assert report.fov is not None and report.fov is report.fov and report.fov.dtype == bool
+    assert report.fov_packed is not None and report.fov_packed[0].nbytes * 8 >= report.fov.size
     assert all(type(v) is float for v in d["measures"].values())
 
 

@@ -302,14 +302,17 @@ def assess(
     the model's own resize does.
 
     **Field of view** (:func:`field_of_view`, :attr:`QualityReport.fov`).  Ultrasound:
-    the largest 8-connected component of ``u > 0.04`` after a 3x3 opening (which cuts
-    thin text and graphics off the imaged area), its holes filled (anechoic cysts), i.e.
-    the sector or the linear-array rectangle; when that component covers less than 2 %
-    of the frame the whole frame is used.  X-ray and generic: the frame minus uniform
-    border bands (collimator shadows, shutters, padding): starting at each side, rows or
-    columns whose standard deviation and mean step are at most ``max(sigma, 1/1024)``
-    (``sigma`` the analysis noise) are cut, up to 45 % of the side, twice (so that side
-    bands do not hide top/bottom bands).  **Annotations**: inside the field of view,
+    of the four largest 8-connected components of ``u > 0.04`` after a 3x3 opening
+    (which cuts thin text and graphics off the imaged area), the largest that is not
+    flat (no single grey level, to 1/256, holds half of its pixels: caption bands and
+    logos are flat, speckle is not), its holes filled (anechoic cysts), i.e. the sector
+    or the linear-array rectangle; when there is none or it covers less than 2 % of the
+    frame, the whole frame.  X-ray and generic: the frame minus uniform border bands
+    (collimator shadows, shutters, padding): starting at each side, rows or columns
+    whose standard deviation and step from the outermost one are at most 1/1024 of the
+    range are cut, up to 45 % of the side, twice (so that side bands do not hide
+    top/bottom bands); air beside the body is not that uniform unless the display
+    clipped it.  **Annotations**: inside the field of view,
     pixels of a white top-hat (``u - opening_5x5(u)``) above 0.25 with ``u > 0.6`` are
     burned-in text, calipers and graphics; they are excluded from every statistic below
     and, dilated by 3 px, from the edge points.
