@@ -222,7 +222,8 @@ def simulate_rf(
     rng : numpy.random.Generator
         Source of the scatterer positions/amplitudes and of the electronic noise.
     noise_rel : float
-        Electronic noise RMS relative to the RF RMS of the shallowest 10 % of the lines.
+        Electronic noise RMS relative to the typical unattenuated echo (the median over depth
+        of the attenuation-compensated RF RMS).
 
     Returns
     -------
@@ -281,7 +282,10 @@ def simulate_rf(
         spec_sum += (xs * ps[None, :]).astype(np.complex64)
     half = (len(_pulse(probe, probe.f0)) - 1) // 2
     rf = np.fft.irfft(spec_sum, n_fft, axis=1)[:, half : half + n_s].astype(np.float32)
-    ref = float(np.sqrt(np.mean(rf[:, : max(n_s // 10, 8)] ** 2))) + 1e-12
+    # reference echo level: the attenuation-compensated RF RMS, median over depth (the
+    # typical tissue echo as it would be without any attenuation)
+    row_rms = np.sqrt(np.mean((rf / np.maximum(att, np.float32(1e-30))) ** 2, axis=0))
+    ref = float(np.median(row_rms)) + 1e-12
     noise_rms = noise_rel * ref
     if noise_rms > 0:
         rf += np.float32(noise_rms) * rng.standard_normal(rf.shape, dtype=np.float32)
@@ -589,7 +593,9 @@ def render_ultrasound(
         ind = les.inside(x, z)
         if lesion == "cyst":
             sigma = sigma * (1.0 - ind)
-            alpha = alpha * (1.0 - ind) + np.float32(0.02) * ind
+            a_fluid = float(lr.uniform(0.02, 0.25))  # clear to proteinaceous fluid
+            alpha = alpha * (1.0 - ind) + np.float32(a_fluid) * ind
+            les_params["fluid_attenuation_db_cm_mhz"] = round(a_fluid, 4)
             wall = np.clip(1.0 - np.abs(les.inside(x, z) - 0.5) * 2.0, 0, 1)
             sigma = sigma * (1.0 + 1.2 * wall)
             contrast_db = -math.inf
@@ -621,8 +627,8 @@ def render_ultrasound(
 
     # ---- RF, envelope, TGC
     # electronic noise: the echo of the parenchyma falls to the noise floor at the
-    # "penetration depth" (0.9-1.8 x the imaged depth)
-    penetration = float(rng["noise"].uniform(0.9, 1.8)) * depth
+    # "penetration depth" (1.2-2.2 x the imaged depth)
+    penetration = float(rng["noise"].uniform(1.2, 2.2)) * depth
     noise_rel = float(
         ov.get("noise", 10.0 ** (-(2.0 * a_org * probe.f0 * penetration / 10.0) / 20.0))
     )
