@@ -417,8 +417,29 @@ def render_ultrasound(
 ) -> UltrasoundRender:
     """Render one hold-out B-mode frame with intermediates (see :func:`ultrasound`).
 
-    ``overrides``: ``probe`` (``"convex"``, ``"phased"``, ``"linear"``), ``noise``
-    (electronic noise relative to the near-field RF RMS), ``vessels`` (bool).
+    Parameters
+    ----------
+    seed, size, lesion
+        As for :func:`ultrasound`.
+    overrides : mapping, optional
+        Fixes drawn values for experiments: ``probe`` (``"convex"``, ``"phased"``,
+        ``"linear"``), ``noise`` (electronic noise relative to the unattenuated tissue echo,
+        see :func:`simulate_rf`), ``vessels`` (bool).
+
+    Returns
+    -------
+    UltrasoundRender
+        The :class:`~medimg_edge.synth.Sample`, the probe, the envelope after TGC (line
+        space) and the field-of-view mask of the output image.
+
+    Raises
+    ------
+    InvalidInputError
+        For invalid arguments or overrides.
+
+    References
+    ----------
+    .. [1] Jensen, J. Acoust. Soc. Am. 89(1):182-190, 1991.
     """
     seed = check_seed(seed)
     size = check_size(size)

@@ -859,9 +859,30 @@ def render_chest(
 ) -> ChestRender:
     """Render one hold-out radiograph with its intermediates (see :func:`chest_xray`).
 
-    ``overrides`` fixes drawn exposure values for experiments: ``dose`` (open-field quanta per
-    mm^2), ``kvp``, ``scatter`` (scatter kernel strength), ``electronic`` (quanta-equivalent
-    read noise at 0.15 mm pitch), ``scintillator`` (``"CsI"`` / ``"GOS"``), ``shear``.
+    Parameters
+    ----------
+    seed, size, nodule
+        As for :func:`chest_xray`.
+    overrides : mapping, optional
+        Fixes drawn exposure values for experiments (the other draws are unchanged):
+        ``dose`` (open-field quanta per mm^2), ``kvp`` (60-150), ``scatter`` (scatter kernel
+        strength), ``electronic`` (read noise in quanta at 0.15 mm pitch), ``scintillator``
+        (``"CsI"`` / ``"GOS"``), ``shear`` (two patient rotation angles, rad).
+
+    Returns
+    -------
+    ChestRender
+        The :class:`~medimg_edge.synth.Sample` plus the noisy and noise-free flat-fielded
+        log signals and the lung / body footprints on the detector.
+
+    Raises
+    ------
+    InvalidInputError
+        For invalid arguments or overrides.
+
+    References
+    ----------
+    .. [1] Bushberg et al., *The Essential Physics of Medical Imaging*, 3rd ed., 2012.
     """
     seed = check_seed(seed)
     size = check_size(size)
