@@ -163,6 +163,132 @@ def test_invalid_sidecar_names_the_field(package: Path, case: str) -> None:
         me.load_model(package)
 
 
+# -- the runtime's schema validator against jsonschema ----------------------------------------
+# read_package validates with medimg_edge.runtime._package._SchemaValidator (built from the
+# shipped schema file, no jsonschema import at run time); here it must agree with
+# jsonschema's Draft202012Validator on every fixture and every broken sidecar: same verdict,
+# and the field it names is the one jsonschema's best_match names.
+
+_MORE_BROKEN: dict[str, Callable[[dict[str, Any]], None]] = {
+    "labels not a list": _set("labels", "a,b"),
+    "label empty": _set("labels", ["", "b"]),
+    "width too large": _set("input.width", 5000),
+    "mean empty": _set("input.mean", []),
+    "std string": _set("input.std", ["1"]),
+    "color order": _set("input.color_order", "cmyk"),
+    "denoise": _set("input.denoise", "median"),
+    "bool as integer": _set("input.height", True),
+    "integral float height": _set("input.height", 16.0),
+    "bytes too small": _set("files.cpu.bytes", 3),
+    "file extra key": _set("files.cpu.extra", 1),
+    "provenance missing": _delete("provenance"),
+    "created missing": _delete("provenance.created"),
+    "name too long": _set("name", "a" * 80),
+    "ood wrong method": _set(
+        "ood",
+        {
+            "method": "knn",
+            "version": 1,
+            "output": "features",
+            "dim": 4,
+            "classes": ["a", "b"],
+            "means": "",
+            "cholesky": "",
+            "threshold": 1.0,
+            "quantile": 0.95,
+        },
+    ),
+    "ood incomplete": _set("ood", {"method": "mahalanobis"}),
+    "metrics not object": _set("metrics", [1, 2]),
+}
+
+
+def _jsonschema_verdict(meta: dict[str, Any]) -> tuple[bool, list[Any]]:
+    schema = json.loads(runtime.SCHEMA_PATH.read_text())
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(meta))
+    if not errors:
+        return True, []
+    best = jsonschema.exceptions.best_match(errors)
+    assert best is not None
+    return False, list(best.absolute_path)
+
+
+def _ours(meta: dict[str, Any]) -> tuple[bool, list[Any]]:
+    from medimg_edge.runtime import _package
+
+    errors = _package._validator().errors(meta)
+    if not errors:
+        return True, []
+    return False, list(min(errors, key=lambda e: len(e[0]))[0])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["fixture:" + n for n in FIXTURE_NAMES]
+    + ["broken:" + n for n in sorted(INVALID_SIDECARS)]
+    + ["more:" + n for n in sorted(_MORE_BROKEN)],
+)
+def test_runtime_validator_agrees_with_jsonschema(case: str) -> None:
+    kind, name = case.split(":", 1)
+    meta = _load_meta(FIXTURES / f"{name if kind == 'fixture' else 'tiny_int8'}.json")
+    if kind == "broken":
+        INVALID_SIDECARS[name][0](meta)
+    elif kind == "more":
+        _MORE_BROKEN[name](meta)
+    want_ok, want_path = _jsonschema_verdict(meta)
+    got_ok, got_path = _ours(meta)
+    assert got_ok == want_ok
+    if not want_ok:
+        # Ties between errors at the same depth may be broken differently; the depth and,
+        # for a single error at that depth, the field agree.
+        assert len(got_path) == len(want_path)
+        schema = json.loads(runtime.SCHEMA_PATH.read_text())
+        same_depth = {
+            tuple(e.absolute_path)
+            for e in jsonschema.Draft202012Validator(schema).iter_errors(meta)
+            if len(e.absolute_path) == len(want_path)
+        }
+        assert tuple(got_path) in same_depth
+
+
+def test_runtime_validator_reads_the_schema_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, package: Path
+) -> None:
+    """An edit of the schema file takes effect (the validator is built from it), and a
+    keyword the validator does not implement is refused, not ignored."""
+    from medimg_edge.runtime import _package
+
+    schema = json.loads(runtime.SCHEMA_PATH.read_text())
+    schema["properties"]["name"]["maxLength"] = 3  # tiny_int8 is longer
+    edited = tmp_path / "edited.schema.json"
+    edited.write_text(json.dumps(schema))
+    monkeypatch.setattr(_package, "SCHEMA_PATH", edited)
+    _package._validator.cache_clear()
+    try:
+        with pytest.raises(me.ModelError, match=r"field 'name': 'tiny_int8' is too long"):
+            runtime.read_package(package)
+        schema["properties"]["name"]["dependentRequired"] = {"a": ["b"]}
+        edited.write_text(json.dumps(schema))
+        _package._validator.cache_clear()
+        with pytest.raises(me.ModelError, match=r"'dependentRequired'.*not supported"):
+            runtime.read_package(package)
+    finally:
+        _package._validator.cache_clear()
+
+
+def test_reading_a_package_does_not_import_jsonschema() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, medimg_edge.runtime as r; "
+        f"r.read_package({str(FIXTURES / 'tiny_int8.json')!r}); "
+        "print('jsonschema' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
@@ -329,3 +455,13 @@ def test_list_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert "labels" in listed["tiny_uint8"]["error"]
     names = [m["name"] for m in me.info()["models"]]
     assert {"tiny_int8", "tiny_float", "tiny_uint8"} <= set(names)
+
+
+def test_cold_start_is_measured_in_a_fresh_interpreter() -> None:
+    from medimg_edge.runtime._backend import cold_start
+
+    cs = cold_start()
+    assert "error" not in cs, cs
+    assert cs["import_ms"] > 0.0 and cs["import_numpy_cv2_ms"] > 0.0
+    assert cs["model"] in {m["name"] for m in me.list_models() if "error" not in m}
+    assert cs["first_diagnose_ms"] > 0.0

@@ -15,11 +15,10 @@ Not for clinical use: the reference models and defaults are research tools.
 
 from __future__ import annotations
 
-import platform
 import sys
 from typing import Any
 
-from . import denoise, features, quality, runtime, simd, synth
+from . import denoise, features, quality, runtime, simd
 from ._errors import DelegateError, InvalidInputError, MedimgEdgeError, ModelError
 from ._version import __version__
 from .diagnosis import Diagnoser, Diagnosis, diagnose
@@ -49,13 +48,23 @@ __all__ = [
 ]
 
 
+#: Submodules imported on first use: ``batch`` needs the ``[batch]`` extra, ``synth`` (the
+#: phantom generators) is not on the device path; importing them lazily keeps
+#: ``import medimg_edge`` fast (see ``medimg-edge info``, "cold start").
+_LAZY_SUBMODULES = ("batch", "synth")
+
+
 def __getattr__(name: str) -> Any:
-    """Import :mod:`medimg_edge.batch` on first use (it needs the ``[batch]`` extra)."""
-    if name == "batch":
+    """Import :mod:`medimg_edge.batch` / :mod:`medimg_edge.synth` on first use."""
+    if name in _LAZY_SUBMODULES:
         import importlib
 
-        return importlib.import_module(".batch", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 
 
 def info() -> dict[str, Any]:
@@ -69,6 +78,8 @@ def info() -> dict[str, Any]:
         ``numpy``, ``opencv``, ``runtime`` (the TFLite interpreter package in use),
         ``edgetpu`` (whether the Edge TPU library loads) and ``models`` (names found).
     """
+    import platform
+
     import cv2
     import numpy as np
 

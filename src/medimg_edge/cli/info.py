@@ -25,11 +25,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=HelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--no-cold-start",
+        action="store_true",
+        help="skip the cold-start measurement (a fresh interpreter: import + first diagnose)",
+    )
     p.set_defaults(func=cmd_info)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     data = info()
+    if not getattr(args, "no_cold_start", False):
+        from ..runtime._backend import cold_start
+
+        data["cold_start"] = cold_start()
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -63,5 +72,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         else:
             tpu_note = ", Edge TPU variant" if m["edgetpu"] else ""
             print(f"  model {m['name']:<10}: v{m['version']} ({m['modality']}{tpu_note})")
+    cs = data.get("cold_start")
+    if cs is not None:
+        if "error" in cs:
+            print(f"  cold start      : not measured ({cs['error']})")
+        else:
+            first = (
+                f", first diagnose {cs['first_diagnose_ms']:.1f} ms ({cs['model']})"
+                if "first_diagnose_ms" in cs
+                else ""
+            )
+            print(
+                f"  cold start      : import medimg_edge {cs['import_ms']:.1f} ms (numpy + cv2 before it: "
+                f"{cs['import_numpy_cv2_ms']:.1f} ms){first}"
+            )
     print(f"  override        : set {simd.ENV_VAR}=scalar|sse4|avx2|avx512|neon to cap SIMD")
     return 0

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,276 @@ class ModelPackage:
     model_card: Path
 
 
-@functools.lru_cache(maxsize=1)
-def _validator() -> Any:
-    import jsonschema
+# ---- sidecar schema validation ----------------------------------------------------------
+# A small interpreter of the JSON Schema (draft 2020-12) keywords the shipped schema uses,
+# built from SCHEMA_PATH once per process: importing the general-purpose ``jsonschema``
+# package and checking the schema itself cost ~75 ms at every cold start, more than the
+# rest of the first diagnosis.  The schema file stays the single source of truth (edits to
+# it take effect at the next process start); a keyword this interpreter does not implement
+# makes it refuse the schema (ModelError), never ignore the keyword.  The tests check the
+# schema itself with jsonschema and compare the two validators' verdicts and error fields on
+# valid and broken sidecars (tests/test_model_package.py).
 
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+# Keywords that only annotate (no assertion under the 2020-12 default vocabularies).
+_ANNOTATIONS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$comment",
+        "$defs",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "format",
+        "contentEncoding",
+        "contentMediaType",
+    }
+)
+_ASSERTIONS = frozenset(
+    {
+        "$ref",
+        "type",
+        "enum",
+        "const",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "required",
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "minProperties",
+        "maxProperties",
+        "items",
+        "prefixItems",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+    }
+)
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs")
+_SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SUBSCHEMAS = ("additionalProperties", "items", "not", "if", "then", "else")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_type(x: Any, name: str) -> bool:
+    if name == "object":
+        return isinstance(x, dict)
+    if name == "array":
+        return isinstance(x, list)
+    if name == "string":
+        return isinstance(x, str)
+    if name == "boolean":
+        return isinstance(x, bool)
+    if name == "null":
+        return x is None
+    if name == "number":
+        return _is_number(x)
+    if name == "integer":  # 2020-12: a number with a zero fractional part
+        return _is_number(x) and (isinstance(x, int) or float(x).is_integer())
+    raise ModelError(f"model sidecar schema {SCHEMA_PATH.name}: unknown type {name!r}")
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: booleans are not numbers, 1 equals 1.0, containers compare deeply."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _is_number(a) and _is_number(b):
+        return bool(a == b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and bool(a == b)
+
+
+class _SchemaValidator:
+    """Validates JSON values against one JSON Schema document (the keywords above)."""
+
+    def __init__(self, schema: Any) -> None:
+        self._root = schema
+        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._check(schema, "#")
+
+    def _check(self, node: Any, where: str) -> None:
+        if isinstance(node, bool):
+            return
+        if not isinstance(node, dict):
+            raise ModelError(f"model sidecar schema {SCHEMA_PATH.name}: {where} is not a schema")
+        for key, value in node.items():
+            if key not in _ANNOTATIONS and key not in _ASSERTIONS:
+                raise ModelError(
+                    f"model sidecar schema {SCHEMA_PATH.name}: keyword {key!r} at {where} is "
+                    "not supported by medimg_edge.runtime's validator; extend _SchemaValidator"
+                )
+            if key in _SUBSCHEMA_MAPS:
+                for name, sub in value.items():
+                    self._check(sub, f"{where}/{key}/{name}")
+            elif key in _SUBSCHEMA_LISTS:
+                for i, sub in enumerate(value):
+                    self._check(sub, f"{where}/{key}/{i}")
+            elif key in _SUBSCHEMAS:
+                self._check(value, f"{where}/{key}")
+            elif key == "pattern":
+                self._patterns[value] = re.compile(value)
+            elif key == "$ref":
+                self._resolve(value)
+        for name in node.get("patternProperties", {}):
+            self._patterns[name] = re.compile(name)
+
+    def _resolve(self, ref: str) -> Any:
+        if not ref.startswith("#"):
+            raise ModelError(
+                f"model sidecar schema {SCHEMA_PATH.name}: only local $ref, not {ref!r}"
+            )
+        node = self._root
+        for part in ref[1:].split("/")[1:]:
+            part = part.replace("~1", "/").replace("~0", "~")
+            try:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            except (KeyError, IndexError, ValueError):
+                raise ModelError(
+                    f"model sidecar schema {SCHEMA_PATH.name}: $ref {ref!r} does not resolve"
+                ) from None
+        return node
+
+    def errors(self, instance: Any) -> list[tuple[tuple[Any, ...], str]]:
+        """Every (path, message) the instance breaks, in document order."""
+        out: list[tuple[tuple[Any, ...], str]] = []
+        self._validate(self._root, instance, (), out)
+        return out
+
+    def _ok(self, node: Any, x: Any) -> bool:
+        probe: list[tuple[tuple[Any, ...], str]] = []
+        self._validate(node, x, (), probe)
+        return not probe
+
+    def _validate(self, node: Any, x: Any, path: tuple[Any, ...], out: list[Any]) -> None:
+        if node is True:
+            return
+        if node is False:
+            out.append((path, f"{x!r} is not allowed here"))
+            return
+
+        def err(msg: str) -> None:
+            out.append((path, msg))
+
+        if "$ref" in node:
+            self._validate(self._resolve(node["$ref"]), x, path, out)
+        if "type" in node:
+            types = node["type"] if isinstance(node["type"], list) else [node["type"]]
+            if not any(_is_type(x, t) for t in types):
+                err(f"{x!r} is not of type {', '.join(repr(t) for t in types)}")
+                return
+        if "const" in node and not _json_equal(x, node["const"]):
+            err(f"{node['const']!r} was expected")
+        if "enum" in node and not any(_json_equal(x, v) for v in node["enum"]):
+            err(f"{x!r} is not one of {node['enum']!r}")
+        if isinstance(x, str):
+            if "pattern" in node and not self._patterns[node["pattern"]].search(x):
+                err(f"{x!r} does not match {node['pattern']!r}")
+            if "minLength" in node and len(x) < node["minLength"]:
+                err(f"{x!r} is too short")
+            if "maxLength" in node and len(x) > node["maxLength"]:
+                err(f"{x!r} is too long")
+        if _is_number(x):
+            if "minimum" in node and x < node["minimum"]:
+                err(f"{x!r} is less than the minimum of {node['minimum']!r}")
+            if "maximum" in node and x > node["maximum"]:
+                err(f"{x!r} is greater than the maximum of {node['maximum']!r}")
+            if "exclusiveMinimum" in node and x <= node["exclusiveMinimum"]:
+                err(f"{x!r} is less than or equal to the minimum of {node['exclusiveMinimum']!r}")
+            if "exclusiveMaximum" in node and x >= node["exclusiveMaximum"]:
+                err(
+                    f"{x!r} is greater than or equal to the maximum of {node['exclusiveMaximum']!r}"
+                )
+            if "multipleOf" in node and not float(x / node["multipleOf"]).is_integer():
+                err(f"{x!r} is not a multiple of {node['multipleOf']!r}")
+        if isinstance(x, dict):
+            for name in node.get("required", ()):
+                if name not in x:
+                    err(f"{name!r} is a required property")
+            if "minProperties" in node and len(x) < node["minProperties"]:
+                err(f"{x!r} does not have enough properties")
+            if "maxProperties" in node and len(x) > node["maxProperties"]:
+                err(f"{x!r} has too many properties")
+            props = node.get("properties", {})
+            pats = node.get("patternProperties", {})
+            extra = []
+            for key, value in x.items():
+                matched = key in props
+                if matched:
+                    self._validate(props[key], value, (*path, key), out)
+                for pat, sub in pats.items():
+                    if self._patterns[pat].search(key):
+                        matched = True
+                        self._validate(sub, value, (*path, key), out)
+                if not matched:
+                    extra.append(key)
+            add = node.get("additionalProperties", True)
+            if extra and add is False:
+                listed = ", ".join(repr(k) for k in extra)
+                verb = "was" if len(extra) == 1 else "were"
+                err(f"Additional properties are not allowed ({listed} {verb} unexpected)")
+            elif extra and add is not True:
+                for key in extra:
+                    self._validate(add, x[key], (*path, key), out)
+        if isinstance(x, list):
+            if "minItems" in node and len(x) < node["minItems"]:
+                err(f"{x!r} is too short")
+            if "maxItems" in node and len(x) > node["maxItems"]:
+                err(f"{x!r} is too long")
+            if node.get("uniqueItems") and any(
+                _json_equal(x[i], x[j]) for i in range(len(x)) for j in range(i)
+            ):
+                err(f"{x!r} has non-unique elements")
+            prefix = node.get("prefixItems", [])
+            for i, (sub, value) in enumerate(zip(prefix, x, strict=False)):
+                self._validate(sub, value, (*path, i), out)
+            if "items" in node:
+                for i in range(len(prefix), len(x)):
+                    self._validate(node["items"], x[i], (*path, i), out)
+        for sub in node.get("allOf", ()):
+            self._validate(sub, x, path, out)
+        if "anyOf" in node and not any(self._ok(sub, x) for sub in node["anyOf"]):
+            err(f"{x!r} is not valid under any of the given schemas")
+        if "oneOf" in node and sum(self._ok(sub, x) for sub in node["oneOf"]) != 1:
+            err(f"{x!r} is not valid under exactly one of the given schemas")
+        if "not" in node and self._ok(node["not"], x):
+            err(f"{x!r} should not be valid under {node['not']!r}")
+        if "if" in node:
+            branch = node.get("then") if self._ok(node["if"], x) else node.get("else")
+            if branch is not None:
+                self._validate(branch, x, path, out)
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> _SchemaValidator:
+    try:
+        schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the model sidecar schema {SCHEMA_PATH}: {exc}") from None
+    return _SchemaValidator(schema)
 
 
 def _where(path: Any) -> str:
@@ -174,13 +437,11 @@ def read_package(sidecar: str | os.PathLike[str]) -> ModelPackage:
             f"{meta.get('schema_version')!r} is not supported by this medimg-edge "
             "(supports 1); upgrade medimg-edge",
         )
-    import jsonschema
-
-    errors = sorted(_validator().iter_errors(meta), key=lambda e: list(e.absolute_path))
+    errors = _validator().errors(meta)
     if errors:
-        err = jsonschema.exceptions.best_match(errors)
-        assert err is not None
-        raise _fail(path, _where(err.absolute_path), err.message)
+        # As jsonschema's best_match: the error highest up in the document (shortest path).
+        where, message = min(errors, key=lambda e: len(e[0]))
+        raise _fail(path, _where(where), message)
     _semantic_checks(path, meta)
     folder = path.parent
 
