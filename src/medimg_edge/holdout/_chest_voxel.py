@@ -710,10 +710,20 @@ def project_volume(vol: F32, *, cone: bool = True, shear: tuple[float, float] = 
 
 def _obliquity(shape: tuple[int, int], extent_mm: float) -> F32:
     n_y, n_x = shape
-    u = (np.arange(n_x) + 0.5 - n_x / 2) * (extent_mm / n_x)
-    v = (np.arange(n_y) + 0.5 - n_y / 2) * (extent_mm / n_y)
-    r2 = v[:, None] ** 2 + u[None, :] ** 2
-    return np.sqrt(1.0 + r2 / SID**2).astype(np.float32)
+    u = ((np.arange(n_x) + 0.5 - n_x / 2) * (extent_mm / n_x / SID)).astype(np.float32)
+    v = ((np.arange(n_y) + 0.5 - n_y / 2) * (extent_mm / n_y / SID)).astype(np.float32)
+    out = v[:, None] ** 2 + u[None, :] ** 2
+    out += np.float32(1.0)
+    return np.asarray(np.sqrt(out, out=out), np.float32)
+
+
+def _neg_log_ratio(num: F32, den: F32, floor: np.float32) -> F32:
+    """``-ln(max(num / den, floor))`` in place on ``num`` (which it consumes)."""
+    np.divide(num, den, out=num)
+    np.maximum(num, floor, out=num)
+    np.log(num, out=num)
+    np.negative(num, out=num)
+    return num
 
 
 def _resize(img: F32, size: int) -> F32:
@@ -900,7 +910,10 @@ def render_chest(
     a_t = _resize(project_volume(anat.tissue, shear=shear_t), size)
     a_b = _resize(project_volume(anat.bone, shear=shear_t), size)
     lung_p = _resize(project_volume(anat.lung, shear=shear_t), size)
-    body_p = _resize(project_volume(anat.body, shear=shear_t), size)
+    lung_fp = lung_p > 0.02
+    lung_core = lung_p > 0.5 * lung_p.max()
+    del lung_p
+    body_fp = _resize(project_volume(anat.body, shear=shear_t), size) > 0.5
     np.maximum(a_t, 0, out=a_t)
     np.maximum(a_b, 0, out=a_b)
     pitch = DET_MM / size
@@ -990,30 +1003,42 @@ def render_chest(
     mu_s = 0.2
     src = (mu_s * a_t) * np.exp(-0.5 * mu_s * a_t)
     scat = _blur(src.astype(np.float32), 55.0 / pitch) * np.float32(kappa * dose * pitch**2)
+    del src, a_t, a_b  # the nodule box keeps its own copies
     scat_w = np.array([0.35, 0.4, 0.2, 0.05])
     er_noise = rng["noise"]
-    means = [prim[k] + scat * np.float32(scat_w[k] * eta[k]) for k in range(4)]
+    prim_box = (
+        [pk[nod_box[0] : nod_box[2], nod_box[1] : nod_box[3]].copy() for pk in prim]
+        if nod_box is not None
+        else []
+    )
+    spr_lung = float(
+        np.median(scat[lung_core] / np.maximum(sum(pk[lung_core] for pk in prim), 1e-6))
+    )
+    means = prim  # expected absorbed quanta per bin: primary + scatter (in place)
+    for k in range(4):
+        means[k] += scat * np.float32(scat_w[k] * eta[k])
     light_exp = np.zeros((size, size), np.float32)
     var_total = np.zeros((size, size), np.float32)  # Poisson x Swank gain: E^2 m / A
-    swank_var = np.zeros((size, size), np.float32)  # the gain part alone: E^2 m (1/A - 1)
     for k in range(4):
-        e_k = np.float32(ENERGIES[k])
-        light_exp += e_k * means[k]
+        light_exp += np.float32(ENERGIES[k]) * means[k]
         var_total += np.float32(ENERGIES[k] ** 2 / swank) * means[k]
-        swank_var += np.float32(ENERGIES[k] ** 2 * (1.0 / swank - 1.0)) * means[k]
     # absorbed quanta per energy bin: Poisson.  Where every bin expects >= 30 quanta the
     # energy-weighted sum is drawn from its Gaussian limit in one go (same mean/variance);
-    # elsewhere each bin is sampled exactly.
-    gauss = er_noise.standard_normal((size, size), dtype=np.float32)
-    light = np.asarray(light_exp + np.sqrt(var_total) * gauss, np.float32)
+    # elsewhere each bin is sampled exactly, plus the Swank gain part of the variance,
+    # E^2 m (1/A - 1) = (1 - A) x var_total.
+    light = er_noise.standard_normal((size, size), dtype=np.float32)
+    np.sqrt(var_total, out=var_total)
+    light *= var_total
+    light += light_exp
     low = np.minimum.reduce(means) < 30.0
     if low.any():
         exact = np.zeros(int(low.sum()), np.float32)
         for k in range(4):
             exact += np.float32(ENERGIES[k]) * er_noise.poisson(means[k][low]).astype(np.float32)
-        exact += np.sqrt(swank_var[low]) * er_noise.standard_normal(exact.size, dtype=np.float32)
+        sd_gain = var_total[low] * np.float32(math.sqrt(1.0 - swank))
+        exact += sd_gain * er_noise.standard_normal(exact.size, dtype=np.float32)
         light[low] = exact
-    spr_lung = float(np.median((scat / np.maximum(sum(prim), 1e-6))[lung_p > 0.5 * lung_p.max()]))
+    del var_total, means, prim
 
     def spread(img: F32) -> F32:
         core = _blur(img, core_mm / pitch)
@@ -1028,8 +1053,9 @@ def render_chest(
     # flat field: divide by the open-field (flood) response, then log
     flood = np.float32(n_open * float(np.dot(spec * eta, ENERGIES))) * open_map
     floor = np.float32(1e-4)
-    log_sig = -np.log(np.maximum(light / flood, floor))
-    log_exp = -np.log(np.maximum(light_exp / flood, floor))
+    log_sig = _neg_log_ratio(light, flood, floor)
+    log_exp = _neg_log_ratio(light_exp, flood, floor)
+    del light, light_exp, flood
 
     # ---- conspicuity (log domain)
     if has_nodule and nod_box is not None and a_t_bg is not None and a_b_bg is not None:
@@ -1041,7 +1067,7 @@ def render_chest(
         for k in range(4):
             sk = s_box * np.float32(scat_w[k] * eta[k])
             bg += np.float32(ENERGIES[k]) * (p_bg[k] + sk)
-            fg += np.float32(ENERGIES[k]) * (prim[k][bi0:bi1, bj0:bj1] + sk)
+            fg += np.float32(ENERGIES[k]) * (prim_box[k] + sk)
         delta = np.log(np.maximum(bg, 1e-6)) - np.log(np.maximum(fg, 1e-6))
         log_without = log_sig.copy()  # the same noisy frame without the nodule
         log_without[bi0:bi1, bj0:bj1] -= delta
@@ -1057,7 +1083,7 @@ def render_chest(
             background_log=round(float(log_exp[mask].mean()), 4),
         )
 
-    image, disp = _display(log_sig, body_p > 0.5, rng["display"])
+    image, disp = _display(log_sig, body_fp, rng["display"])
     if has_nodule and mask.any() and log_without is not None:
         # contrast against the structured background at the nodule's scale: the std of the
         # band-passed (noisy) log signal in a ring around the nodule (ribs, vessels, noise)
@@ -1100,9 +1126,7 @@ def render_chest(
     }
     label = LABELS["xray"][1] if has_nodule else LABELS["xray"][0]
     sample = Sample(image=image, modality="xray", label=label, mask=mask, bbox=bbox, params=params)
-    return ChestRender(
-        sample, log_sig.astype(np.float32), log_exp.astype(np.float32), lung_p > 0.02, body_p > 0.5
-    )
+    return ChestRender(sample, log_sig, log_exp, lung_fp, body_fp)
 
 
 def bbox_of(mask: NDArray[np.bool_]) -> tuple[int, int, int, int]:
