@@ -10,6 +10,7 @@ import pytest
 
 from medimg_edge import InvalidInputError, holdout
 from medimg_edge.holdout import _bmode_points as bm
+from medimg_edge.holdout import _chest_anatomy as ca
 from medimg_edge.holdout import _chest_voxel as cv
 from medimg_edge.synth import LABELS, Sample
 
@@ -94,19 +95,19 @@ def test_xray_radius_scales_with_size() -> None:
 
 
 def _voxel_sphere(centre_zyx: tuple[float, float, float], radius: float) -> np.ndarray:
-    z, y, x = cv._axes()
+    z, y, x = ca._axes()
     d = np.sqrt(
         (z[:, None, None] - centre_zyx[0]) ** 2
         + (y[None, :, None] - centre_zyx[1]) ** 2
         + (x[None, None, :] - centre_zyx[2]) ** 2
     )
-    return cv._occ(radius - d)
+    return ca._occ(radius - d)
 
 
 def test_ray_sum_of_uniform_sphere_matches_chord_length() -> None:
     radius = 60.0
     proj = cv.project_volume(_voxel_sphere((0.0, 0.0, 0.0), radius), cone=False)
-    _, y, x = cv._axes()
+    _, y, x = ca._axes()
     r = np.sqrt(y[:, None] ** 2 + x[None, :] ** 2)
     chord_cm = 2.0 * np.sqrt(np.clip(radius**2 - r**2, 0, None)) / 10.0
     core = r < 0.85 * radius
@@ -115,7 +116,7 @@ def test_ray_sum_of_uniform_sphere_matches_chord_length() -> None:
     assert np.abs(proj[core].sum() / chord_cm[core].sum() - 1.0) < 0.01
     # the total ray sum is the sphere's volume (cm^3 per grid pixel area)
     vol_cm3 = 4.0 / 3.0 * math.pi * (radius / 10.0) ** 3
-    assert proj.sum() * (cv.DX / 10.0) * (cv.DY / 10.0) == pytest.approx(vol_cm3, rel=0.02)
+    assert proj.sum() * (ca.DX / 10.0) * (ca.DY / 10.0) == pytest.approx(vol_cm3, rel=0.02)
 
 
 def test_cone_beam_magnifies_posterior_structures() -> None:
@@ -123,7 +124,7 @@ def test_cone_beam_magnifies_posterior_structures() -> None:
     centre = (z_post, 0.0, 60.0)
     proj = cv.project_volume(_voxel_sphere(centre, radius), cone=True)
     s = cv.SOD_C / (cv.SOD_C - z_post)
-    _, y, x = cv._axes()
+    _, y, x = ca._axes()
     w = proj / proj.sum()
     x_c = float((w.sum(axis=0) * x).sum())
     assert x_c == pytest.approx(60.0 * s, rel=0.01)
