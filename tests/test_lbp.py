@@ -125,8 +125,18 @@ def test_constant_and_extreme_values() -> None:
 
 
 def test_radius_rounding_like_skimage() -> None:
-    """R is rounded to float32 (a C float in skimage), offsets to 5 decimals."""
+    """R is used in float64 (a C double in scikit-image 0.26), offsets rounded to 5
+    decimals.  The last radii are ones where rounding R to float32 first (what this
+    package did before) moves an offset's fifth decimal: 2.2 with P = 16 and 1.7 with
+    P = 32, and the case hypothesis found (P = 29, R = 5.2561310558739285)."""
     image = random_image((21, 21), np.float64, seed=11)
+    for P, R in [(16, 2.2), (32, 1.7), (32, 2.2), (29, 5.2561310558739285)]:
+        for img in (image, np.ones((4, 5), np.float32)):
+            assert_same(
+                me.features.lbp(img, P, R, "var"),
+                reference(img, P, R, "var"),
+                f"P={P} R={R!r} var",
+            )
     for R in [1.1, 0.7071, 2.0000001, 1.999999, 3.3333333333, 1e-9]:
         for method in ("default", "var"):
             assert_same(
