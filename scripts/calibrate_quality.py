@@ -225,7 +225,7 @@ def report_xray(rows: list[dict[str, Any]]) -> None:
             s3 = [r for r in ind if r["size"] == size and r["dose"] == dose]
             refusal.append(100.0 * sum(bool(r["issues"]) for r in s3) / len(s3))
     print(
-        f"In-distribution refusal across the 16 (dose, size) cells: "
+        "\nIn-distribution refusal across the 16 (dose, size) cells: "
         f"{min(refusal):.1f}-{max(refusal):.1f} % "
         f"(spread {max(refusal) - min(refusal):.1f} points)."
     )

@@ -626,6 +626,8 @@ def _border_bands(a: F32, sq: F32, tol: float) -> tuple[int, int, int, int]:
         t, b, left, r = t + dt, b - db, left + dl, r - dr
         if b - t < 3 or r - left < 3:
             return 0, h, 0, w
+        if not (dt or db or dl or dr):
+            break  # nothing cut: a second pass would find the same
     return t, b, left, r
 
 
