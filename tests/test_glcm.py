@@ -529,6 +529,22 @@ def test_quantize_matches_formula(dtype, levels):
     assert np.array_equal(quantize(x[:5, :5], levels, vmin=lo, vmax=hi), q[:5, :5])
 
 
+@pytest.mark.parametrize("layout", ["strided", "1-D", "3-D", "fortran"])
+def test_quantize_uint8_lookup_layouts(layout):
+    # 2-D uint8 takes cv2.LUT, other shapes numpy.take: the same bits as the formula.
+    x = (rng(13).random((64, 90)) * 255).astype(np.uint8)
+    v = {
+        "strided": x[::2, ::3],
+        "1-D": x.ravel(),
+        "3-D": x.reshape(8, 8, 90),
+        "fortran": np.asfortranarray(x),
+    }[layout]
+    for levels in (7, 32, 256):
+        q = quantize(v, levels)
+        want = quantize_reference(v, levels, float(v.min()), float(v.max()))
+        assert q.shape == v.shape and np.array_equal(q, want)
+
+
 def test_quantize_identity_on_full_uint8():
     x = np.arange(256, dtype=np.uint8).reshape(16, 16)
     assert np.array_equal(quantize(x, 256), x)

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -563,7 +564,13 @@ def quantize(
     if native.kind == "u" and native.itemsize <= 2 and arr.size >= (1 << (8 * native.itemsize)):
         # Integer images: the same float64 formula on every possible value, then a lookup.
         lut = _bins(np.arange(1 << (8 * native.itemsize), dtype=np.float64), lv, lo, hi)
-        out: np.ndarray = np.take(lut.astype(out_type), arr)
+        table = lut.astype(out_type)
+        if native.itemsize == 1 and out_type == np.uint8 and arr.ndim == 2:
+            # A 256-entry table on uint8: cv2.LUT (SIMD gather-free byte lookup) gives the
+            # same bytes as numpy.take in ~1/5 of the time.
+            out: np.ndarray = cv2.LUT(np.ascontiguousarray(arr), table)
+            return out
+        out = np.take(table, arr)
         return out
     return _bins(arr.astype(np.float64), lv, lo, hi).astype(out_type)
 
