@@ -606,3 +606,26 @@ def test_quantize_rejects_bad_input(image, kwargs, match):
     levels = kwargs.pop("levels")
     with pytest.raises(me.InvalidInputError, match=match):
         quantize(image, levels, **kwargs)
+
+
+def test_glcm_and_quantize_out() -> None:
+    x = (rng(31).random((41, 57)) * 255).astype(np.uint8)
+    q = np.empty_like(x)
+    assert quantize(x, 16, out=q) is q
+    assert np.array_equal(q, quantize(x, 16))
+    xf = x.astype(np.float32)
+    assert np.array_equal(quantize(xf, 16, out=q), quantize(xf, 16))
+    with pytest.raises(me.InvalidInputError, match="out"):
+        quantize(x, 16, out=x)  # the input itself: the lookup would read what it writes
+    with pytest.raises(me.InvalidInputError, match="out"):
+        quantize(x, 300, out=np.empty_like(x))  # 300 levels need uint16
+    angles = [0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
+    want = me.features.glcm(q, [1, 3], angles, levels=16, symmetric=True)
+    out = np.full((16, 16, 2, 4), 7, np.uint32)
+    got = me.features.glcm(q, [1, 3], angles, levels=16, symmetric=True, out=out)
+    assert got is out and np.array_equal(out, want)
+    for bad in (np.empty((16, 16, 2, 3), np.uint32), np.empty((16, 16, 2, 4), np.int64)):
+        with pytest.raises(me.InvalidInputError, match="out"):
+            me.features.glcm(q, [1, 3], angles, levels=16, out=bad)
+    with pytest.raises(me.InvalidInputError, match="normed"):
+        me.features.glcm(q, [1, 3], angles, levels=16, normed=True, out=out)

@@ -365,3 +365,16 @@ def test_core_binding_refuses_unchecked_arrays() -> None:
         _core.lbp(img, 8, rp, rp, 9, 1e15)
     _, ok = _core.lbp(np.array([[1.0, 5.0]]), 8, rp, rp, 0, 4.0)
     assert not ok  # 5.0 > max_abs
+
+
+def test_out_is_written_and_returned() -> None:
+    image = random_image((17, 23), np.uint8, seed=21)
+    want = reference(image, 8, 1.5, "uniform")
+    out = np.full(image.shape, np.nan)
+    got = me.features.lbp(image, 8, 1.5, "uniform", out=out)
+    assert got is out
+    assert_same(out, want, "out")
+    f = image.astype(np.float64)
+    for bad in (np.empty((17, 22)), np.empty((17, 23), np.float32), f, f[:, ::1].T.copy().T):
+        with pytest.raises(me.InvalidInputError, match="out"):
+            me.features.lbp(f, 8, 1.5, "uniform", out=bad)

@@ -40,8 +40,13 @@ std::vector<ptrdiff_t> offsets_of(const py::array& a, const char* what, ptrdiff_
 // (K, L, L) view (uint32 counts, matrices glcm_matrix_stride(L) words apart) or, if
 // normed, a C-contiguous float64 (K, L, L) array; P is None when a pixel value is
 // >= levels (max_value then says which).
+//
+// With `out` (a writeable C-contiguous uint32 (L, L, K) array; not with normed), the counts
+// are made in the calling thread's reusable scratch buffer and copied into out[i, j, k]; P
+// is then `out`.
 py::tuple glcm(const py::array& image, ptrdiff_t levels, const py::array& dr_in,
-               const py::array& dc_in, bool symmetric, bool normed, const std::string& target) {
+               const py::array& dc_in, bool symmetric, bool normed, const std::string& target,
+               const py::object& out_obj) {
   const bool u8 = has_dtype(image, py::dtype::of<uint8_t>());
   const bool u16 = has_dtype(image, py::dtype::of<uint16_t>());
   if (!u8 && !u16) throw std::invalid_argument("image: expected a uint8 or uint16 array");
@@ -63,12 +68,25 @@ py::tuple glcm(const py::array& image, ptrdiff_t levels, const py::array& dr_in,
 
   const size_t words = glcm_out_words(levels, K);
   const ptrdiff_t stride = glcm_matrix_stride(levels);
-  py::array_t<uint32_t> buffer;
+  py::array_t<uint32_t> buffer, dest;
   std::unique_ptr<uint32_t[]> counts;
   uint32_t* out;
+  const bool into = !out_obj.is_none();
+  if (into) {
+    if (normed) throw std::invalid_argument("out: not with normed");
+    if (!py::isinstance<py::array_t<uint32_t>>(out_obj))
+      throw std::invalid_argument("out: expected a uint32 array");
+    dest = py::reinterpret_borrow<py::array_t<uint32_t>>(out_obj);
+    if (dest.dtype().kind() != 'u' || dest.itemsize() != 4 ||
+        !(dest.flags() & py::array::c_style) || !dest.writeable() || dest.ndim() != 3 ||
+        dest.shape(0) != levels || dest.shape(1) != levels || dest.shape(2) != K)
+      throw std::invalid_argument("out: expected a writeable C-contiguous uint32 (L, L, K) array");
+  }
   if (normed) {
     counts.reset(new uint32_t[words]);
     out = counts.get();
+  } else if (into) {
+    out = nullptr;  // the thread's scratch, taken with the GIL released below
   } else {
     buffer = py::array_t<uint32_t>(static_cast<ptrdiff_t>(words));
     out = buffer.mutable_data();
@@ -85,10 +103,25 @@ py::tuple glcm(const py::array& image, ptrdiff_t levels, const py::array& dr_in,
   }
   {
     py::gil_scoped_release release;
-    ok = t->glcm(a, &max_value);
-    if (ok && normed) t->glcm_normalize(out, K, levels * levels, stride, dst);
+    if (into) {
+      ThreadScratch sc({words * sizeof(uint32_t)});
+      a.out = sc.part<uint32_t>(0);
+      ok = t->glcm(a, &max_value);
+      if (ok) {
+        uint32_t* d = dest.mutable_data();
+        const ptrdiff_t cells = levels * levels;
+        for (ptrdiff_t k = 0; k < K; ++k) {
+          const uint32_t* m = a.out + k * stride;
+          for (ptrdiff_t c = 0; c < cells; ++c) d[c * K + k] = m[c];
+        }
+      }
+    } else {
+      ok = t->glcm(a, &max_value);
+      if (ok && normed) t->glcm_normalize(out, K, levels * levels, stride, dst);
+    }
   }
   if (!ok) return py::make_tuple(py::none(), max_value);
+  if (into) return py::make_tuple(dest, max_value);
   if (normed) return py::make_tuple(dense, max_value);
   const ptrdiff_t isz = sizeof(uint32_t);
   py::array_t<uint32_t> view({K, levels, levels}, {stride * isz, levels * isz, isz}, out, buffer);
@@ -139,7 +172,8 @@ py::list glcm_prop_names() {
 void register_glcm(py::module_& m) {
   using namespace py::literals;
   m.def("glcm", &glcm, "image"_a, "levels"_a, "dr"_a, "dc"_a, "symmetric"_a, "normed"_a,
-        "target"_a = "", "Grey-level co-occurrence matrices (K, L, L); (P or None, max value).");
+        "target"_a = "", "out"_a = py::none(),
+        "Grey-level co-occurrence matrices (K, L, L); (P or None, max value).");
   m.def("glcm_props", &glcm_props, "P"_a, "need"_a = int(kGlcmNeedAll), "target"_a = "",
         "GLCM properties of (K, L, L) matrices: (ok, out[prop, k]), NaN where not needed.");
   m.def("glcm_need_bits",

@@ -41,9 +41,11 @@ py::array_t<double, py::array::c_style> offsets(const py::array& a, int P, const
 
 // (codes, ok): ok is false when the image has NaN, Inf or |values| > max_abs (then the
 // codes are not computed).
+// With `out` (a writeable C-contiguous float64 (rows, cols) array that does not overlap
+// the image), the codes are written there; scratch comes from the thread's reusable buffer.
 std::tuple<py::array_t<double>, bool> lbp(const py::array& image, int P, const py::array& rp,
                                           const py::array& cp, int method, double max_abs,
-                                          const std::string& target) {
+                                          const std::string& target, const py::object& out_obj) {
   const int dtype = dtype_code(image);
   if (dtype < 0)
     throw std::invalid_argument("image: expected a uint8, uint16, float32 or float64 array");
@@ -62,7 +64,22 @@ std::tuple<py::array_t<double>, bool> lbp(const py::array& image, int P, const p
   auto c = offsets(cp, P, "cp");
   const KernelTable* t = table_by_name(target);
   const ptrdiff_t rows = image.shape(0), cols = image.shape(1);
-  py::array_t<double> out({rows, cols});
+  py::array_t<double> out;
+  if (out_obj.is_none()) {
+    out = py::array_t<double>({rows, cols});
+  } else {
+    if (!py::isinstance<py::array_t<double>>(out_obj))
+      throw std::invalid_argument("out: expected a float64 array");
+    out = py::reinterpret_borrow<py::array_t<double>>(out_obj);
+    if (out.dtype().kind() != 'f' || out.itemsize() != 8 || !(out.flags() & py::array::c_style) ||
+        !out.writeable() || out.ndim() != 2 || out.shape(0) != rows || out.shape(1) != cols)
+      throw std::invalid_argument(
+          "out: expected a writeable C-contiguous float64 (rows, cols) array");
+    const char* o0 = reinterpret_cast<const char*>(out.data());
+    const char* i0 = reinterpret_cast<const char*>(image.data());
+    if (o0 < i0 + image.nbytes() && i0 < o0 + out.nbytes())
+      throw std::invalid_argument("out: overlaps the image");
+  }
   LbpArgs a{};
   a.image = image.data();
   a.dtype = dtype;
@@ -76,13 +93,13 @@ std::tuple<py::array_t<double>, bool> lbp(const py::array& image, int P, const p
   a.pad = lbp_pad(a.cp, P, cols);
   a.hlen = lbp_hlen(cols);
   a.stride = lbp_stride(cols, a.pad);
-  // Uninitialised: the kernel writes every scratch cell it reads.
-  std::unique_ptr<double[]> scratch(new double[lbp_scratch(cols, P, a.pad)]);
-  a.scratch = scratch.get();
   a.out = out.mutable_data();
   bool ok;
   {
     py::gil_scoped_release release;
+    // Uninitialised: the kernel writes every scratch cell it reads.
+    ThreadScratch sc({lbp_scratch(cols, P, a.pad) * sizeof(double)});
+    a.scratch = sc.part<double>(0);
     ok = t->lbp(a);
   }
   return {out, ok};
@@ -93,6 +110,7 @@ std::tuple<py::array_t<double>, bool> lbp(const py::array& image, int P, const p
 void register_lbp(py::module_& m) {
   using namespace py::literals;
   m.def("lbp", &lbp, "image"_a, "P"_a, "rp"_a, "cp"_a, "method"_a, "max_abs"_a, "target"_a = "",
+        "out"_a = py::none(),
         "Local binary patterns (unchecked offsets: see medimg_edge.features.lbp).");
 }
 

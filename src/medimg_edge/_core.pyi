@@ -68,6 +68,7 @@ def lbp(
     method: int,
     max_abs: float,
     target: str = "",
+    out: npt.NDArray[np.float64] | None = None,
 ) -> tuple[npt.NDArray[np.float64], bool]: ...
 
 # features: first-order statistics, gradients, quality (register_stats.cpp)
@@ -110,6 +111,7 @@ def glcm(
     symmetric: bool,
     normed: bool,
     target: str = "",
+    out: npt.NDArray[np.uint32] | None = None,
 ) -> tuple[npt.NDArray[np.generic] | None, int]: ...
 def glcm_props(
     P: npt.NDArray[np.generic], need: int = 7, target: str = ""

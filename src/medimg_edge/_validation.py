@@ -298,11 +298,17 @@ def check_odd_window(name: str, value: object, max_window: int = 31) -> int:
 
 
 def check_out(
-    out: Any, shape: tuple[int, ...], *, source: npt.NDArray[Any] | None = None
-) -> npt.NDArray[np.float32] | None:
-    """Check an ``out=`` argument: ``None``, or a writeable C-contiguous float32 ndarray of
-    ``shape``.  It may be ``source`` itself (the kernels read their whole input before they
-    write) but must not overlap it otherwise.
+    out: Any,
+    shape: tuple[int, ...],
+    *,
+    source: npt.NDArray[Any] | None = None,
+    dtype: npt.DTypeLike = np.float32,
+    allow_source: bool = True,
+) -> npt.NDArray[Any] | None:
+    """Check an ``out=`` argument: ``None``, or a writeable C-contiguous ndarray of
+    ``dtype`` (default float32) and ``shape``.  It may be ``source`` itself when
+    ``allow_source`` (kernels that read their whole input before they write) but must not
+    overlap it otherwise.
 
     Raises
     ------
@@ -311,24 +317,28 @@ def check_out(
     """
     if out is None:
         return None
-    want = f"a writeable C-contiguous float32 array of shape {tuple(shape)}"
+    dt = np.dtype(dtype)
+    want = f"a writeable C-contiguous {dt} array of shape {tuple(shape)}"
     if not isinstance(out, np.ndarray):
         raise InvalidInputError(
             f"out must be {want} or None, got {_describe(out)}; "
-            f"allocate it once with numpy.empty({tuple(shape)}, numpy.float32)"
+            f"allocate it once with numpy.empty({tuple(shape)}, numpy.{dt})"
         )
-    if out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+    if out.dtype != dt or not out.flags.c_contiguous or not out.flags.writeable:
         raise InvalidInputError(
             f"out must be {want}, got dtype {out.dtype}"
             f"{'' if out.flags.c_contiguous else ', not C-contiguous'}"
             f"{'' if out.flags.writeable else ', read-only'}; "
-            f"allocate it with numpy.empty({tuple(shape)}, numpy.float32)"
+            f"allocate it with numpy.empty({tuple(shape)}, numpy.{dt})"
         )
     if out.shape != tuple(shape):
         raise InvalidInputError(f"out has shape {out.shape}; it must be {want}")
-    if source is not None and out is not source and np.may_share_memory(out, source):
-        raise InvalidInputError(
-            "out overlaps the input without being the input itself; pass the input "
-            "(in place) or a separate array"
-        )
+    if source is not None and np.may_share_memory(out, source):
+        if not allow_source:
+            raise InvalidInputError("out overlaps the input; pass a separate array")
+        if out is not source:
+            raise InvalidInputError(
+                "out overlaps the input without being the input itself; pass the input "
+                "(in place) or a separate array"
+            )
     return out

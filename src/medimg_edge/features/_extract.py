@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,26 @@ def _params(
     return _Params(levels, dist, ang, p, r, fb, gb)
 
 
+# Per-thread reusable intermediates of extract() (quantised image, GLCM counts, LBP codes):
+# a stream of frames of one size allocates them once per thread, not once per frame (no
+# fresh pages to fault in when other code allocates and frees memory in between).
+_local = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """The calling thread's reusable array ``name`` of this shape and dtype (contents
+    undefined)."""
+    bufs: dict[str, np.ndarray] | None = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = {}
+        _local.bufs = bufs
+    a = bufs.get(name)
+    if a is None or a.shape != shape or a.dtype != np.dtype(dtype):
+        a = np.empty(shape, dtype)
+        bufs[name] = a
+    return a
+
+
 def _glcm_names(params: _Params) -> list[str]:
     return [f"glcm_{prop.lower()}_d{d}" for prop in GLCM_PROPS for d in params.distances]
 
@@ -132,8 +153,13 @@ def _glcm_features(
 ) -> list[float]:
     levels = params.levels
     if mask is None:
-        q = quantize(img, levels)
-        P = glcm(q, params.distances, params.angles, levels=levels, symmetric=True)
+        q = quantize(
+            img, levels, out=_scratch("q", img.shape, np.uint8 if levels <= 256 else np.uint16)
+        )
+        counts = _scratch(
+            "glcm", (levels, levels, len(params.distances), len(params.angles)), np.uint32
+        )
+        P = glcm(q, params.distances, params.angles, levels=levels, symmetric=True, out=counts)
     else:
         # Pixels outside the mask get an extra grey level; dropping its row and column
         # keeps exactly the pairs with both pixels inside the mask.
@@ -157,7 +183,8 @@ def _code_histogram(
     codes: npt.NDArray[np.float64], mask: npt.NDArray[np.uint8] | None, n: int
 ) -> list[float]:
     """Normalised histogram of the integer codes 0 .. n-1 (n <= 34) inside the mask."""
-    small = codes.astype(np.uint8)
+    small = _scratch("codes_u8", codes.shape, np.uint8)
+    np.copyto(small, codes, casting="unsafe")
     count = small.size if mask is None else int(np.count_nonzero(mask))
     if count < (1 << 24):  # OpenCV's float32 bin counts are exact
         hist = cv2.calcHist([small], [0], mask, [n], [0, n]).ravel().astype(np.float64)
@@ -297,7 +324,13 @@ def extract(
     # GLCM.
     values.extend(_glcm_features(raw, m, params))
     # Uniform LBP histogram.
-    codes = lbp(lbp_image, params.lbp_points, params.lbp_radius, "uniform")
+    codes = lbp(
+        lbp_image,
+        params.lbp_points,
+        params.lbp_radius,
+        "uniform",
+        out=_scratch("lbp", lbp_image.shape, np.float64),
+    )
     values.extend(_code_histogram(codes, lbp_mask, params.lbp_points + 2))
     # Gradients.
     values.extend(gradient_histogram(img, m, bins=params.gradient_bins).values())

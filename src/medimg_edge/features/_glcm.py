@@ -16,7 +16,14 @@ import numpy.typing as npt
 
 from .. import _core
 from .._errors import InvalidInputError
-from .._validation import ACCEPTED_DTYPES, MAX_PIXELS, MAX_SIDE, check_float, check_int
+from .._validation import (
+    ACCEPTED_DTYPES,
+    MAX_PIXELS,
+    MAX_SIDE,
+    check_float,
+    check_int,
+    check_out,
+)
 
 __all__ = ["GLCM_PROPS", "MAX_GLCM_CELLS", "MAX_LEVELS", "glcm", "glcm_props", "quantize"]
 
@@ -230,6 +237,7 @@ def glcm(
     levels: int | None = None,
     symmetric: bool = False,
     normed: bool = False,
+    out: npt.NDArray[np.uint32] | None = None,
 ) -> np.ndarray:
     """Grey-level co-occurrence matrices, identical to ``skimage.feature.graycomatrix``.
 
@@ -258,6 +266,11 @@ def glcm(
         Return ``P + P^T`` for every (distance, angle): pairs counted in both orders.
     normed : bool, default False
         Divide every matrix by its sum (float64 output; an all-zero matrix stays zero).
+    out : (L, L, n_dist, n_angle) uint32 ndarray, optional
+        Where to write the counts (C-contiguous, writeable; not with ``normed``): the
+        kernel counts in the calling thread's reusable scratch buffer and copies them
+        there, so a loop over frames allocates nothing.  Without ``out`` the result is a
+        view of a new (padded) counts buffer.
 
     Returns
     -------
@@ -297,11 +310,22 @@ def glcm(
             "levels, e.g. medimg_edge.features.quantize(image, levels=256)"
         )
     dr, dc = _offsets(d, a, img.shape[0], img.shape[1])
+    if out is not None:
+        if normed:
+            raise InvalidInputError("out is for the uint32 counts; pass normed=False with it")
+        dst = check_out(out, (lv, lv, nd, na), dtype=np.uint32)
+        assert dst is not None
+        P, max_value = _core.glcm(
+            img, lv, dr, dc, bool(symmetric), False, out=dst.reshape(lv, lv, nd * na)
+        )
+        if P is None:
+            raise _too_large(int(max_value), lv)
+        return dst
     P, max_value = _core.glcm(img, lv, dr, dc, bool(symmetric), bool(normed))
     if P is None:
         raise _too_large(int(max_value), lv)
-    out: np.ndarray = P.reshape(nd, na, lv, lv).transpose(2, 3, 0, 1)
-    return out
+    res: np.ndarray = P.reshape(nd, na, lv, lv).transpose(2, 3, 0, 1)
+    return res
 
 
 def _props_input(P: Any) -> tuple[np.ndarray, int, int, int]:
@@ -479,6 +503,7 @@ def quantize(
     vmin: float | None = None,
     vmax: float | None = None,
     mask: Any = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map intensities to integer grey levels ``0 .. levels - 1`` by uniform binning.
 
@@ -501,6 +526,9 @@ def quantize(
     mask : array of bool or integers, optional
         Region of interest (non-zero = inside), same shape as the image.  It only sets
         the default range: every pixel is quantised.
+    out : ndarray of uint8 (levels <= 256) or uint16, optional
+        Where to write the levels (C-contiguous, writeable, the image's shape, not
+        overlapping it).
 
     Returns
     -------
@@ -561,6 +589,7 @@ def quantize(
             f"the range [{lo:g}, {hi:g}] is too wide for float64 binning; rescale the image"
         )
     out_type = np.uint8 if lv <= 256 else np.uint16
+    dst = check_out(out, arr.shape, source=arr, dtype=out_type, allow_source=False)
     if native.kind == "u" and native.itemsize <= 2 and arr.size >= (1 << (8 * native.itemsize)):
         # Integer images: the same float64 formula on every possible value, then a lookup.
         lut = _bins(np.arange(1 << (8 * native.itemsize), dtype=np.float64), lv, lo, hi)
@@ -568,11 +597,18 @@ def quantize(
         if native.itemsize == 1 and out_type == np.uint8 and arr.ndim == 2:
             # A 256-entry table on uint8: cv2.LUT (SIMD gather-free byte lookup) gives the
             # same bytes as numpy.take in ~1/5 of the time.
-            out: np.ndarray = cv2.LUT(np.ascontiguousarray(arr), table)
-            return out
-        out = np.take(table, arr)
-        return out
-    return _bins(arr.astype(np.float64), lv, lo, hi).astype(out_type)
+            src8: npt.NDArray[np.uint8] = np.ascontiguousarray(arr, dtype=np.uint8)
+            table8: npt.NDArray[np.uint8] = table.astype(np.uint8, copy=False)
+            res: np.ndarray = (
+                cv2.LUT(src8, table8) if dst is None else cv2.LUT(src8, table8, dst=dst)
+            )
+            return res
+        return np.take(table, arr, out=dst)
+    levels_f = _bins(arr.astype(np.float64), lv, lo, hi)
+    if dst is None:
+        return levels_f.astype(out_type)
+    np.copyto(dst, levels_f, casting="unsafe")
+    return dst
 
 
 def _bins(x: npt.NDArray[np.float64], levels: int, lo: float, hi: float) -> npt.NDArray[np.float64]:

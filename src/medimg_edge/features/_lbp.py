@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from .. import _core
 from .._errors import InvalidInputError
-from .._validation import MAX_ABS_VALUE, check_float, check_int, checked_array
+from .._validation import MAX_ABS_VALUE, check_float, check_int, check_out, checked_array
 
 __all__ = ["LBP_METHODS", "MAX_P", "MAX_R", "lbp"]
 
@@ -76,7 +76,9 @@ def _bad_values(img: np.ndarray) -> InvalidInputError:
     )
 
 
-def lbp(image: Any, P: int = 8, R: float = 1.0, method: str = "default") -> F64:
+def lbp(
+    image: Any, P: int = 8, R: float = 1.0, method: str = "default", *, out: F64 | None = None
+) -> F64:
     """Local binary patterns, identical to ``skimage.feature.local_binary_pattern``.
 
     For every pixel ``c``, ``P`` neighbours are sampled on a circle of radius ``R``
@@ -122,6 +124,10 @@ def lbp(image: Any, P: int = 8, R: float = 1.0, method: str = "default") -> F64:
         Radius of the circle in pixels, ``0 < R <= 65536``.
     method : {"default", "ror", "uniform", "nri_uniform", "var"}, default "default"
         Code to compute (case-insensitive).
+    out : (M, N) float64 ndarray, optional
+        Where to write the codes (C-contiguous, writeable, not overlapping the image).
+        With ``out`` and the per-thread scratch buffer the kernel reuses, a loop over
+        frames allocates nothing.
 
     Returns
     -------
@@ -160,8 +166,9 @@ def lbp(image: Any, P: int = 8, R: float = 1.0, method: str = "default") -> F64:
     if code is None:
         raise InvalidInputError(f"method must be one of {', '.join(LBP_METHODS)}, got {method!r}")
     rp, cp = _offsets(P, R)
-    out, ok = _core.lbp(img, P, rp, cp, code, MAX_ABS_VALUE)
+    dst = check_out(out, img.shape, source=img, dtype=np.float64, allow_source=False)
+    res, ok = _core.lbp(img, P, rp, cp, code, MAX_ABS_VALUE, out=dst)
     if not ok:
         raise _bad_values(img)
-    result: F64 = out
+    result: F64 = res
     return result
