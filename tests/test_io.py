@@ -557,3 +557,64 @@ def test_content_hash_can_be_skipped_for_dicom_with_a_uid(tmp_path) -> None:
     assert (
         read_input(png, content_hash=False).sha256 == hashlib.sha256(png.read_bytes()).hexdigest()
     )
+
+
+def test_find_images_skips_a_synth_masks_folder_and_hidden_files(tmp_path):
+    """A data set written by ``medimg-edge synth`` (class folders, masks/, manifest.csv):
+    its masks are not frames to diagnose; hidden files are skipped; a DICOM without a
+    suffix is found by its signature; the order is by relative path."""
+    from medimg_edge import synth
+    from medimg_edge.io import find_images
+
+    samples = synth.generate("ultrasound", 4, seed=1, size=64, progress=False)
+    synth.write(samples, tmp_path / "set", fmt="png")
+    found = find_images(tmp_path / "set")
+    assert len(found) == 4 and not any("masks" in f.parts for f in found)
+    rel = [f.relative_to(tmp_path / "set").as_posix() for f in found]
+    assert rel == sorted(rel)
+    # a masks/ folder that is not beside a manifest is an ordinary folder
+    other = tmp_path / "other" / "masks"
+    other.mkdir(parents=True)
+    cv2.imwrite(str(other / "a.png"), np.zeros((8, 8), np.uint8))
+    (other / ".hidden.png").write_bytes(b"x")
+    assert [f.name for f in find_images(tmp_path / "other")] == ["a.png"]
+
+
+def _dx_dataset(pixels: np.ndarray, **attrs):
+    from dicom_helpers import us_dataset
+
+    ds = us_dataset(np.zeros(pixels.shape, np.uint8))
+    ds.Modality = "DX"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    return ds
+
+
+def test_bits_stored_masks_unused_high_bits(tmp_path):
+    img = (np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16)
+    path = tmp_path / "bits.dcm"
+    _dx_dataset(img | 0xF000).save_as(path, enforce_file_format=True)  # garbage above bit 11
+    np.testing.assert_array_equal(read_input(path).frames[0], img)
+
+
+def test_voi_lut_sequence_then_monochrome1(tmp_path):
+    """The VOI LUT Sequence maps the (rescaled) values; MONOCHROME1 is then inverted over
+    the LUT's output range, so both renderings give the same frame."""
+    from pydicom.dataset import Dataset
+
+    img = (np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16)
+    lut = (np.arange(4096) // 16).astype(np.uint16)  # 12 bits in, 8 bits out
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 8]
+    item.LUTData = lut.astype("<u2").tobytes()
+    m2 = tmp_path / "voi2.dcm"
+    _dx_dataset(img, VOILUTSequence=[item]).save_as(m2, enforce_file_format=True)
+    np.testing.assert_array_equal(read_input(m2).frames[0], lut[img])
+    m1 = tmp_path / "voi1.dcm"
+    inverted = _dx_dataset(
+        4095 - img, VOILUTSequence=[item], PhotometricInterpretation="MONOCHROME1"
+    )
+    inverted.save_as(m1, enforce_file_format=True)
+    np.testing.assert_array_equal(read_input(m1).frames[0], 255 - lut[4095 - img])

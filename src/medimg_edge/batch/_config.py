@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import secrets
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,18 +109,21 @@ def load_salt(salt_file: str | os.PathLike[str] | None, out: Path | None) -> byt
 
 
 def _model_ref(name_or_path: str) -> tuple[ModelRef, str]:
-    """The model's reference and its modality (``"any"`` for both)."""
-    from ..runtime import load_model
+    """The model's reference and its modality (``"any"`` for both).
+
+    The package is read and its model file verified against the sidecar's sha256 (so a
+    missing or damaged model stops the run before it starts), without building an
+    interpreter: the workers build theirs, and check they got the same sha256."""
+    from ..runtime import read_package, read_verified
+    from ..runtime._package import find_sidecar
 
     ref = name_or_path
     if os.path.exists(name_or_path):
         ref = os.path.abspath(name_or_path)  # workers see the same absolute path
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = load_model(ref, delegate="cpu", num_threads=1)
-    info = model.info
-    found = ModelRef(ref, str(info["name"]), str(info["version"]), str(info["sha256"]))
-    return found, str(model.package.modality)
+    pkg = read_package(find_sidecar(ref))
+    read_verified(pkg.cpu)
+    found = ModelRef(ref, str(pkg.name), str(pkg.version), str(pkg.cpu.sha256))
+    return found, str(pkg.modality)
 
 
 def _resolve_models(

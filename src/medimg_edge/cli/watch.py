@@ -14,22 +14,27 @@ __all__ = ["WATCH_HELP", "add_parser", "cmd_watch", "main"]
 
 WATCH_HELP = """\
 Watch INBOX (and every subfolder, also ones created later) and diagnose each complete
-image file dropped into it exactly once: PNG, JPEG, TIFF, .npy, DICOM.  A file is complete
+image file dropped into it exactly once: PNG, JPEG, TIFF, .npy, DICOM, through the same
+input path as the API and `medimg-edge diagnose` (a DICOM header decides its modality;
+CT, MR, NM, ... DICOM are quarantined as unsupported_modality; a multi-frame file is
+diagnosed on 3 sampled frames and the result names its frame).  A file is complete
 when its size and modification time have not changed for the settle interval; temporary
 names (*.part, *.tmp, dotfiles, ~syncthing~*, .syncthing.*) are ignored.  For each input
 OUTBOX gets <id>.json (the diagnosis), and with --overlay <id>.overlay.png, with --sr a
 DICOM Comprehensive SR <id>.sr.dcm, with --sc a Secondary Capture <id>.sc.dcm (both for
-DICOM inputs only).  The original moves to OUTBOX/processed/<id>.<ext>, or, if it cannot be read, to
-OUTBOX/failed/ with <id>.reason.json (error code, message, attempts).  <id> never carries
-the original file name; a SQLite ledger in OUTBOX/.medimg-edge/ remembers every input, so
-a restart (even after kill -9 or power loss) neither loses nor repeats one.
+DICOM inputs only).  The original moves to OUTBOX/processed/<id>.<ext>, or, if it
+cannot be read, to OUTBOX/failed/ with <id>.reason.json (error code, message, attempts).
+<id> never carries the original file name; a SQLite ledger in OUTBOX/.medimg-edge/
+remembers every input, so a restart (even after kill -9 or power loss) neither loses nor
+repeats one.
 
 Settings come from --config FILE.toml (keys: modality, settle_seconds, rescan_seconds,
 workers, queue_size, timeout_seconds, cpu_seconds, memory_limit_mb, max_file_mb,
 max_attempts, retry_seconds, min_free_mb, overlay, sr, sc, deidentify, cine_frames,
-ignore, health_host, health_port, log_level, processed_dir, failed_dir, state_dir; a
-[folders] table maps subfolders to modalities, us = "ultrasound"; a [models] table names a
-model per modality) and the options below, which win.  Signals: SIGTERM / SIGINT finish
+override_dicom_modality, ignore, health_host, health_port, log_level, processed_dir,
+failed_dir, state_dir; a [folders] table maps subfolders to modalities, us =
+"ultrasound"; a [models] table names a model per modality) and the options below, which
+win.  Signals: SIGTERM / SIGINT finish
 the files in flight and stop; SIGHUP reloads the config.  Logs are JSON lines on stderr,
 without patient data at any level.
 

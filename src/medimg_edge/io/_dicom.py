@@ -486,7 +486,7 @@ class Photometric:
     slope: float
     intercept: float
     stored_range: tuple[int, int]
-    voi: Any  # a Dataset holding the first VOI LUT Sequence item, or None
+    voi: tuple[int, npt.NDArray[np.uint16]] | None  # (first value mapped, the LUT) or None
     voi_range: tuple[int, int] | None
     invert: bool
     header: Any
@@ -511,20 +511,7 @@ def photometric_of(header: Any, name: str) -> Photometric:
     voi_range = None
     seq = header.get("VOILUTSequence")
     if seq is not None and len(seq) and samples == 1:
-        item = seq[0]
-        try:
-            desc = [int(v) for v in item.LUTDescriptor]
-            bits = desc[2]
-            if not 1 <= bits <= 16 or "LUTData" not in item:
-                raise ValueError("bad LUT descriptor")
-        except Exception:
-            raise fail(name, "unusable VOI LUT Sequence (LUT Descriptor)", "bad_dicom") from None
-        from pydicom.dataset import Dataset
-
-        voi = Dataset()
-        voi.VOILUTSequence = [item]
-        voi.PixelRepresentation = _dicom_int(header, "PixelRepresentation", 0)
-        voi.BitsStored = stored
+        voi, bits = _voi_lut(seq[0], header, signed, name)
         voi_range = (0, (1 << bits) - 1)
     return Photometric(
         photometric=photometric,
@@ -537,6 +524,31 @@ def photometric_of(header: Any, name: str) -> Photometric:
         invert=photometric == "MONOCHROME1",
         header=header,
     )
+
+
+def _voi_lut(
+    item: Any, header: Any, signed: bool, name: str
+) -> tuple[tuple[int, npt.NDArray[np.uint16]], int]:
+    """``((first value mapped, LUT), bits per entry)`` of a VOI LUT Sequence item
+    (PS3.3 C.11.2.1.1: LUT Descriptor = entries (0: 65536), first value mapped (signed
+    when the pixels are), bits per entry; LUT Data one 16-bit word per entry)."""
+    try:
+        desc = [int(v) for v in item.LUTDescriptor]
+        n, first, bits = (desc[0] or 65536), desc[1], desc[2]
+        if signed and first >= 0x8000:
+            first -= 0x10000
+        raw = item.LUTData
+        if isinstance(raw, (bytes, bytearray)):
+            little = header.original_encoding[1] is not False
+            lut = np.frombuffer(raw, "<u2" if little else ">u2")
+        else:
+            lut = np.asarray(list(raw) if not isinstance(raw, int) else [raw], dtype=np.int64)
+        if not 1 <= bits <= 16 or lut.size < n:
+            raise ValueError("LUT Descriptor does not match the LUT Data")
+        table = (lut[:n].astype(np.int64) & ((1 << bits) - 1)).astype(np.uint16)
+    except Exception:
+        raise fail(name, "unusable VOI LUT Sequence (LUT Descriptor / Data)", "bad_dicom") from None
+    return (first, table), bits
 
 
 def rgb_to_grey(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -579,14 +591,9 @@ def dicom_frame(arr: npt.NDArray[Any], look: Photometric, name: str) -> npt.NDAr
     if rescaled:
         arr = np.ascontiguousarray(arr.astype(np.float64) * look.slope + look.intercept)
     if look.voi is not None:
-        from pydicom.pixels.processing import apply_voi
-
-        try:
-            arr = np.asarray(apply_voi(arr, look.voi))
-        except Exception as exc:
-            raise fail(
-                name, f"could not apply the VOI LUT ({type(exc).__name__})", "undecodable"
-            ) from None
+        first, table = look.voi
+        index = np.rint(arr).astype(np.int64) if arr.dtype.kind == "f" else arr.astype(np.int64)
+        arr = table[np.clip(index - first, 0, table.size - 1)]
         assert look.voi_range is not None
         lo, hi = look.voi_range
         rescaled = False

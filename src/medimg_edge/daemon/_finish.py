@@ -1,0 +1,217 @@
+"""The finisher of the watch-folder daemon: the writer thread that turns the workers'
+replies into durable results (outputs written atomically, JSON last; the outbox flushed;
+originals moved to ``processed/`` or quarantined in ``failed/`` with a reason file) and
+hands each :class:`Outcome` to the main loop, which applies it in a ledger transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._durable import atomic_write, atomic_write_many, move_file, move_many
+from ._config import Config
+from ._ledger import Row
+from ._worker import WorkerDied, WorkerReply
+
+__all__ = ["BATCH_MAX", "Finisher", "Job", "Outcome", "Reply", "job_suffix", "moved_out"]
+
+log = logging.getLogger("medimg_edge.daemon")
+
+# How long the writer thread waits for more replies to finish in the same batch, and the
+# largest batch.
+_BATCH_SECONDS = 0.01
+BATCH_MAX = 64
+
+_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+
+
+@dataclass
+class Job:
+    row: Row
+    rid: str
+    suffix: str
+    message: dict[str, Any]
+    claimed: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Outcome:
+    """What became of a job (applied to the ledger by the main thread)."""
+
+    job: Job
+    result: str  # done | failed | retry | gone
+    code: str | None = None
+    message: str = ""
+    sha256: str | None = None
+    kind: str | None = None
+    moved: bool = True
+    worker_restarted: bool = False
+
+
+Reply = WorkerReply | WorkerDied | RuntimeError
+
+
+def job_suffix(relpath: str) -> str:
+    """The original's suffix, lower case, kept only when it is short and plain."""
+    suffix = os.path.splitext(relpath)[1]
+    return suffix.lower() if _SAFE_SUFFIX.match(suffix) else ""
+
+
+def moved_out(rid: str, err: OSError | None) -> bool:
+    """Whether the original left the inbox after a move that ended with ``err``
+    (``FileNotFoundError``: it was gone meanwhile, nothing is left); logs a failure."""
+    if err is None or isinstance(err, FileNotFoundError):
+        return True
+    log.error(
+        "could not move the original out of the inbox",
+        extra={"event": "move_failed", "id": rid, "errno": err.errno},
+    )
+    return False
+
+
+class Finisher:
+    """The writer thread (:attr:`thread`) and what it does; ``config()`` gives the
+    current settings (a SIGHUP may replace them).  Replies go in :attr:`replies` (``None``
+    stops the thread); outcomes come out in ``results``, and ``wake`` is set after each
+    batch."""
+
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        results: queue.Queue[Outcome],
+        wake: threading.Event,
+    ) -> None:
+        self._config = config
+        self._results = results
+        self._wake = wake
+        self.replies: queue.Queue[tuple[Job, Reply] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._write_loop, name="writer", daemon=True)
+
+    def _write_loop(self) -> None:
+        """Finish the workers' replies in batches: one ``fsync`` of the outbox and of the
+        processed folder per batch instead of per file."""
+        while True:
+            item = self.replies.get()
+            if item is None:
+                return
+            batch = [item]
+            last = False
+            # Gather the replies of the next few milliseconds too: one fsync of each folder
+            # (and one ledger commit in the main thread) then covers several files.
+            deadline = time.monotonic() + _BATCH_SECONDS
+            while len(batch) < BATCH_MAX:
+                try:
+                    nxt = self.replies.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    last = True
+                    break
+                batch.append(nxt)
+            try:
+                outcomes = self.finish_batch(batch)
+            except Exception as exc:  # never lose a job: retried by the main thread
+                outcomes = [
+                    Outcome(j, "retry", "internal_error", type(exc).__name__) for j, _ in batch
+                ]
+            for o in outcomes:
+                self._results.put(o)
+            self._wake.set()
+            if last:
+                return
+
+    def finish_batch(self, batch: list[tuple[Job, Reply]]) -> list[Outcome]:
+        """Outputs of every successful reply written atomically (JSON last), the outbox
+        flushed, then the originals moved to ``processed/`` and flushed (:meth:`done`);
+        other replies one by one (:meth:`process`)."""
+        good = [(job, r) for job, r in batch if isinstance(r, WorkerReply) and r.header.get("ok")]
+        taken = {id(job) for job, _ in good}
+        outcomes = [self.process(job, r) for job, r in batch if id(job) not in taken]
+        return outcomes + self.done(good) if good else outcomes
+
+    def done(self, good: list[tuple[Job, WorkerReply]]) -> list[Outcome]:
+        """Write the outputs of successful replies and move their originals to
+        ``processed/``.  When the writes fail (e.g. disk full) several replies are retried
+        one by one; a single one counts as a failed attempt (``output_error``)."""
+        c = self._config()
+        writes = [
+            (c.outbox / f"{job.rid}.{name}", data)
+            for job, r in good
+            for name, data in sorted(r.blobs.items(), key=lambda kv: kv[0] == "json")
+        ]
+        try:
+            atomic_write_many(writes)
+        except OSError as exc:
+            if len(good) > 1:
+                return [o for pair in good for o in self.done([pair])]
+            job = good[0][0]
+            return [self.failed_attempt(job, "output_error", exc.strerror or "write error")]
+        moves = [
+            (c.inbox / job.row.path, c.processed_dir / f"{job.rid}{job.suffix}") for job, _ in good
+        ]
+        outcomes = []
+        for (job, r), err in zip(good, move_many(moves), strict=True):
+            h = r.header
+            moved = moved_out(job.rid, err)
+            outcomes.append(
+                Outcome(job, "done", sha256=h.get("sha256"), kind=h.get("kind"), moved=moved)
+            )
+        return outcomes
+
+    def process(self, job: Job, reply: Reply) -> Outcome:
+        if isinstance(reply, WorkerDied):
+            return self.failed_attempt(job, reply.code, str(reply), restarted=True)
+        if isinstance(reply, RuntimeError):  # a restarted worker could not load its models
+            return Outcome(job, "retry", "worker_start_failed", str(reply)[:200])
+        h = reply.header
+        if h.get("ok"):
+            return self.done([(job, reply)])[0]
+        code = str(h.get("code", "error"))
+        if code == "vanished":
+            return Outcome(job, "gone", code)
+        message = str(h.get("message", ""))
+        if h.get("permanent"):
+            moved = self.quarantine(
+                job.rid, job.row.path, job.suffix, code, message, job.row.attempts + 1
+            )
+            return Outcome(job, "failed", code, message, moved=moved)
+        return self.failed_attempt(job, code, message)
+
+    def failed_attempt(
+        self, job: Job, code: str, message: str, *, restarted: bool = False
+    ) -> Outcome:
+        attempts = job.row.attempts + 1
+        if attempts >= self._config().max_attempts:
+            moved = self.quarantine(job.rid, job.row.path, job.suffix, code, message, attempts)
+            return Outcome(job, "failed", code, message, moved=moved, worker_restarted=restarted)
+        return Outcome(job, "retry", code, message, worker_restarted=restarted)
+
+    def quarantine(
+        self, rid: str, relpath: str, suffix: str, code: str, message: str, attempts: int
+    ) -> bool:
+        """``failed/<id>.reason.json`` then the original to ``failed/<id><suffix>``."""
+        c = self._config()
+        reason = {
+            "id": rid,
+            "code": code,
+            "message": message,
+            "attempts": attempts,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        # atomic_write flushes failed/ itself: the reason file is durable even when the
+        # original is gone
+        atomic_write(c.failed_dir / f"{rid}.reason.json", (json.dumps(reason) + "\n").encode())
+        try:
+            move_file(c.inbox / relpath, c.failed_dir / f"{rid}{suffix}")
+        except OSError as exc:
+            return moved_out(rid, exc)
+        return True

@@ -1,0 +1,190 @@
+"""Observability of the watch-folder daemon: JSON logs, the systemd notification protocol,
+Prometheus metrics and the loopback health / metrics HTTP server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = [
+    "HealthServer",
+    "JsonFormatter",
+    "Metrics",
+    "sd_notify",
+    "setup_logging",
+    "watchdog_interval",
+]
+
+log = logging.getLogger("medimg_edge.daemon")
+
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg`` and the record's
+    extra fields (``event``, ``id``, ``code``, ...).  Exception tracebacks are reduced to
+    the exception type: their text may quote paths or tag values."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exc_type"] = record.exc_info[0].__name__
+        return json.dumps(out, default=str)
+
+
+def setup_logging(level: str, stream: Any = None) -> None:
+    """JSON lines on ``stream`` (stderr) for the ``medimg_edge`` loggers; other loggers
+    (libraries, which may log paths) are capped at WARNING."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("medimg_edge").setLevel(level)
+    logging.getLogger("watchdog").setLevel(logging.WARNING)
+
+
+def sd_notify(state: str) -> bool:
+    """Send ``state`` (e.g. ``"READY=1"``) to systemd's ``$NOTIFY_SOCKET``.
+
+    The sd_notify protocol is one datagram on a Unix socket (an abstract one when the
+    address starts with ``@``); it is implemented here in a few lines rather than with
+    ``sdnotify`` (unmaintained since 2017) or ``systemd-python`` / ``cysystemd`` (they
+    need libsystemd to build or load, which an edge device may not have).  Returns whether
+    a notification was sent; never raises.
+    """
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr[0] == "@":
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(addr)
+            s.sendall(state.encode())
+    except OSError:
+        return False
+    return True
+
+
+def watchdog_interval() -> float | None:
+    """Half the systemd watchdog period (``$WATCHDOG_USEC``) in seconds, when systemd
+    watches this process; else None."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(int(usec) / 2e6, 0.05)
+    except ValueError:
+        return None
+
+
+class Metrics:
+    """Prometheus metrics (``prometheus-client``, the ``[daemon]`` extra) in a private
+    registry."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.processed = Counter(
+            "medimg_edge_files_processed", "Inputs diagnosed (outputs written)", registry=r
+        )
+        self.failed = Counter(
+            "medimg_edge_files_failed", "Inputs quarantined in failed/", ["code"], registry=r
+        )
+        self.retries = Counter(
+            "medimg_edge_retries", "Attempts that failed and were retried", registry=r
+        )
+        self.worker_restarts = Counter(
+            "medimg_edge_worker_restarts", "Worker subprocesses killed or crashed", registry=r
+        )
+        self.worker_idle = Counter(
+            "medimg_edge_worker_idle_seconds",
+            "Time the workers waited for a job (summed over the workers)",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "medimg_edge_queue_depth", "Complete inputs waiting or being processed", registry=r
+        )
+        self.in_flight = Gauge("medimg_edge_in_flight", "Inputs being processed", registry=r)
+        self.paused = Gauge(
+            "medimg_edge_intake_paused", "1 while intake is paused (free disk)", registry=r
+        )
+        self.latency = Histogram(
+            "medimg_edge_processing_seconds",
+            "Time from claiming an input to its outputs being durable",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class HealthServer:
+    """``/healthz`` (the ``health()`` document; 503 while stopping) and ``/metrics``
+    (Prometheus) on ``host:port`` (the config allows loopback addresses only), served by
+    a daemon thread; no access log."""
+
+    def __init__(
+        self, host: str, port: int, health: Callable[[], dict[str, Any]], metrics: Metrics
+    ) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    body, ctype = metrics.render()
+                    code = 200
+                elif self.path in ("/healthz", "/health", "/"):
+                    status = health()
+                    body = json.dumps(status).encode()
+                    ctype = "application/json"
+                    code = 503 if status["status"] == "stopping" else 200
+                else:
+                    body, ctype, code = b"not found\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # no access log
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Server(ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+
+        self.host = host
+        self._server = Server((host, port), Handler)
+        self.port = int(self._server.server_address[1])
+        threading.Thread(target=self._server.serve_forever, name="http", daemon=True).start()
+        log.info("health endpoint", extra={"event": "http", "host": host, "port": self.port})
+
+    def close(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
