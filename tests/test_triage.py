@@ -427,3 +427,50 @@ def test_pool_is_keyed_by_model_bytes() -> None:
     with pytest.raises(me.InvalidInputError) as exc:
         triage.pooled_diagnoser("us_lesion", "ultrasound", delegate="cpu", expected_sha256="0")
     assert exc.value.code == "model_mismatch"
+
+
+def _bundled_by_modality() -> dict[str, list[str]]:
+    """pydicom's bundled test files (those in the wheel) by their Modality tag."""
+    import os
+
+    from pydicom.data import get_testdata_file
+
+    folder = os.path.dirname(str(get_testdata_file("CT_small.dcm")))
+    out: dict[str, list[str]] = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".dcm"):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(os.path.join(folder, name), stop_before_pixels=True)
+        except Exception:
+            continue
+        out.setdefault(str(ds.get("Modality", "") or ""), []).append(name)
+    return out
+
+
+def test_every_bundled_ct_mr_nm_is_refused_and_every_us_diagnosed(tmp_path: Path) -> None:
+    """Targets: every CT / MR / NM DICOM of pydicom's wheel is refused
+    ``unsupported_modality`` (even when the user says xray), and every ultrasound file is
+    diagnosed without a modality from the user."""
+    found = _bundled_by_modality()
+    refused = [n for m in ("CT", "MR", "NM") for n in found.get(m, [])]
+    assert len(refused) >= 10
+    told = triage.Triage(modality="xray")
+    for name in refused:
+        with pytest.raises(me.InvalidInputError) as exc:
+            told.diagnose_file(bundled(name))
+        assert exc.value.code == "unsupported_modality", name
+    us = found.get("US", [])
+    assert len(us) >= 5
+    untold = triage.Triage()
+    for name in us:
+        got = untold.diagnose_file(bundled(name))
+        assert got.modality == "ultrasound" and got.modality_source == "dicom", name
+    # the CLI too, without --modality
+    folder = tmp_path / "us"
+    folder.mkdir()
+    for name in us:
+        shutil.copy(bundled(name), folder / name)
+    assert main(["diagnose", str(folder), "--delegate", "cpu"]) == 0
