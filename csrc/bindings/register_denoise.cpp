@@ -142,6 +142,74 @@ double speckle_cv(const py::array& image, int window, const std::string& target)
   return t->speckle_cv(src, rows, cols, window, sc.part<float>(0), sc.part<uint32_t>(1));
 }
 
+// The default-parameter filters: Cu estimated (speckle_cv, window 7 for SRAD, the filter's
+// window for Lee / Kuan) and the filter run in one GIL release (one hand-off instead of
+// two).  Returns (out, Cu).
+//   srad_default: q0 = max(Cu, 1e-3); iterations < 0 picks the ultrasound preset's
+//     clip(round(40 Cu), 5, 40) (round half to even, as Python's round).
+//   local_default: kind 0 Lee (a = Cu^2, g = 1), 1 Kuan (g = 1 + Cu^2), Cu = min(Cu, 10).
+std::tuple<py::array_t<float>, double> srad_default(const py::array& image, int iterations,
+                                                    float time_step, float rho,
+                                                    const std::string& target,
+                                                    const py::object& out_obj) {
+  auto in = checked(image, 2, "image");
+  if (!(time_step > 0.0f && time_step <= 1.0f))
+    throw std::invalid_argument("time_step must be in (0, 1]");
+  if (!(rho >= 0.0f)) throw std::invalid_argument("rho must be >= 0");
+  const KernelTable* t = table_by_name(target);
+  const ptrdiff_t rows = in.shape(0), cols = in.shape(1);
+  auto out = output_for(out_obj, in);
+  const float* src = in.data();
+  float* dst = out.mutable_data();
+  double cu;
+  {
+    py::gil_scoped_release release;
+    {
+      ThreadScratch sc({speckle_cv_fscratch(rows, cols, 7) * sizeof(float),
+                        speckle_cv_uscratch(rows, cols) * sizeof(uint32_t)});
+      cu = t->speckle_cv(src, rows, cols, 7, sc.part<float>(0), sc.part<uint32_t>(1));
+    }
+    if (iterations < 0)
+      iterations = static_cast<int>(std::clamp(std::nearbyint(40.0 * cu), 5.0, 40.0));
+    const float q0 = static_cast<float>(std::max(cu, 1e-3));
+    ThreadScratch sc({srad_scratch(rows, cols) * sizeof(float)});
+    if (iterations == 0)
+      std::copy(src, src + rows * cols, dst);
+    else
+      t->srad(src, dst, rows, cols, iterations, time_step, q0, rho, sc.part<float>(0));
+  }
+  return {out, cu};
+}
+
+std::tuple<py::array_t<float>, double> local_default(const py::array& image, int window, int kind,
+                                                     const std::string& target,
+                                                     const py::object& out_obj) {
+  auto in = checked(image, 2, "image");
+  const ptrdiff_t rows = in.shape(0), cols = in.shape(1);
+  check_window(window, rows, cols);
+  if (kind != 0 && kind != 1) throw std::invalid_argument("kind must be 0 (Lee) or 1 (Kuan)");
+  const KernelTable* t = table_by_name(target);
+  auto out = output_for(out_obj, in);
+  const float* src = in.data();
+  float* dst = out.mutable_data();
+  double cu;
+  {
+    py::gil_scoped_release release;
+    {
+      ThreadScratch sc({speckle_cv_fscratch(rows, cols, window) * sizeof(float),
+                        speckle_cv_uscratch(rows, cols) * sizeof(uint32_t)});
+      cu = std::min(t->speckle_cv(src, rows, cols, window, sc.part<float>(0), sc.part<uint32_t>(1)),
+                    10.0);
+    }
+    // As the Python wrappers: cu * cu and 1 + cu * cu in double, then float32.
+    const float a = static_cast<float>(cu * cu);
+    const float g = kind == 0 ? 1.0f : static_cast<float>(1.0 + cu * cu);
+    ThreadScratch sc({local_scratch(rows, cols, window) * sizeof(float)});
+    t->local_stats(src, dst, rows, cols, window, a, 0.0f, g, sc.part<float>(0));
+  }
+  return {out, cu};
+}
+
 // numpy.median of v[0..n) (n >= 1; reorders v): the middle value, or the mean of the two
 // middle values (float64 add, then halved).
 double median_of(double* v, ptrdiff_t n) {
@@ -244,6 +312,11 @@ void register_denoise(py::module_& m) {
         "gain"_a, "target"_a = "", "out"_a = none, "Exact unbiased inverse via a table.");
   m.def("immerkaer_abs_sum", &immerkaer_abs_sum, "image"_a, "target"_a = "",
         "Sum of |I * N| over interior pixels (Immerkaer 1996).");
+  m.def("srad_default", &srad_default, "image"_a, "iterations"_a, "time_step"_a, "rho"_a,
+        "target"_a = "", "out"_a = none,
+        "SRAD with q0 = estimate_speckle (iterations < 0: the preset rule); (out, Cu).");
+  m.def("local_default", &local_default, "image"_a, "window"_a, "kind"_a, "target"_a = "",
+        "out"_a = none, "Lee (kind 0) / Kuan (1) with Cu = estimate_speckle; (out, Cu).");
   m.def("speckle_cv", &speckle_cv, "image"_a, "window"_a, "target"_a = "",
         "Median local coefficient of variation (estimate_speckle).");
   m.def("poisson_gaussian", &poisson_gaussian, "image"_a, "block"_a, "target"_a = "",

@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .. import _core
 from .._errors import InvalidInputError
 from .._validation import as_image2d, check_float, check_odd_window, check_out, value_range
-from ._noise import _speckle_cv, estimate_poisson_gaussian
-from ._speckle import frost, kuan, lee, srad, wiener
+from ._noise import estimate_poisson_gaussian
+from ._speckle import frost, wiener
 from ._vst import anscombe, inverse_anscombe
 
 __all__ = ["ultrasound", "xray"]
@@ -25,8 +26,8 @@ def ultrasound(image: Any, *, method: str = "srad", out: F32 | None = None) -> F
 
     Estimates the speckle coefficient of variation ``Cu`` with :func:`estimate_speckle`
     and runs the chosen filter with it: ``srad`` with ``q0 = Cu`` and
-    ``iterations = clip(round(40 Cu), 5, 40)`` (stronger speckle, more diffusion) at
-    ``time_step = 0.5``; ``lee``/``kuan`` with ``noise_cv = Cu`` and a 7x7 window;
+    ``iterations = clip(round(40 Cu), 5, 40)`` (stronger speckle, more diffusion; round
+    half to even) at ``time_step = 0.5``; ``lee``/``kuan`` with ``noise_cv = Cu`` and a 7x7 window;
     ``frost`` with a 7x7 window and ``damping = 2``.
 
     Parameters
@@ -44,16 +45,22 @@ def ultrasound(image: Any, *, method: str = "srad", out: F32 | None = None) -> F
     """
     if not isinstance(method, str) or method not in _US_METHODS:
         raise InvalidInputError(f"method must be one of {', '.join(_US_METHODS)}, got {method!r}")
-    img = as_image2d(image)
+    img = as_image2d(
+        image,
+        nonnegative="srad needs non-negative intensities (speckle is multiplicative)"
+        if method == "srad"
+        else None,
+    )
     if method == "frost":
         return frost(img, window=7, damping=2.0, out=out)
-    cu = _speckle_cv(img, 7)
+    dst = check_out(out, img.shape, source=img)
+    # Estimate and filter in one call (one GIL hand-off, one validation of the frame).
     if method == "srad":
-        iterations = int(np.clip(round(40.0 * cu), 5, 40))
-        return srad(img, iterations=iterations, time_step=0.5, q0=max(cu, 1e-3), out=out)
-    if method == "lee":
-        return lee(img, window=7, noise_cv=min(cu, 10.0), out=out)
-    return kuan(img, window=7, noise_cv=min(cu, 10.0), out=out)
+        res: F32
+        res, _ = _core.srad_default(img, -1, 0.5, 1.0 / 6.0, out=dst)
+        return res
+    res, _ = _core.local_default(img, 7, 0 if method == "lee" else 1, out=dst)
+    return res
 
 
 def xray(

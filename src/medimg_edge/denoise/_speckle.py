@@ -10,7 +10,6 @@ import numpy.typing as npt
 
 from .. import _core
 from .._validation import as_image2d, check_float, check_int, check_odd_window, check_out
-from ._noise import _speckle_cv
 
 __all__ = ["frost", "kuan", "lee", "srad", "wiener"]
 
@@ -70,24 +69,35 @@ def srad(
     iterations = check_int("iterations", iterations, 0, 100_000)
     time_step = check_float("time_step", time_step, 0.0, 1.0, lo_open=True)
     rho = check_float("rho", rho, 0.0)
-    q0 = max(_speckle_cv(img, 7), 1e-3) if q0 is None else check_float("q0", q0, 0.0, lo_open=True)
+    if q0 is not None:
+        q0 = check_float("q0", q0, 0.0, lo_open=True)
     dst = check_out(out, img.shape, source=img)
     if iterations == 0:
         if dst is not None:
             np.copyto(dst, img)
             return dst
         return img.copy() if img is image else img
-    res: F32 = _core.srad(img, iterations, time_step, q0, rho, out=dst)
+    if q0 is None:  # estimate and filter in one call (one GIL hand-off)
+        res, _ = _core.srad_default(img, iterations, time_step, rho, out=dst)
+        return res
+    res = _core.srad(img, iterations, time_step, q0, rho, out=dst)
     return res
 
 
-def _noise_cv(image: Any, noise_cv: float | None, window: int) -> tuple[F32, float]:
+def _local(image: Any, noise_cv: float | None, window: int, kind: int, out: Any) -> F32:
+    """Lee (kind 0) / Kuan (1); with ``noise_cv`` None the estimate and the filter run in one
+    call (one GIL hand-off)."""
     if noise_cv is not None:
         noise_cv = check_float("noise_cv", noise_cv, 0.0, 10.0)
     img = as_image2d(image)
+    dst = check_out(out, img.shape, source=img)
     if noise_cv is None:
-        noise_cv = min(_speckle_cv(img, window), 10.0)
-    return img, noise_cv
+        res, _ = _core.local_default(img, window, kind, out=dst)
+        return res
+    cu = noise_cv
+    g = 1.0 if kind == 0 else 1.0 + cu * cu
+    res = _core.local_stats(img, window, cu * cu, 0.0, g, out=dst)
+    return res
 
 
 def lee(
@@ -124,10 +134,7 @@ def lee(
        heterogeneity," IEEE Trans. Geosci. Remote Sens. 28(6):992-1000, 1990.
     """
     window = check_odd_window("window", window)
-    img, cu = _noise_cv(image, noise_cv, window)
-    dst = check_out(out, img.shape, source=img)
-    res: F32 = _core.local_stats(img, window, cu * cu, 0.0, 1.0, out=dst)
-    return res
+    return _local(image, noise_cv, window, 0, out)
 
 
 def kuan(
@@ -161,10 +168,7 @@ def kuan(
        7(2):165-177, 1985. doi:10.1109/TPAMI.1985.4767641
     """
     window = check_odd_window("window", window)
-    img, cu = _noise_cv(image, noise_cv, window)
-    dst = check_out(out, img.shape, source=img)
-    res: F32 = _core.local_stats(img, window, cu * cu, 0.0, 1.0 + cu * cu, out=dst)
-    return res
+    return _local(image, noise_cv, window, 1, out)
 
 
 def wiener(image: Any, *, noise_sigma: float, window: int = 5, out: F32 | None = None) -> F32:
