@@ -93,8 +93,9 @@ def checked_array(
             hint = " (for a mask, use image.astype(np.uint8))"
         elif arr.dtype.kind in "iu":
             hint = (
-                " (medimg_edge.diagnose / Diagnoser accept it as it is; elsewhere convert "
-                "exactly with medimg_edge._validation.widen_integer(image))"
+                " (convert it exactly: image.astype(np.float32) for 8/16-bit integers, "
+                "image.astype(np.float64) for wider ones; medimg_edge.diagnose and "
+                "Diagnoser accept integer frames as they are)"
             )
         elif arr.dtype.kind == "c":
             hint = " (pass the magnitude: numpy.abs(image).astype(np.float32))"
