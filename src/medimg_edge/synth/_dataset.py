@@ -70,8 +70,9 @@ def generate(
     progress : bool, default False
         Show a tqdm progress bar on stderr.
     **kwargs
-        Forwarded to :func:`chest_xray` (``dose``, ``opacity``, ``bits``, ``blur_px``) or
-        :func:`ultrasound` (``geometry``, ``snr_db``, ``blur_px``).  ``nodule`` / ``lesion`` are not
+        Forwarded to :func:`chest_xray` (``dose``, ``opacity``, ``bits``, ``blur_px``,
+        ``lesion_prior``) or :func:`ultrasound` (``geometry``, ``snr_db``, ``blur_px``,
+        ``lesion_prior``).  ``nodule`` / ``lesion`` are not
         accepted: ``positive_fraction`` sets them.
 
     Returns
@@ -92,8 +93,8 @@ def generate(
     size = check_size(size)
     frac = check_float("positive_fraction", positive_fraction, 0.0, 1.0)
     allowed = {
-        "xray": ("dose", "opacity", "bits", "blur_px"),
-        "ultrasound": ("geometry", "snr_db", "blur_px"),
+        "xray": ("dose", "opacity", "bits", "blur_px", "lesion_prior"),
+        "ultrasound": ("geometry", "snr_db", "blur_px", "lesion_prior"),
     }
     unknown = sorted(set(kwargs) - set(allowed[modality]))
     if unknown:

@@ -70,12 +70,14 @@ from ._common import streams as _streams
 from ._common import uniform as _u
 
 __all__ = [
+    "CONSPICUOUS_LESIONS",
     "DYNAMIC_RANGE_DB",
     "GEOMETRIES",
     "GRID_MAX",
     "HYPERECHOIC_AMPLITUDE",
     "HYPOECHOIC_AMPLITUDE",
     "LESIONS",
+    "LESION_PRIORS",
     "LESION_SEMI_AXIS_PX",
     "SNR_RANGE_DB",
     "ultrasound",
@@ -98,6 +100,12 @@ LESION_SEMI_AXIS_PX = (1.5, 15.0)
 #: Scatter-amplitude factor of hypoechoic / hyperechoic masses relative to the tissue.
 HYPOECHOIC_AMPLITUDE = (0.1, 0.8)
 HYPERECHOIC_AMPLITUDE = (1.3, 4.0)
+#: ``lesion_prior="conspicuous"``: the sub-range the reference model is trained on
+#: (semi-axes 4-15 px at 128, hypoechoic 0.1-0.5, hyperechoic 1.8-4). A compact CNN
+#: trained on the full range from the start stays at the class prior (the first 2026-12-03
+#: build); the full range is what it is evaluated on (AUC by lesion size in its report).
+CONSPICUOUS_LESIONS = {"semi_axis_px": (4.0, 15.0), "hypo": (0.1, 0.5), "hyper": (1.8, 4.0)}
+LESION_PRIORS = ("full", "conspicuous")
 #: Log-compression dynamic range (dB).
 DYNAMIC_RANGE_DB = (40.0, 75.0)
 #: Largest side of the simulation grid; larger frames are interpolated from it.
@@ -271,16 +279,19 @@ def _psf(
     )
 
 
-def _lesion_shape(rng: np.random.Generator, size: int) -> dict[str, Any]:
+def _lesion_shape(rng: np.random.Generator, size: int, prior: str = "full") -> dict[str, Any]:
     """Shape and contrast of a lesion (drawn for every kind, used only if placed)."""
     scale = size / 128.0
-    lo, hi = LESION_SEMI_AXIS_PX
+    full = prior == "full"
+    lo, hi = LESION_SEMI_AXIS_PX if full else CONSPICUOUS_LESIONS["semi_axis_px"]
+    hypo_range = HYPOECHOIC_AMPLITUDE if full else CONSPICUOUS_LESIONS["hypo"]
+    hyper_range = HYPERECHOIC_AMPLITUDE if full else CONSPICUOUS_LESIONS["hyper"]
     semi_a = max(math.exp(_u(rng, math.log(lo), math.log(hi))) * scale, 1.0)
     semi_b = max(semi_a * _u(rng, 0.55, 1.0), 0.75)
     angle = _u(rng, 0.0, math.pi)
     pos = rng.uniform(0.0, 1.0, 2)
-    hypo = math.exp(_u(rng, *(math.log(v) for v in HYPOECHOIC_AMPLITUDE)))
-    hyper = math.exp(_u(rng, *(math.log(v) for v in HYPERECHOIC_AMPLITUDE)))
+    hypo = math.exp(_u(rng, *(math.log(v) for v in hypo_range)))
+    hyper = math.exp(_u(rng, *(math.log(v) for v in hyper_range)))
     sharp = bool(rng.random() < 0.35)
     edge = 0.0 if sharp else _u(rng, 0.05, 0.4) * semi_b
     return {
@@ -307,8 +318,16 @@ def _simulate(seed: int, **opts: Any) -> tuple[Sample, USMaps]:
     echogenicity and uniform attenuation and removes any lesion.
     """
     o = options(
-        opts, size=256, lesion=None, geometry=None, snr_db=None, blur_px=None, homogeneous=False
+        opts,
+        size=256,
+        lesion=None,
+        geometry=None,
+        snr_db=None,
+        blur_px=None,
+        homogeneous=False,
+        lesion_prior="full",
     )
+    prior = choice_or(o["lesion_prior"], "lesion_prior", LESION_PRIORS, "full")
     seed = check_seed(seed)
     size = check_size(o["size"])
     snr_db, homogeneous = o["snr_db"], bool(o["homogeneous"])
@@ -338,7 +357,7 @@ def _simulate(seed: int, **opts: Any) -> tuple[Sample, USMaps]:
 
     # Lesion: lobulated ellipse in final image coordinates (drawn for every kind); the
     # boundary blends into the tissue over ``edge_px`` (a logistic of the signed distance).
-    les = _lesion_shape(r_lesion, size)
+    les = _lesion_shape(r_lesion, size, prior)
     semi_a, semi_b, angle, edge = les["semi_a"], les["semi_b"], les["angle"], les["edge_px"]
     reach = semi_a * (1.0 + les["lobulation"]) + 2.0 * edge
     cy, cx = _place_lesion(les["pos"], geo, size, reach)
@@ -467,6 +486,7 @@ def ultrasound(
     geometry: str | None = None,
     snr_db: float | None = None,
     blur_px: float | None = None,
+    lesion_prior: str = "full",
 ) -> Sample:
     """Simulate a B-mode ultrasound frame with or without a focal lesion.
 
@@ -502,6 +522,12 @@ def ultrasound(
         of the complex field before envelope detection and log compression (a coarser
         resolution cell; the speckle stays fully developed); ``None`` adds none.
 
+    lesion_prior : {"full", "conspicuous"}, default "full"
+        The lesion distribution: ``"full"`` as described above; ``"conspicuous"`` the
+        sub-range in ``CONSPICUOUS_LESIONS`` (semi-axes 4-15 px at 128, hypoechoic
+        0.1-0.5, hyperechoic 1.8-4) that the reference model is trained on.  Every other
+        aspect, and the random streams, are the same for both.
+
     Returns
     -------
     Sample
@@ -525,5 +551,11 @@ def ultrasound(
     Jensen 1996).
     """
     return _simulate(
-        seed, size=size, lesion=lesion, geometry=geometry, snr_db=snr_db, blur_px=blur_px
+        seed,
+        size=size,
+        lesion=lesion,
+        geometry=geometry,
+        snr_db=snr_db,
+        blur_px=blur_px,
+        lesion_prior=lesion_prior,
     )[0]

@@ -211,6 +211,7 @@ def evaluate(
             frame_size = recorded
     # None: sides drawn from FRAME_SIZES in chunks of 50, like the training data.
     fsize = frame_size
+    prior = data.get("lesion_prior", "full") if isinstance(data, dict) else "full"
     clash = [
         b
         for b in (
@@ -219,7 +220,7 @@ def evaluate(
             seed + 202,
             seed + 203,
             seed + 204,
-            *range(seed + 400, seed + 415),
+            *range(seed + 400, seed + 425),
         )
         if b in used
     ]
@@ -241,7 +242,7 @@ def evaluate(
             workers=workers,
             progress=progress,
             chunk=50 if side is None else 250,
-            **kw,
+            **{"lesion_prior": prior, **kw},
         )
 
     test = gen(n_test, bases["test"], True)
@@ -293,6 +294,12 @@ def evaluate(
     test2 = gen(n_test, bases["test2"], True)
     p2 = model.predict(test2.x)["scores"].astype(np.float64)
     stab["second_seed_base"] = _scores_summary(p2, test2, pkg.threshold, pkg.temperature)
+    if prior != "full":
+        # The generator's full lesion range (radius / semi-axes from 1.5 px, faint
+        # ground glass and low-contrast masses): harder than the training lesions.
+        full = gen(n_stability, bases["stability"] + 3, False, lesion_prior="full")
+        pf = model.predict(full.x)["scores"].astype(np.float64)
+        stab["full lesion range"] = _scores_summary(pf, full, pkg.threshold, pkg.temperature)
     res["stability"] = stab
     # classical baseline
     baseline = None
@@ -334,6 +341,7 @@ def evaluate(
             n_size=n_size,
             workers=workers,
             progress=progress,
+            lesion_prior=prior,
         )
         res["robustness"] = rob
         ood_res: dict[str, Any] | None = None

@@ -59,6 +59,9 @@ class TrainConfig:
         Augmented training frames the out-of-distribution guard is fitted on (0: no guard).
     ood_quantile : float
         Validation quantile of the guard's distance used as its threshold.
+    lesion_prior : {"conspicuous", "full"}
+        The phantoms' lesion distribution for training and validation (``me.synth``'s
+        ``lesion_prior``); evaluation reports the full range too.
     net : NetConfig
         Network, optimiser and seed.
     workers : int
@@ -82,6 +85,7 @@ class TrainConfig:
     val_augment_fraction: float = 0.5
     n_ood: int = 3000
     ood_quantile: float = 0.99
+    lesion_prior: str = "conspicuous"
     net: NetConfig = dataclasses.field(default_factory=NetConfig)
     workers: int = 2
     features: bool = False
@@ -143,6 +147,7 @@ def _load(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
             keep_frames=split == "train" and cfg.net.augment > 0,
             augment_fraction=cfg.val_augment_fraction if split == "val" else 0.0,
             chunk=50 if cfg.frame_size is None else 250,
+            lesion_prior=cfg.lesion_prior,
         )
         for split, n in (("train", cfg.n_train), ("val", cfg.n_val))
     )
@@ -156,6 +161,7 @@ def _load(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
         "frame_size": cfg.frame_size if cfg.frame_size is not None else "FRAME_SIZES",
         "chunk": 50 if cfg.frame_size is None else 250,
         "val_augment_fraction": cfg.val_augment_fraction,
+        "lesion_prior": cfg.lesion_prior,
     }
     desc = f"synthetic phantoms only: {train.source}; validation {val.source}. No patient data."
     return train, val, {"training_data": desc, "data": data}
