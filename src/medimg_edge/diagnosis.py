@@ -188,17 +188,30 @@ _DTYPE_NAMES = {
 }
 
 
-def _cell_fraction(mask: npt.NDArray[np.bool_], grid: tuple[int, ...]) -> npt.NDArray[Any]:
-    """Fraction of each cell of a ``grid`` (h, w) covered by a boolean ``mask`` (block
-    means when the grid divides the mask, else an area resize; no mask-sized float copy)."""
+#: Number of set bits of every byte value.
+_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
+
+
+def _cell_fraction(
+    packed: tuple[npt.NDArray[np.uint8], tuple[int, int]], grid: tuple[int, ...]
+) -> npt.NDArray[np.float32]:
+    """Fraction of each cell of a ``grid`` (h, w) covered by a bit-packed boolean mask
+    (:attr:`QualityReport.fov_packed`). When a cell is 8 mask pixels wide (the analysis
+    sides are 8 x the heatmap's for the reference models), each byte of a packed row is
+    one cell row and the counts are a popcount table lookup: no mask-sized array.
+    Otherwise a cell is 1 when at least half of it is inside, else 0."""
+    bits, (mh, mw) = packed
     gh, gw = int(grid[0]), int(grid[1])
-    mh, mw = mask.shape
-    if mh % gh == 0 and mw % gw == 0:
-        blocks = mask.reshape(gh, mh // gh, gw, mw // gw)
-        frac: npt.NDArray[Any] = blocks.mean(axis=(1, 3), dtype=np.float32)
+    if mw == 8 * gw and mh % gh == 0:
+        rows = _POPCOUNT[bits].reshape(gh, mh // gh, gw)
+        frac = rows.sum(axis=1, dtype=np.float32)
+        frac *= np.float32(1.0 / (8 * (mh // gh)))
         return frac
-    small = cv2.resize(mask.view(np.uint8) * np.uint8(255), (gw, gh), interpolation=cv2.INTER_AREA)
-    return np.asarray(small, np.float32) * np.float32(1.0 / 255.0)
+    # Other grids: 1 where at least half of the cell is inside, else 0 (an area resize
+    # of the 0/1 mask, rounded: one mask-sized uint8 array, no float copy).
+    mask = np.unpackbits(bits, count=mh * mw).reshape(mh, mw)
+    small = cv2.resize(mask, (gw, gh), interpolation=cv2.INTER_AREA)
+    return np.asarray(small, np.float32)
 
 
 class _Workspace:
@@ -548,11 +561,11 @@ class Diagnoser:
             if self._heat_kind == "logits":
                 g = (1.0 / (1.0 + np.exp(-g))).astype(np.float32)
             heat_grid = np.clip(g, 0.0, 1.0, out=g)
-            if report.fov is not None:
+            if report.fov_packed is not None:
                 # Nothing is localised outside the field of view (the background around
                 # an ultrasound sector, X-ray collimation): each cell is weighted by the
                 # fraction of it inside the quality gate's field-of-view mask.
-                heat_grid *= _cell_fraction(report.fov, heat_grid.shape)
+                heat_grid *= _cell_fraction(report.fov_packed, heat_grid.shape)
         status, k, reason = self._decide(probs)
         diag = Diagnosis(
             status=status,
