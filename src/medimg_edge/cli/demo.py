@@ -201,14 +201,22 @@ def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
         "xray": [
             ("normal", lambda s: synth.chest_xray(s, size=size, nodule=False)),
             ("nodule", lambda s: synth.chest_xray(s, size=size, nodule=True)),
+            # Out of distribution: an ultrasound frame given to the X-ray model.
+            ("ultrasound", lambda s: synth.ultrasound(s, size=size, lesion="cyst")),
         ],
         "ultrasound": [
-            (lesion, functools.partial(synth.ultrasound, size=size, lesion=lesion))
-            for lesion in ("none", "cyst", "hypoechoic", "hyperechoic")
+            *(
+                (lesion, functools.partial(synth.ultrasound, size=size, lesion=lesion))
+                for lesion in ("none", "cyst", "hypoechoic", "hyperechoic")
+            ),
+            # Out of distribution: a chest radiograph given to the ultrasound model.
+            ("radiograph", lambda s: synth.chest_xray(s, size=size, nodule=True)),
         ],
     }
     print(f"\nDiagnosis with the reference models (phantom frames {size}x{size}, seed {seed}):")
-    header = f"{'modality':<11} {'truth':<12} {'status':<14} {'label':<12} {'conf':>5} {'ms':>7}"
+    header = (
+        f"{'modality':<11} {'truth':<12} {'status':<14} {'label/reason':<12} {'conf':>5} {'ms':>7}"
+    )
     print(header)
     print("-" * len(header))
     code = 0
@@ -229,9 +237,12 @@ def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
             result = diagnoser.diagnose(sample.image)  # warm-up (first call builds caches)
             t = [diagnoser.diagnose(sample.image).timings_ms["total"] for _ in range(5)]
             conf = "-" if result.confidence is None else f"{100 * result.confidence:.0f}%"
+            truth_text = sample.label if sample.modality == modality else f"({truth})"
+            # An indeterminate result names its reason instead of a label.
+            what = result.label or (result.reasons[0] if result.reasons else "-")
             print(
-                f"{modality:<11} {sample.label:<12} {result.status:<14} "
-                f"{result.label or '-':<12} {conf:>5} {min(t):7.2f}"
+                f"{modality:<11} {truth_text:<12} {result.status:<14} "
+                f"{what:<12} {conf:>5} {min(t):7.2f}"
             )
             picture = render_overlay(sample.image, result, max_side=384)
             tiles.append(picture)
@@ -240,7 +251,11 @@ def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
         padded = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0))) for t in tiles]
         cv2.imwrite(str(out_dir / f"diagnose_{modality}.png"), np.hstack(padded))
     print(
-        f"\nWrote overlays to {out_dir}/diagnose_<modality>[_<truth>].png (frame, heatmap, "
+        "\nThe last row of each modality is a frame of the other modality: the model's "
+        "out-of-distribution guard should refuse it (indeterminate, out_of_distribution)."
+    )
+    print(
+        f"Wrote overlays to {out_dir}/diagnose_<modality>[_<truth>].png (frame, heatmap, "
         "status, label, confidence). Not for clinical use."
     )
     return code
