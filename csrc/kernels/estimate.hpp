@@ -36,6 +36,28 @@ static inline void speckle_column_sums(const float* const* rowp, int window, ptr
   using namespace simd;
   const vf vs = set1(shift);
   ptrdiff_t x = 0;
+  // Four columns of vectors at a time: four independent add chains hide the add latency
+  // (one chain would wait for each add before the next row's).
+  for (; x + 4 * kLanes <= cols; x += 4 * kLanes) {
+    vf a[4], b[4];
+    for (int j = 0; j < 4; ++j) {
+      const vf v = load(rowp[0] + x + j * kLanes) - vs;
+      a[j] = v;
+      b[j] = v * v;
+    }
+    for (int k = 1; k < window; ++k) {
+      const float* row = rowp[k] + x;
+      for (int j = 0; j < 4; ++j) {
+        const vf v = load(row + j * kLanes) - vs;
+        a[j] += v;
+        b[j] = fmadd(v, v, b[j]);
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      store(s1 + r + x + j * kLanes, a[j]);
+      store(s2 + r + x + j * kLanes, b[j]);
+    }
+  }
   for (; x + kLanes <= cols; x += kLanes) {
     vf v = load(rowp[0] + x) - vs;
     vf a = v, b = v * v;
@@ -169,11 +191,8 @@ static ptrdiff_t median_pair(const float* v, const float* sel, float thr, ptrdif
   // the bins (keys[c] is written after keys[i] is read, c <= i).
   ptrdiff_t c = 0;
   const uint32_t span = b2 - b1;
-  for (i = 0; i < total; ++i) {
-    const uint32_t b = keys[i];
-    keys[c] = stats_key(v[i]);
-    c += (b - b1 <= span) ? 1 : 0;  // unsigned: b1 <= b <= b2
-  }
+  for (i = 0; i < total; ++i)  // rarely taken: the wanted bins hold a few values
+    if (keys[i] - b1 <= span) keys[c++] = stats_key(v[i]);  // unsigned: b1 <= bin <= b2
   const ptrdiff_t r1 = k1 - below, r2 = k2 - below;
   if (c <= 256) {
     for (ptrdiff_t a = 1; a < c; ++a) {
