@@ -10,7 +10,12 @@ Noise estimation
 
 All filters accept 2-D ``uint8``, ``uint16``, ``float32`` or ``float64`` images, compute in
 float32 with the best SIMD target of this CPU (see :mod:`medimg_edge.simd`), release the
-GIL, and return a new float32 array.
+GIL, and return a new float32 array, or write into ``out=`` (a C-contiguous float32 array
+of the image's shape, possibly the input itself).  Their scratch memory is a per-thread
+buffer reused from call to call, so a loop over frames that passes ``out`` allocates
+nothing and does not fault in fresh pages, whatever else the process allocates and frees
+in between.  The default parameters (``q0`` / ``noise_cv`` estimated from the frame) run
+the estimator and the filter in one C++ call.
 """
 
 from __future__ import annotations
