@@ -1,4 +1,4 @@
-"""The ``medimg-edge`` command line (src/medimg_edge/cli.py)."""
+"""The ``medimg-edge`` command line (src/medimg_edge/cli/)."""
 
 from __future__ import annotations
 

@@ -131,7 +131,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``medimg-edge batch`` on its own (``python -m medimg_edge._cli_batch ...``)."""
+    """``medimg-edge batch`` on its own (``python -m medimg_edge.cli.batch ...``)."""
     parser = argparse.ArgumentParser(prog="medimg-edge")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)

@@ -191,7 +191,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m medimg_edge._cli_watch INBOX --out OUTBOX ...`` (same as
+    """``python -m medimg_edge.cli.watch INBOX --out OUTBOX ...`` (same as
     ``medimg-edge watch``)."""
     p = argparse.ArgumentParser(
         prog="medimg-edge watch",
