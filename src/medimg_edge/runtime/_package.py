@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -484,6 +482,8 @@ def read_package(sidecar: str | os.PathLike[str]) -> ModelPackage:
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file (streamed)."""
+    import hashlib  # on first use: loading OpenSSL costs ~2 ms at import
+
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -515,6 +515,9 @@ def read_verified(entry: ModelFile) -> bytes:
             f"{len(data) if len(data) <= entry.bytes else 'more than ' + str(entry.bytes)} "
             f"bytes, the sidecar records {entry.bytes}; re-install or re-download the model"
         )
+    import hashlib
+    import hmac
+
     digest = hashlib.sha256(data).hexdigest()
     if not hmac.compare_digest(digest, entry.sha256):
         raise ModelError(
