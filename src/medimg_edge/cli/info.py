@@ -83,8 +83,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                 else ""
             )
             print(
-                f"  cold start      : import medimg_edge {cs['import_ms']:.1f} ms (numpy + cv2 before it: "
-                f"{cs['import_numpy_cv2_ms']:.1f} ms){first}"
+                f"  cold start      : import medimg_edge {cs['import_ms']:.1f} ms "
+                f"(numpy + cv2 before it: {cs['import_numpy_cv2_ms']:.1f} ms){first}"
             )
     print(f"  override        : set {simd.ENV_VAR}=scalar|sse4|avx2|avx512|neon to cap SIMD")
     return 0
