@@ -212,8 +212,8 @@ def _api(corpus: Path) -> dict[str, Outcome]:
                     r = triage.diagnose_clip(arr, modality=m).result
                 else:
                     r = me.diagnose(arr, modality=m)
-            else:
-                r = triage.diagnose_file(corpus / case.folder / case.name, modality=m).result
+            else:  # me.diagnose on a path: the API's adapter over the triage layer
+                r = me.diagnose(corpus / case.folder / case.name, modality=m)
         except me.InvalidInputError as exc:
             out[case.name] = ("error", exc.code, None)
             continue
@@ -245,7 +245,9 @@ def _daemon(corpus: Path, tmp_path: Path) -> dict[str, Outcome]:
     shutil.copytree(corpus, inbox)
     config = tmp_path / "watch.toml"
     config.write_text('[folders]\n"ultrasound" = "ultrasound"\n"xray" = "xray"\n')
-    d = DaemonProc(inbox, outbox, "--config", str(config), "--settle", "0.2", "--exit-when-idle")
+    d = DaemonProc(
+        inbox, outbox, "--config", str(config), "--settle", "0.2", "--sr", "--exit-when-idle"
+    )
     d.start(wait=False)
     assert d.proc is not None and d.proc.wait(timeout=300) == 0, d.log_text()[-3000:]
     led = Ledger(outbox / ".medimg-edge" / "ledger.sqlite")
@@ -254,15 +256,34 @@ def _daemon(corpus: Path, tmp_path: Path) -> dict[str, Outcome]:
     finally:
         led.close()
     out: dict[str, Outcome] = {}
+    cines = 0
     for name, rid in ids.items():
         doc = outbox / f"{rid}.json"
         if doc.exists():
             r = json.loads(doc.read_text())
             out[name] = _ok(r["status"], r["label"], r["scores"])
+            if r["input"]["frames_in_file"] > 1 and r["input"]["kind"] == "dicom":
+                # the result and the SR name the frame the answer rests on
+                sr = pydicom.dcmread(outbox / f"{rid}.sr.dcm")
+                assert _frame_numbers(sr) == {r["frame_index"] + 1}, name
+                assert r["input"]["frame_index"] == r["frame_index"]
+                assert r["frame_index"] in r["clip"]["frames_diagnosed"]
+                cines += 1
         else:
             reason = json.loads((outbox / "failed" / f"{rid}.reason.json").read_text())
             out[name] = ("error", reason["code"], None)
+    assert cines == 2  # the YBR cine and the synth cine
     return out
+
+
+def _frame_numbers(ds: Any) -> set[int]:
+    """Every Referenced Frame Number anywhere in a dataset (SR content tree included)."""
+    found: set[int] = set()
+    for elem in ds.iterall():
+        if elem.keyword == "ReferencedFrameNumber":
+            vals = elem.value if elem.VM > 1 else [elem.value]
+            found.update(int(v) for v in vals)
+    return found
 
 
 def _batch(corpus: Path, tmp_path: Path) -> dict[str, Outcome]:

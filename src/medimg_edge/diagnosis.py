@@ -738,7 +738,19 @@ def diagnose(
     color_order : {"rgb", "bgr"}
         Channel order of a colour frame: ``"rgb"`` (pydicom, PIL, scikit-image) or
         ``"bgr"`` (OpenCV capture and ``cv2.imread``).
-    """
-    from .triage import pooled_diagnoser
 
-    return pooled_diagnoser(model, modality, color_order=color_order).diagnose(frame)
+    Notes
+    -----
+    ``frame`` may also be the path of an image file (PNG, JPEG, TIFF, ``.npy``, DICOM):
+    it is then read and diagnosed as every client does it
+    (:func:`medimg_edge.triage.diagnose_file`: a DICOM header decides its modality,
+    ``modality`` is for the other files; a multi-frame file by the clip rule), and the
+    answer is returned (``triage.diagnose_file`` also says which frame it rests on).
+    """
+    from . import triage
+
+    if isinstance(frame, (str, os.PathLike)):
+        got = triage.diagnose_file(frame, modality=modality, model=model, color_order=color_order)
+        result: Diagnosis = got.result
+        return result
+    return triage.pooled_diagnoser(model, modality, color_order=color_order).diagnose(frame)
