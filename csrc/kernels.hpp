@@ -285,6 +285,10 @@ struct KernelTable {
   // (estimate_speckle).  Scratch: speckle_cv_fscratch() floats, speckle_cv_uscratch() words.
   double (*speckle_cv)(const float* in, ptrdiff_t rows, ptrdiff_t cols, int window, float* fscratch,
                        uint32_t* uscratch);
+  // numpy.percentile(v[mask != 0], 100 q) ("linear") of n values (mask may be nullptr),
+  // exactly; NaN if none is selected.  scratch: summary_scratch(n) words.
+  double (*masked_quantile)(const float* v, const uint8_t* mask, ptrdiff_t n, double q,
+                            uint32_t* scratch);
   // Tile means of r^2 (r = (I * N) / 6, N the Immerkaer mask) and of the 3x3 box mean over
   // block x block tiles of the interior [1, 1 + tr block) x [1, 1 + tc block), row-major
   // (tr = (rows - 2) / block, tc = (cols - 2) / block).  acc: noise_tiles_scratch().

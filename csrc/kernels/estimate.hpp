@@ -18,6 +18,9 @@
 // E[(x-s)^2] - E[x-s]^2 well conditioned.  The median of an even count is
 // float32(a + b) / 2, NumPy's median of a float32 array.
 //
+// masked_quantile_kernel: numpy.percentile of the masked values by the same selection
+// (used by gradient_summary for the 90th percentile of the gradient magnitudes).
+//
 // noise_tiles_kernel: the block x block tile sums behind estimate_poisson_gaussian: for the
 // interior pixels [1, 1 + tr*block) x [1, 1 + tc*block), the mean over each tile of r^2 with
 // r = (I * N) / 6 (N the Immerkaer mask) and of the 3x3 box mean.  Both stencils stay
@@ -88,29 +91,37 @@ static inline void speckle_column_sums(const float* const* rowp, int window, ptr
   }
 }
 
-// The values of ranks (n - 1) / 2 and n / 2 of the n values v[i] with sel[i] > thr among
-// v[0..total) (all finite), exactly, without compacting them first:
-//   1. one SIMD pass: n and the min / max of the selected values; then one SIMD pass
-//      writes each value's bin floor((v - min) * 2048 / (max - min)) (kSelBins for an
-//      unselected value), and a scalar pass counts the bins into four interleaved
-//      sub-histograms (equal neighbouring bins do not chain on one counter), summed with
-//      SIMD adds.  The bin is monotonic in v (float subtraction and scaling by a positive
-//      constant preserve order), so the wanted ranks fall in known bins;
-//   2. the values of those bins are gathered (typically a few hundred) and ordered: by
-//      insertion when few, else by radix_select.
-// u: summary_scratch(total) words (hist, bucket maps, keys).  Returns n (0: no value).
+// ---- exact selection of two order statistics (median_pair, masked_quantile) ----------
 constexpr int kSelBins = 2048;
-static ptrdiff_t median_pair(const float* v, const float* sel, float thr, ptrdiff_t total,
-                             uint32_t* u, float* lo_out, float* hi_out) {
+
+// Selectors of the values taking part (vector and scalar forms).
+struct SelAbove {  // sel[i] > thr
+  const float* sel;
+  float thr;
+  simd::vi vec(ptrdiff_t i) const { return simd::load(sel + i) > simd::set1(thr); }
+  bool one(ptrdiff_t i) const { return sel[i] > thr; }
+};
+struct SelMask {  // mask[i] != 0, or every value without a mask
+  const uint8_t* mask;
+  simd::vi vec(ptrdiff_t i) const {
+    return mask != nullptr ? (simd::load_u8(mask + i) != simd::vi{}) : (simd::vi{} == simd::vi{});
+  }
+  bool one(ptrdiff_t i) const { return mask == nullptr || mask[i] != 0; }
+};
+
+// Number, minimum and maximum of the selected values (one SIMD pass).
+template <typename Sel>
+static ptrdiff_t count_min_max(const float* v, const Sel& sel, ptrdiff_t total, float* mn_out,
+                               float* mx_out) {
   using namespace simd;
-  const vf inf = set1(__builtin_huge_valf()), vthr = set1(thr);
+  const vf inf = set1(__builtin_huge_valf());
   const vi one = vi{} + 1, zero_i = vi{};
   vf vmn = inf, vmx = -inf;
   vi vcount = zero_i;
   ptrdiff_t i = 0;
   for (; i + kLanes <= total; i += kLanes) {
     const vf x = load(v + i);
-    const vi ok = load(sel + i) > vthr;
+    const vi ok = sel.vec(i);
     vmn = vmin(vmn, ok ? x : inf);
     vmx = vmax(vmx, ok ? x : -inf);
     vcount += ok ? one : zero_i;
@@ -123,17 +134,35 @@ static ptrdiff_t median_pair(const float* v, const float* sel, float thr, ptrdif
     n += lane_i(vcount, l);
   }
   for (; i < total; ++i)
-    if (sel[i] > thr) {
+    if (sel.one(i)) {
       mn = v[i] < mn ? v[i] : mn;
       mx = v[i] > mx ? v[i] : mx;
       ++n;
     }
-  if (n == 0) return 0;
+  *mn_out = mn;
+  *mx_out = mx;
+  return n;
+}
+
+// The values of ranks k1 <= k2 among the n selected values v[i] (all finite; min mn, max
+// mx), exactly, without compacting them first:
+//   1. one SIMD pass writes each value's bin floor((v - mn) * 2048 / (mx - mn)) (kSelBins
+//      for an unselected value), and a scalar pass counts the bins into four interleaved
+//      sub-histograms (equal neighbouring bins do not chain on one counter), summed with
+//      SIMD adds.  The bin is monotonic in v (float subtraction and scaling by a positive
+//      constant preserve order), so the wanted ranks fall in known bins;
+//   2. the values of those bins are gathered (typically a few hundred) and ordered: by
+//      insertion when few, else by radix_select.
+// u: summary_scratch(total) words (hist, bucket maps, keys).
+template <typename Sel>
+static void select_ranks(const float* v, const Sel& sel, ptrdiff_t total, float mn, float mx,
+                         ptrdiff_t k1, ptrdiff_t k2, uint32_t* u, float* lo_out, float* hi_out) {
+  using namespace simd;
   if (!(mx > mn)) {
     *lo_out = *hi_out = mn;
-    return n;
+    return;
   }
-  const ptrdiff_t k1 = (n - 1) / 2, k2 = n / 2;
+  ptrdiff_t i = 0;
   const float scale = static_cast<float>(kSelBins) / (mx - mn);
   RadixScratch sc;
   sc.hist = u;
@@ -143,17 +172,15 @@ static ptrdiff_t median_pair(const float* v, const float* sel, float thr, ptrdif
   {
     const vf vmn2 = set1(mn), vscale = set1(scale);
     const vi top_bin = vi{} + (kSelBins - 1), none = vi{} + kSelBins;
-    i = 0;
     for (; i + kLanes <= total; i += kLanes) {
       const vi b = to_int((load(v + i) - vmn2) * vscale);
-      const vi ok = load(sel + i) > vthr;
-      const vi c = ok ? (b < top_bin ? b : top_bin) : none;
+      const vi c = sel.vec(i) ? (b < top_bin ? b : top_bin) : none;
       __builtin_memcpy(keys + i, &c, sizeof c);
     }
     for (; i < total; ++i) {
       const int b = static_cast<int>((v[i] - mn) * scale);
-      keys[i] = sel[i] > thr ? static_cast<uint32_t>(b < kSelBins ? b : kSelBins - 1)
-                             : static_cast<uint32_t>(kSelBins);
+      keys[i] = sel.one(i) ? static_cast<uint32_t>(b < kSelBins ? b : kSelBins - 1)
+                           : static_cast<uint32_t>(kSelBins);
     }
   }
   constexpr int kH = kSelBins + kLanes;  // one sub-histogram: the bins, the "none" slot
@@ -203,7 +230,7 @@ static ptrdiff_t median_pair(const float* v, const float* sel, float thr, ptrdif
     }
     *lo_out = stats_unkey(keys[r1]);
     *hi_out = stats_unkey(keys[r2]);
-    return n;
+    return;
   }
   RankSet rs;
   rs.add(r1);
@@ -212,7 +239,36 @@ static ptrdiff_t median_pair(const float* v, const float* sel, float thr, ptrdif
   radix_select(sc, c, 0.0, rs, out);
   *lo_out = stats_unkey(out[0]);
   *hi_out = stats_unkey(out[rs.n - 1]);
+}
+
+// The values of ranks (n - 1) / 2 and n / 2 of the n values v[i] with sel[i] > thr among
+// v[0..total).  Returns n (0: no value; lo, hi untouched).
+static ptrdiff_t median_pair(const float* v, const float* sel, float thr, ptrdiff_t total,
+                             uint32_t* u, float* lo_out, float* hi_out) {
+  const SelAbove s{sel, thr};
+  float mn, mx;
+  const ptrdiff_t n = count_min_max(v, s, total, &mn, &mx);
+  if (n == 0) return 0;
+  select_ranks(v, s, total, mn, mx, (n - 1) / 2, n / 2, u, lo_out, hi_out);
   return n;
+}
+
+// numpy.percentile(v[mask != 0], 100 q) (method "linear") of n float32 values, exactly
+// (the order statistics by select_ranks, NumPy's interpolation); NaN if none is selected.
+// u: summary_scratch(n) words.
+static double masked_quantile_kernel(const float* v, const uint8_t* mask, ptrdiff_t n, double q,
+                                     uint32_t* u) {
+  const SelMask s{mask};
+  float mn, mx;
+  const ptrdiff_t count = count_min_max(v, s, n, &mn, &mx);
+  if (count == 0) return __builtin_nan("");
+  int64_t lo, hi;
+  double gamma;
+  percentile_ranks(static_cast<double>(count), q, &lo, &hi, &gamma);
+  float a, b;
+  select_ranks(v, s, n, mn, mx, lo, hi, u, &a, &b);
+  return lo == hi ? static_cast<double>(a)
+                  : np_lerp(static_cast<double>(a), static_cast<double>(b), gamma);
 }
 
 static double speckle_cv_kernel(const float* in, ptrdiff_t rows, ptrdiff_t cols, int window,

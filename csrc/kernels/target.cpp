@@ -52,6 +52,7 @@ KernelTable make_table() {
   // denoise: parameter estimation (estimate.hpp)
   t.speckle_cv = speckle_cv_kernel;
   t.noise_tiles = noise_tiles_kernel;
+  t.masked_quantile = masked_quantile_kernel;
   // runtime: model input quantisation (quant.hpp)
   t.quantize_affine = quantize_affine_kernel;
   // features: GLCM (glcm.hpp)

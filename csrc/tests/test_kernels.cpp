@@ -651,6 +651,44 @@ void test_estimate(const Targets& T, const Image& im) {
              fmt("got %.9g, scalar %.9g", o, s));
     }
   }
+  // masked_quantile: numpy.percentile ("linear") of the masked values, exactly, on every
+  // target (order statistics are exact, the interpolation is NumPy's).
+  {
+    const ptrdiff_t n = static_cast<ptrdiff_t>(im.size());
+    std::vector<uint8_t> mask(im.size());
+    std::mt19937 rng(static_cast<uint32_t>(n) * 7u + 1u);
+    for (uint8_t& m : mask) m = (rng() % 3u) != 0u ? 1 : 0;
+    std::vector<uint32_t> u(medimg::summary_scratch(n));
+    for (int masked = 0; masked < 2; ++masked) {
+      std::vector<double> sel;
+      for (ptrdiff_t i = 0; i < n; ++i)
+        if (!masked || mask[static_cast<size_t>(i)]) sel.push_back(im.px[static_cast<size_t>(i)]);
+      std::sort(sel.begin(), sel.end());
+      for (double q : {0.0, 0.1, 0.5, 0.9, 0.999, 1.0}) {
+        double ref = std::nan("");
+        if (!sel.empty()) {
+          const double v = (static_cast<double>(sel.size()) - 1.0) * q;
+          const double f = std::floor(v);
+          const size_t lo = static_cast<size_t>(f);
+          const size_t hi = lo + 1 < sel.size() ? lo + 1 : lo;
+          const double g = v - f, a = sel[lo], b = sel[hi], d = b - a;
+          ref = lo == hi ? a : (g >= 0.5 ? b - d * (1.0 - g) : a + d * g);
+        }
+        const std::string where = im.name + " " + dims(im) + " masked_quantile q=" + fmt("%g", q) +
+                                  (masked ? " masked" : "");
+        std::vector<const KernelTable*> all{T.scalar};
+        all.insert(all.end(), T.others.begin(), T.others.end());
+        for (const KernelTable* t : all) {
+          std::fill(u.begin(), u.end(), 0xa5a5a5a5u);
+          const double got =
+              t->masked_quantile(im.px.data(), masked ? mask.data() : nullptr, n, q, u.data());
+          const bool same = (std::isnan(got) && std::isnan(ref)) || got == ref;
+          record(same, std::string(t->name) + " " + where + " equals numpy.percentile",
+                 fmt("got %.17g, reference %.17g", got, ref));
+        }
+      }
+    }
+  }
   const int block = 4;
   if (im.rows < 3 * block || im.cols < 3 * block) return;
   const ptrdiff_t tr = (im.rows - 2) / block, tc = (im.cols - 2) / block, N = tr * tc;
