@@ -28,15 +28,24 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sets, 2 epochs (smoke run)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--only", action="append", default=[], help="build only this model")
+    ap.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from DIR/<name>_float.tflite (the previous reference models' float exports)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     cmd = "python scripts/build_reference_models.py" + (" --quick" if args.quick else "")
+    if args.init_from is not None:
+        cmd += " --init-from <previous models/reports/*/<name>_float.tflite>"
     res = build_reference(
         args.out,
         quick=args.quick,
         command=cmd,
         progress=not args.no_progress,
         only=tuple(args.only),
+        init_dir=args.init_from,
     )
     for name, r in res.items():
         brief = {

@@ -15,6 +15,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ EDGETPU_OPS = frozenset(
         "MUL",
         "QUANTIZE",
         "RELU",
+        "REDUCE_MAX",
         "RELU6",
         "RESHAPE",
         "SOFTMAX",
@@ -85,6 +87,15 @@ class NetConfig:
     augment: float = 1.0
     #: Threads preparing each epoch's augmented frames.
     workers: int = 2
+    #: Weight of the lesion cells in the heatmap loss.
+    heat_pos_weight: float = 1.0
+    #: Classifier on [global mean, global max] of the last features (else the mean only).
+    max_pool: bool = False
+    #: BatchNorm after every convolution (False: convolutions with a bias, as exported).
+    batchnorm: bool = True
+    #: Start from the weights of a float TFLite model of this network (e.g. the previous
+    #: reference model's ``<name>_float.tflite``); implies the same widths and depth.
+    init_from: str | None = None
 
 
 def build_network(size: int, n_classes: int, cfg: NetConfig) -> Any:
@@ -99,14 +110,18 @@ def build_network(size: int, n_classes: int, cfg: NetConfig) -> Any:
 
     layers = tf.keras.layers
 
+    bn = cfg.batchnorm
+
     def cbr(x: Any, filters: int, kernel: int, stride: int, name: str) -> Any:
-        x = layers.Conv2D(filters, kernel, stride, "same", use_bias=False, name=f"{name}_conv")(x)
-        x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
+        x = layers.Conv2D(filters, kernel, stride, "same", use_bias=not bn, name=f"{name}_conv")(x)
+        if bn:
+            x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
         return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
     def ds(x: Any, filters: int, stride: int, name: str) -> Any:
-        x = layers.DepthwiseConv2D(3, stride, "same", use_bias=False, name=f"{name}_dw")(x)
-        x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_dwbn")(x)
+        x = layers.DepthwiseConv2D(3, stride, "same", use_bias=not bn, name=f"{name}_dw")(x)
+        if bn:
+            x = layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_dwbn")(x)
         x = layers.ReLU(6.0, name=f"{name}_dwrelu")(x)
         return cbr(x, filters, 1, 1, f"{name}_pw")
 
@@ -122,18 +137,102 @@ def build_network(size: int, n_classes: int, cfg: NetConfig) -> Any:
     h = ds(heat_feat, cfg.widths[2] // 2, 1, "heat")
     heat = layers.Conv2D(1, 1, activation="sigmoid", name="heatmap")(h)
     g = layers.GlobalAveragePooling2D(name="gap")(x)
+    if cfg.max_pool:
+        # A small lesion moves a few cells of the 1/16 map: the spatial maximum carries
+        # it to the classifier undiluted, the mean carries the context.
+        gm = layers.GlobalMaxPooling2D(name="gmp")(x)
+        g = layers.Concatenate(name="pooled")([g, gm])
     scores = layers.Dense(n_classes, activation="softmax", name="scores")(g)
     return tf.keras.Model(inp, {"scores": scores, "heatmap": heat}, name="medimg_edge_cnn")
 
 
-def _heat_loss(y_true: Any, y_pred: Any) -> Any:
+def load_float_tflite(model: Any, data: bytes) -> None:
+    """Set the weights of a network built with ``batchnorm=False`` from a float TFLite model
+    of the same architecture (what :func:`to_tflite` writes without representative data:
+    BatchNorm folded, so every convolution carries its bias).
+
+    The TFLite graph is walked from its input: each CONV_2D / DEPTHWISE_CONV_2D in the
+    chain maps to the next Keras convolution (stem, then the stage blocks); where the chain
+    forks after stage 2, the branch that keeps the resolution is the heatmap head.
+    """
+    from ..runtime import backend
+
+    if any(layer.name.endswith("_bn") for layer in model.layers):
+        raise ValueError("load_float_tflite needs a network built with batchnorm=False")
+    interp = backend().interpreter_cls(model_content=data, num_threads=1)
+    interp.allocate_tensors()
+    ops = interp._get_ops_details()
+    shapes = {d["index"]: tuple(d["shape"]) for d in interp.get_tensor_details()}
+    consumers: dict[int, list[dict[str, Any]]] = {}
+    for op in ops:
+        for i in op["inputs"]:
+            consumers.setdefault(int(i), []).append(op)
+    conv_ops = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+    def next_convs(tensor: int) -> list[dict[str, Any]]:
+        """Convolution ops reached from ``tensor`` through non-convolution ops."""
+        found, todo, seen = [], [tensor], set()
+        while todo:
+            t = todo.pop()
+            for op in consumers.get(t, []):
+                if id(op) in seen:
+                    continue
+                seen.add(id(op))
+                if op["op_name"] in conv_ops or op["op_name"] == "FULLY_CONNECTED":
+                    found.append(op)
+                else:
+                    todo.extend(int(o) for o in op["outputs"])
+        return found
+
+    def set_conv(layer: str, op: dict[str, Any]) -> None:
+        w = interp.get_tensor(int(op["inputs"][1]))
+        b = interp.get_tensor(int(op["inputs"][2]))
+        model.get_layer(layer).set_weights([np.transpose(w, (1, 2, 3, 0)), b])
+
+    names = [layer.name for layer in model.layers]
+    blocks = sorted({n.rsplit("_", 1)[0] for n in names if n.endswith("_dw")})
+    stages = [b for b in blocks if b != "heat"]
+    chain = ["stem_conv"] + [n for b in stages for n in (f"{b}_dw", f"{b}_pw_conv")]
+    first = interp.get_input_details()[0]["index"]
+    current = next_convs(int(first))
+    heat_start = None
+    for k, layer in enumerate(chain):
+        convs = [op for op in current if op["op_name"] in conv_ops]
+        if len(convs) > 1:  # the fork after stage 2: the heat branch keeps the size
+            size_of = {id(op): shapes[int(op["outputs"][0])][1] for op in convs}
+            convs.sort(key=lambda op: size_of[id(op)])
+            heat_start = convs[-1]
+        op = convs[0]
+        set_conv(layer, op)
+        current = next_convs(int(op["outputs"][0]))
+        if k == len(chain) - 1:
+            fc = [o for o in current if o["op_name"] == "FULLY_CONNECTED"]
+            w = interp.get_tensor(int(fc[0]["inputs"][1]))
+            b = interp.get_tensor(int(fc[0]["inputs"][2]))
+            model.get_layer("scores").set_weights([w.T, b])
+    if heat_start is None:
+        raise ValueError("float model has no heatmap branch")
+    op = heat_start
+    for layer in ("heat_dw", "heat_pw_conv", "heatmap"):
+        set_conv(layer, op)
+        nxt = [o for o in next_convs(int(op["outputs"][0])) if o["op_name"] in conv_ops]
+        if nxt:
+            op = nxt[0]
+
+
+def _heat_loss(pos_weight: float) -> Any:
     """Per-sample mean binary cross-entropy over the heatmap cells (shape (N,), so a
-    per-sample weight switches it off for frames without a known target)."""
+    per-sample weight switches it off for frames without a known target); lesion cells
+    weigh ``pos_weight`` times more (a lesion covers a few cells of hundreds: without the
+    weight the head learns "no lesion anywhere" first)."""
     import tensorflow as tf
 
-    p = tf.clip_by_value(y_pred, 1e-6, 1.0 - 1e-6)
-    bce = y_true * tf.math.log(p) + (1.0 - y_true) * tf.math.log(1.0 - p)
-    return -tf.reduce_mean(bce, axis=[1, 2, 3])
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        p = tf.clip_by_value(y_pred, 1e-6, 1.0 - 1e-6)
+        bce = pos_weight * y_true * tf.math.log(p) + (1.0 - y_true) * tf.math.log(1.0 - p)
+        return -tf.reduce_mean(bce, axis=[1, 2, 3])
+
+    return loss
 
 
 def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool = True) -> Any:
@@ -148,6 +247,8 @@ def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool =
     tf.config.experimental.enable_op_determinism()
     n_classes = len(train.labels)
     model = build_network(train.x.shape[1], n_classes, cfg)
+    if cfg.init_from is not None:
+        load_float_tflite(model, Path(cfg.init_from).read_bytes())
     steps = cfg.epochs * int(np.ceil(len(train) / cfg.batch_size))
     lr = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps), alpha=0.02)
     hw = cfg.heatmap_weight if train.has_masks else 0.0
@@ -155,7 +256,7 @@ def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool =
         optimizer=tf.keras.optimizers.Adam(lr),
         loss={
             "scores": tf.keras.losses.CategoricalCrossentropy(),
-            "heatmap": _heat_loss,
+            "heatmap": _heat_loss(cfg.heat_pos_weight),
         },
         loss_weights={"scores": 1.0, "heatmap": hw},
         metrics={"scores": ["accuracy"]},
@@ -237,7 +338,11 @@ def to_tflite(model: Any, representative: F32 | None) -> bytes:
 
 
 def _folded(model: Any, conv: str, bn: str) -> tuple[F32, F32]:
-    """Kernel and bias of layer ``conv`` with the BatchNorm ``bn`` folded in."""
+    """Kernel and bias of layer ``conv`` with the BatchNorm ``bn`` folded in (or the
+    layer's own bias when the network has no BatchNorm)."""
+    if bn not in {layer.name for layer in model.layers}:
+        kernel, bias = model.get_layer(conv).get_weights()
+        return np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
     w = np.asarray(model.get_layer(conv).get_weights()[0], np.float64)
     gamma, beta, mean, var = (np.asarray(v, np.float64) for v in model.get_layer(bn).get_weights())
     scale = gamma / np.sqrt(var + model.get_layer(bn).epsilon)
@@ -289,7 +394,10 @@ def _const_forward(model: Any) -> Any:
         h = conv(dwconv(heat_feat, "heat_dw"), "heat_pw")
         heat = tf.sigmoid(tf.nn.conv2d(h, head[0], 1, "SAME") + head[1])
         pooled = tf.reduce_mean(x, axis=[1, 2])
-        logits = tf.matmul(pooled, head[2]) + head[3]
+        cls_in = pooled
+        if head[2].shape[0] == 2 * pooled.shape[-1]:  # trained with max_pool
+            cls_in = tf.concat([pooled, tf.reduce_max(x, axis=[1, 2])], axis=1)
+        logits = tf.matmul(cls_in, head[2]) + head[3]
         # The OOD guard's input: pooled 1/8 (heatmap branch input) and 1/16 features.
         features = tf.concat([tf.reduce_mean(heat_feat, axis=[1, 2]), pooled], axis=1)
         return {"scores": tf.nn.softmax(logits), "heatmap": heat, "features": features}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,13 @@ def train(cfg: TrainConfig) -> TrainResult:
             "seed": cfg.net.seed,
             "n_representative": int(rep_idx.size),
             "augment": cfg.net.augment,
+            "batchnorm": cfg.net.batchnorm,
+            "initialised_from": None
+            if cfg.net.init_from is None
+            else {
+                "file": Path(cfg.net.init_from).name,
+                "sha256": hashlib.sha256(Path(cfg.net.init_from).read_bytes()).hexdigest(),
+            },
         },
     }
     labels = ", ".join(train_ds.labels)
