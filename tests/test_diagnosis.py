@@ -22,7 +22,7 @@ import pytest
 
 import medimg_edge as me
 from medimg_edge import _samples
-from medimg_edge._cli_diagnose import overlay_name
+from medimg_edge.cli.diagnose import overlay_name
 from medimg_edge.cli import main
 
 FIXTURES = Path(__file__).parent / "data" / "models"
@@ -97,7 +97,7 @@ def test_colour_frames_and_colour_order(frame: np.ndarray) -> None:
         (np.zeros(4096, np.uint8), "1-D"),
         (np.zeros((2, 64, 64, 1), np.uint8), "4-D"),
         (np.zeros((64, 64), object), "dtype object"),
-        (np.zeros((64, 64), np.int32), "dtype int32"),
+        (np.zeros((64, 64), np.complex64), "dtype complex64"),
         (np.zeros((16, 64), np.uint8), "at least 32 pixels"),
         (np.zeros((64, 64, 2), np.uint8), "colour frame must be"),
         (np.zeros((64, 64, 3), np.uint16), "colour frame must be"),
@@ -416,12 +416,19 @@ def test_cli_diagnose_json_and_overlays(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 1  # broken.png failed, the rest went on
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 6
-    errors = [r for r in rows if "error" in r]
-    assert len(errors) == 1 and errors[0]["path"].endswith("broken.png")
+    errors = {Path(r["path"]).name: r.get("code") for r in rows if "error" in r}
+    # CT and MR DICOM are refused by the modality rule (no model serves them), whatever
+    # --modality says; the broken PNG is unreadable; the camera PNG is diagnosed.
+    assert errors == {
+        **dict.fromkeys(DICOM_FILES, "unsupported_modality"),
+        "broken.png": "bad_header",
+    }
     for row in rows:
         if "error" in row:
             continue
-        body = {k: v for k, v in row.items() if k not in ("path", "overlay")}
+        # The CLI row is the Diagnosis plus where it came from (path, overlay, input, clip).
+        extra = ("path", "overlay", "input", "clip", "frame_index")
+        body = {k: v for k, v in row.items() if k not in extra}
         jsonschema.validate(body, SCHEMA)
         png = Path(row["overlay"])
         assert png.name == overlay_name(Path(row["path"]))
