@@ -22,8 +22,8 @@ import pytest
 
 import medimg_edge as me
 from medimg_edge import _samples
-from medimg_edge.cli.diagnose import overlay_name
 from medimg_edge.cli import main
+from medimg_edge.cli.diagnose import overlay_name
 
 FIXTURES = Path(__file__).parent / "data" / "models"
 SCHEMA = json.loads(Path(me.diagnosis.SCHEMA_PATH).read_text())
