@@ -672,7 +672,10 @@ void test_estimate(const Targets& T, const Image& im) {
           const size_t lo = static_cast<size_t>(f);
           const size_t hi = lo + 1 < sel.size() ? lo + 1 : lo;
           const double g = v - f, a = sel[lo], b = sel[hi], d = b - a;
-          ref = lo == hi ? a : (g >= 0.5 ? b - d * (1.0 - g) : a + d * g);
+          // volatile: no FMA contraction in this (test) translation unit, as in NumPy and
+          // in the kernels (-ffp-contract=off).
+          volatile double dg = d * (g >= 0.5 ? 1.0 - g : g);
+          ref = lo == hi ? a : (g >= 0.5 ? b - dg : a + dg);
         }
         const std::string where = im.name + " " + dims(im) + " masked_quantile q=" + fmt("%g", q) +
                                   (masked ? " masked" : "");
