@@ -185,8 +185,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
     """The diagnose part of ``medimg-edge demo``: phantom frames of both modalities
-    (``me.synth`` at the reference models' training frame size, a normal one and one per
-    lesion type) through the reference models; prints a table and writes one overlay PNG
+    (``me.synth``, lesions of the range the reference models were trained on, a normal one
+    and one per lesion type, then one frame of the other modality) through the reference
+    models; prints a table and writes one overlay PNG
     per frame plus a montage per modality."""
     import cv2
     import numpy as np
@@ -200,13 +201,21 @@ def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
     cases: dict[str, list[tuple[str, Maker]]] = {
         "xray": [
             ("normal", lambda s: synth.chest_xray(s, size=size, nodule=False)),
-            ("nodule", lambda s: synth.chest_xray(s, size=size, nodule=True)),
+            (
+                "nodule",
+                lambda s: synth.chest_xray(s, size=size, nodule=True, lesion_prior="conspicuous"),
+            ),
             # Out of distribution: an ultrasound frame given to the X-ray model.
             ("ultrasound", lambda s: synth.ultrasound(s, size=size, lesion="cyst")),
         ],
         "ultrasound": [
             *(
-                (lesion, functools.partial(synth.ultrasound, size=size, lesion=lesion))
+                (
+                    lesion,
+                    functools.partial(
+                        synth.ultrasound, size=size, lesion=lesion, lesion_prior="conspicuous"
+                    ),
+                )
                 for lesion in ("none", "cyst", "hypoechoic", "hyperechoic")
             ),
             # Out of distribution: a chest radiograph given to the ultrasound model.
@@ -251,8 +260,9 @@ def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
         padded = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0))) for t in tiles]
         cv2.imwrite(str(out_dir / f"diagnose_{modality}.png"), np.hstack(padded))
     print(
-        "\nThe last row of each modality is a frame of the other modality: the model's "
-        "out-of-distribution guard should refuse it (indeterminate, out_of_distribution)."
+        "\nThe last row of each modality is a frame of the other modality: it must not get "
+        "a finding (indeterminate: out_of_distribution from the model's guard, or a quality "
+        "code when the gate refuses it first)."
     )
     print(
         f"Wrote overlays to {out_dir}/diagnose_<modality>[_<truth>].png (frame, heatmap, "
