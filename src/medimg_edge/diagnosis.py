@@ -204,7 +204,7 @@ def _cell_fraction(
     gh, gw = int(grid[0]), int(grid[1])
     if mw == 8 * gw and mh % gh == 0:
         rows = _POPCOUNT[bits].reshape(gh, mh // gh, gw)
-        frac = rows.sum(axis=1, dtype=np.float32)
+        frac: npt.NDArray[np.float32] = rows.sum(axis=1, dtype=np.float32)
         frac *= np.float32(1.0 / (8 * (mh // gh)))
         return frac
     # Other grids: 1 where at least half of the cell is inside, else 0 (an area resize

@@ -100,7 +100,11 @@ GROUND_GLASS_FRACTION = 0.35
 #: 3-15 px at 256, density 0.8-3.0, 20 % ground glass). A compact CNN trained on the full
 #: range from the start stays at the class prior (the first 2026-12-03 build); the full
 #: range is what it is evaluated on (AUC by lesion size and density in its report).
-CONSPICUOUS_NODULES = {"radius_px": (3.0, 15.0), "density": (0.8, 3.0), "ground_glass": 0.2}
+CONSPICUOUS_NODULES: dict[str, Any] = {
+    "radius_px": (3.0, 15.0),
+    "density": (0.8, 3.0),
+    "ground_glass": 0.2,
+}
 LESION_PRIORS = ("full", "conspicuous")
 #: Range of the detector / focal-spot blur sigma (px at size 256, scaled with size) drawn
 #: when ``blur_px`` is not given.

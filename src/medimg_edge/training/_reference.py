@@ -160,7 +160,7 @@ def build_reference(
             command=command or "python scripts/build_reference_models.py",
         )
         t0 = time.perf_counter()
-        sizes = (
+        sizes: dict[str, Any] = (
             {"n_test": 300, "n_stability": 150, "n_robust": 60, "n_size": 30, "n_holdout": 40}
             if quick
             else REFERENCE_EVAL
