@@ -131,6 +131,13 @@ def test_train_export_load_predict(xray_run: training.TrainResult) -> None:
     out = model.predict(x)
     assert out["scores"].shape == (1, 2) and out["heatmap"].shape == (1, 8, 8)
     assert out["scores"].sum() == pytest.approx(1.0, abs=0.02)
+    # Every trained package carries the OOD guard on its features output.
+    assert meta["outputs"]["features"]["kind"] == "embedding"
+    assert meta["ood"]["method"] == "mahalanobis" and meta["ood"]["threshold"] > 0
+    assert out["features"].shape == (1, meta["ood"]["dim"])
+    assert me.Diagnoser(sidecar, "xray", delegate="cpu").diagnose(frame).ood["guard"] == (
+        "mahalanobis"
+    )
     assert model.input_details["dtype"] == np.int8
     ops = training.model_ops((sidecar.parent / "tiny_xray.tflite").read_bytes())
     assert not ops["edgetpu_unsupported"], ops
@@ -153,12 +160,24 @@ def test_evaluate_writes_report(xray_run: training.TrainResult, tmp_path: Path) 
         baseline_train=xray_run.train,
         workers=1,
         progress=False,
+        n_robust=8,
+        n_size=4,
+        n_holdout=8,
+        robustness_sizes=(256,),
     )
     assert 0.0 <= res["cnn"]["auc"] <= 1.0 and "baseline" in res
     assert 0.0 <= res["float_int8_agreement"] <= 1.0
-    assert len(res["stability"]) == 4
-    for f in ("report.md", "metrics.json", "roc.png", "reliability.png", "examples.png"):
+    assert len(res["stability"]) == 5 and "full lesion range" in res["stability"]
+    files = ("report.md", "metrics.json", "roc.png", "reliability.png", "examples.png")
+    for f in (*files, "robustness.png", "ood_distances.png"):
         assert (tmp_path / f).is_file(), f
+    # The evaluation that would catch a generator-bound model: every transform, the OOD
+    # suite through the Diagnoser and the second phantom family are in the report.
+    assert set(res["robustness"]["transforms"]) >= {"gamma", "clahe", "unsharp", "blur"}
+    assert res["ood"]["guard"] == "mahalanobis" and res["ood"]["groups"]["photos"]["n"] >= 10
+    assert res["holdout"]["n"] == 8
+    text = (tmp_path / "report.md").read_text()
+    assert "Robustness matrix" in text and "Out-of-distribution suite" in text
     with pytest.raises(me.InvalidInputError, match="seed"):
         training.evaluate(xray_run.sidecar, "xray", seed=0, n_test=4, progress=False)
 
@@ -195,6 +214,7 @@ def test_cli_train_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[st
             "8",
             "--baseline-n",
             "16",
+            "--no-robustness",
             "--no-progress",
         ]
     )

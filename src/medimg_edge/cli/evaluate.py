@@ -38,6 +38,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--report", metavar="DIR", help="write report.md + plots here")
     p.add_argument("--float-model", metavar="PATH", help="float .tflite for agreement")
     p.add_argument("--baseline-n", type=int, help="cap the baseline's training frames")
+    p.add_argument(
+        "--no-robustness",
+        action="store_true",
+        help="skip the robustness matrix, the OOD suite and the second phantom family",
+    )
+    p.add_argument("--n-robust", type=int, default=300, help="frames per robustness cell")
+    p.add_argument("--n-size", type=int, default=160, help="frames per size row (half >= 2048)")
+    p.add_argument("--n-holdout", type=int, default=400, help="second-family frames")
+    p.add_argument(
+        "--robustness-sizes",
+        type=lambda s: tuple(int(v) for v in s.split(",")),
+        default=(256, 512, 1024, 2048, 3072),
+        help="frame sides of the size rows, comma-separated",
+    )
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
@@ -61,6 +75,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         float_tflite=float_bytes,
         n_baseline_train=args.baseline_n,
         progress=not args.no_progress,
+        robustness=not args.no_robustness,
+        n_robust=args.n_robust,
+        n_size=args.n_size,
+        n_holdout=args.n_holdout,
+        robustness_sizes=args.robustness_sizes,
     )
     if args.json:
         print(json.dumps(res, indent=2))

@@ -128,6 +128,7 @@ def evaluate(
     n_robust: int = 300,
     n_size: int = 160,
     n_holdout: int = 400,
+    robustness_sizes: tuple[int, ...] = (256, 512, 1024, 2048, 3072),
 ) -> dict[str, Any]:
     """Evaluate an int8 package on held-out phantoms.
 
@@ -174,6 +175,8 @@ def evaluate(
         Also run the robustness matrix, the OOD suite and the second phantom family.
     n_robust, n_size, n_holdout : int
         Frames per robustness cell, per size row and of the second phantom family.
+    robustness_sizes : tuple of int
+        Frame sides of the size rows of the robustness matrix.
     workers : int
         Threads generating phantoms.
     progress : bool
@@ -342,6 +345,7 @@ def evaluate(
             workers=workers,
             progress=progress,
             lesion_prior=prior,
+            sizes=robustness_sizes,
         )
         res["robustness"] = rob
         ood_res: dict[str, Any] | None = None
