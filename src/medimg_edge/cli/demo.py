@@ -224,7 +224,7 @@ def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
     }
     print(f"\nDiagnosis with the reference models (phantom frames {size}x{size}, seed {seed}):")
     header = (
-        f"{'modality':<11} {'truth':<12} {'status':<14} {'label/reason':<12} {'conf':>5} {'ms':>7}"
+        f"{'modality':<11} {'truth':<12} {'status':<14} {'label/reason':<20} {'conf':>5} {'ms':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -251,7 +251,7 @@ def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
             what = result.label or (result.reasons[0] if result.reasons else "-")
             print(
                 f"{modality:<11} {truth_text:<12} {result.status:<14} "
-                f"{what:<12} {conf:>5} {min(t):7.2f}"
+                f"{what:<20} {conf:>5} {min(t):7.2f}"
             )
             picture = render_overlay(sample.image, result, max_side=384)
             tiles.append(picture)
