@@ -188,6 +188,20 @@ _DTYPE_NAMES = {
 }
 
 
+def _no_finding(reasons: tuple[str, ...], common: dict[str, Any]) -> Diagnosis:
+    """An ``indeterminate`` result that reports no label, score or heatmap."""
+    return Diagnosis(
+        status="indeterminate",
+        label=None,
+        confidence=None,
+        positive_score=None,
+        scores={},
+        reasons=reasons,
+        heatmap_grid=None,
+        **common,
+    )
+
+
 #: Number of set bits of every byte value.
 _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
 
@@ -496,20 +510,11 @@ class Diagnoser:
             "runtime": {**self._runtime_base, "simd_target": simd.active_target()},
             "frame": frame_info,
             "timestamp_ms": ts,
+            "ood": dict(self._ood_skipped),  # replaced once the guard has run
         }
         if self.quality_gate and not report.ok:
-            common["ood"] = dict(self._ood_skipped)
             timings["total"] = (time.perf_counter() - t_start) * 1e3
-            refused = Diagnosis(
-                status="indeterminate",
-                label=None,
-                confidence=None,
-                positive_score=None,
-                scores={},
-                reasons=tuple(f"quality:{c}" for c in report.issues),
-                heatmap_grid=None,
-                **common,
-            )
+            refused = _no_finding(tuple(f"quality:{c}" for c in report.issues), common)
             return self._finish(refused, ts, None)
         source: npt.NDArray[Any] | None = gray  # what img holds, converted to float32
         if self._denoise != "none":
@@ -536,21 +541,10 @@ class Diagnoser:
             if flagged:
                 # Not a frame the model knows: no label, score or heatmap is reported,
                 # and it does not enter the video average.
-                rejected = Diagnosis(
-                    status="indeterminate",
-                    label=None,
-                    confidence=None,
-                    positive_score=None,
-                    scores={},
-                    reasons=("out_of_distribution",),
-                    heatmap_grid=None,
-                    **common,
-                )
+                rejected = _no_finding(("out_of_distribution",), common)
                 lap("postprocess", t)
                 timings["total"] = (time.perf_counter() - t_start) * 1e3
                 return self._finish(rejected, ts, None)
-        else:
-            common["ood"] = {"guard": "absent"}
         probs = self._calibrate(out["scores"][0])
         smoothed = False
         if ts is not None and self.smoothing_ms > 0:

@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import InvalidInputError
+from ..runtime._ood import guard_of
 from ._metrics import apply_temperature, positive_score, roc_auc
 
 __all__ = [
@@ -203,7 +204,6 @@ def robustness_matrix(
     from concurrent.futures import ThreadPoolExecutor
 
     from .. import synth
-    from ..runtime._ood import guard_of
     from . import _augment
 
     pkg = model.package
@@ -398,10 +398,10 @@ def ood_suite(
     from . import _augment
 
     diag = Diagnoser(sidecar, modality, delegate="cpu", num_threads=1)
-    guard = diag._guard
+    model = diag.model
+    guard = guard_of(model.package.meta, model.package.outputs, model.package.sidecar.name)
     if guard is None:
         return {"guard": "absent"}
-    model = diag.model
     other = "ultrasound" if modality == "xray" else "xray"
     msize = int(model.package.input.height)
     groups: dict[str, dict[str, npt.NDArray[Any]]] = {
@@ -663,7 +663,8 @@ def holdout_eval(
     from ..diagnosis import Diagnoser
 
     diag = Diagnoser(sidecar, modality, delegate="cpu", num_threads=1)
-    model, guard = diag.model, diag._guard
+    model = diag.model
+    guard = guard_of(model.package.meta, model.package.outputs, model.package.sidecar.name)
     from concurrent.futures import ThreadPoolExecutor
 
     side = size or (512 if modality == "xray" else 256)
