@@ -44,14 +44,12 @@ def _status(pid: int) -> dict[str, int]:
 
 def _images(size: int, n: int = 64) -> list[bytes]:
     import cv2
-    import numpy as np
 
-    from medimg_edge import _samples
+    import medimg_edge as me
 
     out = []
     for i in range(n):
-        f = _samples.ultrasound_frame(size, seed=i).noisy
-        img = np.clip(f / np.percentile(f, 99.9) * 255, 0, 255).astype(np.uint8)
+        img = me.synth.ultrasound(i, size=size, geometry="linear").image
         ok, buf = cv2.imencode(".png", img)
         assert ok
         out.append(buf.tobytes())

@@ -1,6 +1,6 @@
 """Watch-folder daemon throughput (issue 7 item 10) against a bare loop, in one run.
 
-Files: 512x512 uint8 B-mode phantoms (``_samples.ultrasound_frame``), as PNG and as DICOM
+Files: 512x512 uint8 B-mode phantoms (``me.synth.ultrasound``, linear array), as PNG and as DICOM
 (Explicit VR Little Endian, Modality US), all different.  Model: the ultrasound reference
 model, one thread.
 
@@ -41,7 +41,6 @@ import numpy as np
 import pytest
 
 import medimg_edge as me
-from medimg_edge import _samples
 
 pytest.importorskip("watchdog")
 pytest.importorskip("prometheus_client")
@@ -60,8 +59,8 @@ _BARE_S: dict[tuple[str, int], float] = {}
 
 @functools.cache
 def _base(k: int) -> np.ndarray:
-    f = _samples.ultrasound_frame(SIZE, seed=1000 + k).noisy
-    return np.clip(f / np.percentile(f, 99.9) * 255, 0, 255).astype(np.uint8)
+    frame: np.ndarray = me.synth.ultrasound(1000 + k, size=SIZE, geometry="linear").image
+    return frame
 
 
 def _frame(i: int) -> np.ndarray:

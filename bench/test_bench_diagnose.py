@@ -2,8 +2,8 @@
 
 Model: the bundled ultrasound reference model ``us_lesion`` when it is installed, else the
 224x224 int8 benchmark fixture (``tests/data/models/bench224_int8``); the row labels say
-which. Frames: the package's B-mode sample (``_samples.ultrasound_frame``) at 256, 512
-and 1024 pixels, uint8.
+which. Frames: a linear-array B-mode phantom (``me.synth.ultrasound``, uint8) at 256, 512
+and 1024 pixels.
 
 Groups:
 
@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 import medimg_edge as me
-from medimg_edge import _samples, runtime
+from medimg_edge import runtime
 
 FIXTURE = (
     Path(__file__).resolve().parent.parent / "tests" / "data" / "models" / "bench224_int8.json"
@@ -54,8 +54,8 @@ def diagnoser() -> me.Diagnoser:
 
 
 def _frame(size: int) -> np.ndarray:
-    f = _samples.ultrasound_frame(size, seed=11).noisy
-    return np.clip(f / np.percentile(f, 99.9) * 255, 0, 255).astype(np.uint8)
+    frame: np.ndarray = me.synth.ultrasound(11, size=size, geometry="linear").image
+    return frame
 
 
 def _p99(benchmark: Any) -> float | None:

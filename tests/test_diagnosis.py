@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 import medimg_edge as me
-from medimg_edge import _samples
 from medimg_edge.cli import main
 from medimg_edge.cli.diagnose import overlay_name
 
@@ -42,7 +41,8 @@ def diagnoser() -> me.Diagnoser:
 
 @pytest.fixture(scope="module")
 def frame() -> np.ndarray:
-    return _samples.ultrasound_frame(256, seed=3).noisy
+    # a linear-array B-mode phantom as float32 (the tests scale and square it)
+    return me.synth.ultrasound(3, size=256, geometry="linear").image.astype(np.float32)
 
 
 def _package(tmp_path: Path, **decision: Any) -> Path:

@@ -37,8 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    if args.command == "demo" and not (32 <= args.size <= 4096 and 1 <= args.repeat <= 1000):
-        parser.error("--size must be in [32, 4096] and --repeat in [1, 1000]")
+    if args.command == "demo" and not (64 <= args.size <= 4096 and 1 <= args.repeat <= 1000):
+        parser.error("--size must be in [64, 4096] and --repeat in [1, 1000]")
     try:
         code: int = args.func(args)
         return code

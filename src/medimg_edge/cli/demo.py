@@ -1,21 +1,24 @@
-"""``medimg-edge demo``: denoise the sample frames with every method (timings, PSNR,
-comparison PNGs), then diagnose phantom frames with the reference models (overlays)."""
+"""``medimg-edge demo``: denoise two ``me.synth`` phantoms with every method (timings, PSNR
+against their noise-free expectation, comparison PNGs), then diagnose phantom frames with
+the reference models (overlays)."""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import math
 import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from .. import _samples, denoise, features, quality, simd
+from .. import denoise, features, quality, simd
 from .._errors import MedimgEdgeError
 from .._version import __version__
 from ._common import HelpFormatter
@@ -26,11 +29,11 @@ F32 = npt.NDArray[np.float32]
 _T = TypeVar("_T")
 
 DEMO_HELP = """\
-Denoise a B-mode ultrasound and an X-ray sample frame with every method, print timings
-and PSNR against the clean truth, estimate the noise parameters, run the quality checks
-and the feature extractor, and write comparison PNGs; then diagnose phantom frames of
-both modalities with the reference models and write overlays (frame, heatmap, verdict).
-Not for clinical use.
+Denoise an ultrasound envelope and a raw X-ray detector frame (me.synth phantoms) with
+every method, print timings and PSNR against the phantoms' noise-free expectation,
+estimate the noise parameters, run the quality checks and the feature extractor, and
+write comparison PNGs; then diagnose phantom frames of both modalities with the
+reference models and write overlays (frame, heatmap, verdict). Not for clinical use.
 """
 
 
@@ -42,10 +45,64 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=HelpFormatter,
     )
     p.add_argument("--out", default="medimg-edge-demo", help="folder for PNG output")
-    p.add_argument("--size", type=int, default=512, help="frame side in pixels, 32-4096")
+    p.add_argument("--size", type=int, default=512, help="frame side in pixels, 64-4096")
     p.add_argument("--repeat", type=int, default=5, help="timing runs per method, 1-1000")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample frames")
+    p.add_argument("--seed", type=int, default=0, help="seed of the phantoms")
     p.set_defaults(func=cmd_demo)
+
+
+#: Coefficient of variation of a fully developed (Rayleigh) speckle envelope.
+SPECKLE_CV = math.sqrt(4.0 / math.pi - 1.0)
+
+
+@dataclass(frozen=True)
+class _Phantom:
+    """A noisy frame, its noise-free expectation and the true noise parameters."""
+
+    name: str
+    noisy: F32
+    clean: F32
+    params: dict[str, float]
+
+
+def _phantoms(size: int, seed: int) -> list[_Phantom]:
+    """The two denoising test frames, from the ``me.synth`` simulators before display
+    processing (the domain each preset is made for):
+
+    * ultrasound: the envelope ``|IQ|`` of a linear-array frame with a cyst (fully
+      developed speckle), before log compression; truth its expectation
+      ``sqrt(pi/4 E|IQ|^2)`` (Rayleigh mean), both scaled so that the 99.5th percentile of
+      the envelope is 200;
+    * X-ray: the linear detector signal ``gain Poisson(I0 exp(-p)) + N(0, sigma_e^2)`` of a
+      chest radiograph with a nodule at 1000 quanta per pixel, before the log and display
+      mapping; truth ``gain E[counts]``.
+
+    The simulators' intermediate maps come from their ``_simulate`` (the documented way
+    to get a synth frame's noise-free expectation; ``me.synth.ultrasound`` and
+    ``chest_xray`` return the display image only).
+    """
+    import numpy as np
+
+    from ..synth import _ultrasound, _xray
+
+    _, maps = _ultrasound._simulate(seed, size=size, lesion="cyst", geometry="linear")
+    scale = np.float32(200.0 / max(float(np.percentile(maps.envelope, 99.5)), 1e-12))
+    expected = np.sqrt(np.float32(math.pi / 4.0) * maps.power)
+    us = _Phantom(
+        "ultrasound",
+        (maps.envelope * scale).astype(np.float32),
+        (expected * scale).astype(np.float32),
+        {"speckle_cv": SPECKLE_CV},
+    )
+    sample, xmaps = _xray._simulate(seed, size=size, nodule=True, dose=1000.0)
+    gain = float(sample.params["gain"])
+    xr = _Phantom(
+        "xray",
+        xmaps["signal"].astype(np.float32),
+        (xmaps["expected"] * np.float32(gain)).astype(np.float32),
+        {"gain": gain, "sigma": float(sample.params["sigma_e"])},
+    )
+    return [us, xr]
 
 
 def _psnr(x: F32, ref: F32, peak: float) -> float:
@@ -104,10 +161,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import cv2
 
     size = args.size
-    frames = [
-        _samples.ultrasound_frame(size, seed=args.seed),
-        _samples.xray_frame(size, seed=args.seed),
-    ]
+    frames = _phantoms(size, args.seed)
     methods: dict[str, list[tuple[str, Callable[[F32], F32]]]] = {
         "ultrasound": [
             ("ultrasound preset (SRAD)", lambda f: denoise.ultrasound(f)),
@@ -131,7 +185,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(header)
     print("-" * len(header))
     for frame in frames:
-        peak = 255.0 if frame.name == "ultrasound" else 4095.0
+        peak = float(frame.clean.max())
         p_in = _psnr(frame.noisy, frame.clean, peak)
         panels = [frame.noisy]
         for label, fn in methods[frame.name]:
