@@ -58,8 +58,14 @@ def _package(tmp_path: Path, *, with_edgetpu: bool) -> Path:
 
 
 # -- model without an Edge TPU variant -----------------------------------------------------
-def test_auto_without_variant_warns_once_and_runs_on_cpu(tmp_path: Path) -> None:
+def test_auto_without_variant_warns_once_and_runs_on_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Edge TPU is present (the user named its library) but the model has no variant
+    for it: one warning saying why, then the CPU."""
     sidecar = _package(tmp_path, with_edgetpu=False)
+    monkeypatch.setenv(runtime.EDGETPU_LIB_ENV, "libedgetpu.so.1")
+    assert runtime.edgetpu_present()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = me.load_model(sidecar)  # delegate="auto"
@@ -67,6 +73,29 @@ def test_auto_without_variant_warns_once_and_runs_on_cpu(tmp_path: Path) -> None
     assert len(fallbacks) == 1
     assert "not compiled for the Edge TPU" in str(fallbacks[0].message)
     assert model.delegate == "cpu"
+
+
+def test_auto_without_an_edge_tpu_is_quiet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No Edge TPU on the machine: ``delegate="auto"`` is the CPU with a debug log line
+    and no warning (nothing to fix), whether or not the model has an Edge TPU variant."""
+    import logging
+
+    from medimg_edge.runtime import _model
+
+    monkeypatch.setattr(_model, "edgetpu_present", lambda: False)
+    for with_edgetpu in (False, True):
+        folder = tmp_path / str(with_edgetpu)
+        folder.mkdir()
+        sidecar = _package(folder, with_edgetpu=with_edgetpu)
+        caplog.clear()
+        with warnings.catch_warnings(), caplog.at_level(logging.DEBUG, "medimg_edge.runtime"):
+            warnings.simplefilter("error")
+            model = me.load_model(sidecar)
+        assert model.delegate == "cpu"
+        assert any("no Edge TPU on this machine" in r.getMessage() for r in caplog.records)
+        assert all(r.levelno == logging.DEBUG for r in caplog.records)
 
 
 def test_edgetpu_without_variant_says_how_to_fix(tmp_path: Path) -> None:

@@ -162,3 +162,28 @@ def test_no_private_names_across_packages() -> None:
             ):
                 offenders.append((module, f"io.{node.attr}"))
     assert not offenders, offenders
+
+
+def test_runtime_does_not_import_denoising() -> None:
+    """The runtime loads and runs models; the frame -> model-input step (denoising
+    included) is ``medimg_edge.preprocess``, a layer above it: no module of
+    ``medimg_edge.runtime`` imports ``denoise`` or ``preprocess``, at any level (function
+    bodies included)."""
+    offenders = []
+    for module, path in MODULES.items():
+        if not module.startswith("medimg_edge.runtime"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = _resolve(module, node) if node.level else (node.module or "")
+                names = [target, *(f"{target}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith(("medimg_edge.denoise", "medimg_edge.preprocess")):
+                    offenders.append((module, name))
+    assert not offenders, offenders
+    assert "medimg_edge.preprocess" in MODULES
+    assert {"medimg_edge.denoise", "medimg_edge.runtime"} <= imports_of("medimg_edge.preprocess")

@@ -436,3 +436,61 @@ def test_predict_refuses_unscaled_frames() -> None:
     # Small overshoots saturate instead.
     over = model.predict(np.full((16, 16), 1.2, np.float32))["scores"]
     np.testing.assert_array_equal(over, model.predict(np.ones((16, 16), np.float32))["scores"])
+
+
+# -- what a user sees on the terminal (issue 15) ------------------------------------------
+def test_quiet_native_stderr_drops_only_the_xnnpack_info(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """What native code writes to fd 2 inside the block comes back afterwards, without
+    the runtime's XNNPACK INFO line (logged at debug), also when the block raises."""
+    import logging
+    import os
+
+    info = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+    with caplog.at_level(logging.DEBUG, logger="medimg_edge.runtime"):
+        with _backend.quiet_native_stderr():
+            os.write(2, info + b"ERROR: the model is broken\n")
+        with pytest.raises(RuntimeError), _backend.quiet_native_stderr():
+            os.write(2, b"WARNING: kept when the block raises\n" + info)
+            raise RuntimeError("refused")
+    err = capfd.readouterr().err
+    assert "XNNPACK" not in err
+    assert "ERROR: the model is broken\n" in err and "WARNING: kept when the block raises" in err
+    assert sum("XNNPACK" in r.getMessage() for r in caplog.records) == 2
+
+
+_QUIET_PROBE = r"""
+import threading, numpy as np, medimg_edge as me
+frame = me.synth.ultrasound(2, size=128).image
+d = me.Diagnoser(modality="ultrasound")          # delegate="auto"
+m = me.load_model("us_lesion")                    # delegate="auto"
+m.clone().predict(np.zeros(m.input_shape, np.float32))
+threads = [threading.Thread(target=d.diagnose, args=(frame,)) for _ in range(3)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(d.model.delegate, m.delegate)
+"""
+
+
+def test_auto_delegate_without_an_edge_tpu_is_quiet() -> None:
+    """On a machine without an Edge TPU, ``delegate="auto"`` Diagnosers and models, their
+    per-thread clones included, run on the CPU and print nothing to stderr (no
+    DelegateFallbackWarning, no LiteRT XNNPACK INFO line; the C++ writes to fd 2, so this
+    runs in a fresh interpreter)."""
+    import os
+    import subprocess
+
+    if runtime.edgetpu_present():
+        pytest.skip("this machine shows an Edge TPU")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    run = subprocess.run(
+        [sys.executable, "-W", "always", "-c", _QUIET_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["cpu", "cpu"]
+    assert run.stderr == "", run.stderr

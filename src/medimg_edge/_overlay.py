@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .diagnosis import Diagnosis
-from .runtime._preprocess import robust_unit, to_gray
+from .preprocess import robust_unit, to_gray
 
 __all__ = ["render_overlay"]
 

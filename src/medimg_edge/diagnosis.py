@@ -30,16 +30,12 @@ from . import quality as _quality
 from . import simd
 from ._clip import ClipDiagnosis
 from ._errors import InvalidInputError
+from ._modality import check_modality
 from ._validation import as_float_array, checked_array
 from ._version import __version__
+from .preprocess import apply_denoise, resize_to_input, to_gray, window_into
 from .runtime import Model, load_model
 from .runtime._ood import guard_of
-from .runtime._preprocess import (
-    apply_denoise,
-    resize_to_input,
-    to_gray,
-    window_into,
-)
 
 __all__ = [
     "NOTICE",
@@ -57,7 +53,6 @@ NOTICE = (
 #: The bundled reference model of each modality (``models/README.md``).
 REFERENCE_MODELS = {"xray": "xray_chest_nodule", "ultrasound": "us_lesion"}
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schemas", "diagnosis.v1.schema.json")
-_MODALITIES = ("ultrasound", "xray")
 _DENOISE = ("auto", "none", "ultrasound", "xray")
 _MIN_SIDE = 32
 
@@ -174,12 +169,6 @@ class Diagnosis:
     def to_json(self, *, include_heatmap: bool = False, indent: int | None = None) -> str:
         """:meth:`to_dict` as a JSON string."""
         return json.dumps(self.to_dict(include_heatmap=include_heatmap), indent=indent)
-
-
-def _check_modality(modality: object) -> str:
-    if modality not in _MODALITIES:
-        raise InvalidInputError(f"modality must be 'ultrasound' or 'xray', got {modality!r}")
-    return str(modality)
 
 
 # dtype -> name for Diagnosis.frame (str(dtype) costs microseconds on every frame).
@@ -305,7 +294,7 @@ class Diagnoser:
         color_order: str = "rgb",
     ) -> None:
         if modality is not None:
-            modality = _check_modality(modality)
+            modality = check_modality(modality)
         if model is None:
             if modality is None:
                 raise InvalidInputError(
@@ -518,7 +507,8 @@ class Diagnoser:
             return self._finish(refused, ts, None)
         source: npt.NDArray[Any] | None = gray  # what img holds, converted to float32
         if self._denoise != "none":
-            img = apply_denoise(gray, self._denoise)  # a new float32 array
+            # into this thread's buffer (bit-identical to a fresh array)
+            img = apply_denoise(gray, self._denoise, out=ws.get("denoised", hw))
             source = None
         t = lap("denoise", t)
         model = self._thread_model()

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import InvalidInputError
+from ._modality import MODALITIES as _MODALITIES
 from ._validation import as_image2d, check_float, check_int
 from ._validation import value_range as _min_max
 
@@ -47,8 +48,9 @@ ISSUE_CODES: tuple[str, ...] = (
     "low_contrast",
 )
 
-#: Accepted ``modality`` values (``None`` selects the ``"generic"`` thresholds).
-MODALITIES: tuple[str, ...] = ("ultrasound", "xray")
+#: Accepted ``modality`` values (``None`` selects the ``"generic"`` thresholds): the
+#: package's one vocabulary, ``medimg_edge._modality.MODALITIES``.
+MODALITIES: tuple[str, ...] = _MODALITIES
 
 #: Side of the analysis image per threshold set: the input side of the reference models
 #: (X-ray 256 x 256, ultrasound 128 x 128); override with ``analysis_size=``.

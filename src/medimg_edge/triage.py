@@ -18,25 +18,22 @@ input (the corpus test ``tests/test_triage.py`` feeds the same files to all four
   :func:`medimg_edge.diagnose`.
 
 ``delegate="auto"`` runs on the CPU quietly (a debug log line) on a machine without an
-Edge TPU (:func:`edgetpu_present`); it tries the Edge TPU, and warns when it cannot use it,
-only when one is present.  The TFLite runtime's ``INFO: Created TensorFlow Lite XNNPACK
-delegate for CPU.`` line, written to the process's stderr when an interpreter is built, is
-kept out of the terminal (logged at debug level).
+Edge TPU (:func:`medimg_edge.runtime.edgetpu_present`); it tries the Edge TPU, and warns
+when it cannot use it, only when one is present (:func:`medimg_edge.load_model` does the
+same for a Diagnoser built directly).  The TFLite runtime's ``INFO: Created TensorFlow
+Lite XNNPACK delegate for CPU.`` line is kept out of the terminal by the runtime (logged at
+debug level).
 
 Not for clinical use.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import glob
 import logging
 import os
-import sys
-import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +50,7 @@ from ._modality import (
     dicom_modality,
 )
 from .diagnosis import REFERENCE_MODELS, Diagnoser
-from .runtime import Model, read_package
+from .runtime import Model, edgetpu_present, read_package
 from .runtime._package import find_sidecar
 
 __all__ = [
@@ -81,31 +78,6 @@ ModelRef = str | os.PathLike[str] | Model
 
 # ---- the Edge TPU, quietly ------------------------------------------------------------------
 
-_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # Coral USB before / after firmware load
-
-
-def edgetpu_present() -> bool:
-    """Whether this machine shows an Edge TPU: a Coral USB accelerator on the USB bus
-    (vendor:product ``1a6e:089a`` or ``18d1:9302`` in ``/sys/bus/usb/devices``), a PCIe /
-    M.2 one (``/dev/apex_*``), or ``MEDIMG_EDGE_EDGETPU_LIB`` pointing at a delegate
-    library (the user asked for one).  No device is opened."""
-    from .runtime import EDGETPU_LIB_ENV
-
-    if os.environ.get(EDGETPU_LIB_ENV, "").strip():
-        return True
-    if glob.glob("/dev/apex_*"):
-        return True
-    for dev in glob.glob("/sys/bus/usb/devices/*"):
-        try:
-            vendor = Path(dev, "idVendor").read_text().strip().lower()
-            product = Path(dev, "idProduct").read_text().strip().lower()
-        except OSError:
-            continue
-        if (vendor, product) in _USB_IDS:
-            return True
-    return False
-
-
 _present: bool | None = None
 
 
@@ -122,37 +94,6 @@ def resolve_delegate(delegate: str) -> str:
         log.debug("delegate auto: no Edge TPU on this machine, running on the CPU")
         return "cpu"
     return delegate
-
-
-@contextlib.contextmanager
-def _runtime_stderr_filtered() -> Iterator[None]:
-    """Capture the process's stderr (file descriptor 2) while an interpreter is built and
-    write it back without the TFLite runtime's XNNPACK INFO line (logged at debug)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    tmp = tempfile.TemporaryFile()
-    try:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            tmp.seek(0)
-            text = tmp.read().decode("utf-8", "replace")
-            for line in text.splitlines(keepends=True):
-                if line.startswith("INFO: Created TensorFlow Lite XNNPACK delegate"):
-                    log.debug("runtime: %s", line.strip())
-                elif line.strip():
-                    sys.stderr.write(line)
-    finally:
-        os.close(saved)
-        tmp.close()
 
 
 # ---- the one Diagnoser pool ---------------------------------------------------------------
@@ -195,7 +136,8 @@ def pooled_diagnoser(
 
     Pooled by (modality, model sha256, quality gate, delegate, threads, colour order): two
     names or paths of the same model bytes share one Diagnoser.  ``delegate="auto"`` goes
-    through :func:`resolve_delegate`; the runtime's XNNPACK INFO line is filtered.
+    through :func:`resolve_delegate` (the runtime keeps its XNNPACK INFO line out of the
+    terminal).
 
     Parameters
     ----------
@@ -212,15 +154,14 @@ def pooled_diagnoser(
     with _POOL_LOCK:
         d = _BY_REF.get(ref_key)
         if d is None:
-            with _runtime_stderr_filtered():
-                built = Diagnoser(
-                    model,
-                    modality,
-                    delegate=delegate,
-                    num_threads=num_threads,
-                    quality_gate=quality_gate,
-                    color_order=color_order,
-                )
+            built = Diagnoser(
+                model,
+                modality,
+                delegate=delegate,
+                num_threads=num_threads,
+                quality_gate=quality_gate,
+                color_order=color_order,
+            )
             key = (built.modality, built.model.info["sha256"], settings)
             d = _POOL.get(key)
             if d is None:

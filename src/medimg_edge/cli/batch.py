@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .._errors import MedimgEdgeError
+from .._modality import MODALITIES
 from ._common import HelpFormatter
 
 __all__ = ["BATCH_HELP", "add_parser", "cmd_batch", "main"]
@@ -55,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--modality",
-        choices=["ultrasound", "xray"],
+        choices=MODALITIES,
         help="modality of non-DICOM files and of DICOM without a usable Modality tag "
         "(wins over the manifest column; a DICOM header decides for itself)",
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import MedimgEdgeError
+from .._modality import MODALITIES
 from ._common import HelpFormatter, collect_or_report
 
 __all__ = ["DIAGNOSE_HELP", "add_parser", "cmd_diagnose", "overlay_name"]
@@ -53,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument(
         "--modality",
-        choices=["ultrasound", "xray"],
+        choices=MODALITIES,
         help="modality of non-DICOM files and of DICOM without a usable Modality tag "
         "(default: the model's, else required for such files)",
     )

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from .._modality import MODALITIES
 from ._common import HelpFormatter, missing_extra
 from .train import TRAIN_MODULES
 
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=HelpFormatter,
     )
     p.add_argument("model", metavar="MODEL", help="model name, sidecar .json or .tflite")
-    p.add_argument("--modality", required=True, choices=("xray", "ultrasound"))
+    p.add_argument("--modality", required=True, choices=MODALITIES)
     p.add_argument("--n-test", type=int, default=2000, help="test frames")
     p.add_argument("--n-stability", type=int, default=600, help="frames per level")
     p.add_argument("--seed", type=int, default=303, help="test seed base")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .._modality import MODALITIES
 from ._common import HelpFormatter
 
 __all__ = ["add_parser", "cmd_synth"]
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description=SYNTH_HELP,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--modality", required=True, choices=("xray", "ultrasound"))
+    p.add_argument("--modality", required=True, choices=MODALITIES)
     p.add_argument("-n", type=int, default=100, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the set")
     p.add_argument("--size", type=int, default=256, help="image side, 64-2048")

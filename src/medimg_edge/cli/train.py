@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._modality import MODALITIES
 from ._common import HelpFormatter, missing_extra
 
 __all__ = ["TRAIN_MODULES", "add_parser", "cmd_train"]
@@ -28,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description=TRAIN_HELP,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--modality", choices=("xray", "ultrasound"), help="frames to train on")
+    p.add_argument("--modality", choices=MODALITIES, help="frames to train on")
     p.add_argument("--reference", action="store_true", help="build both reference models")
     p.add_argument("--name", help="package name (default <modality>_model)")
     p.add_argument("--out", help="output folder (default trained-models; models with --reference)")

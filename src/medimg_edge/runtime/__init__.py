@@ -11,13 +11,19 @@ Model packages (``<name>.tflite`` + ``<name>.json`` sidecar) are documented in
 ``models/README.md``; the sidecar's JSON Schema ships as
 ``medimg_edge/schemas/model-package.v1.schema.json``. What was and was not exercised without
 Edge TPU hardware is written in ``docs``/README ("Edge TPU").
+
+The frame -> model-input step (grayscale, denoising preset, window, resize) is
+:mod:`medimg_edge.preprocess`, a layer above this one: the runtime imports nothing of
+:mod:`medimg_edge.denoise`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._backend import ENV_VAR as RUNTIME_ENV
 from ._backend import Backend, backend, backend_info
-from ._delegate import EDGETPU_LIB_ENV, edgetpu_library, edgetpu_status
+from ._delegate import EDGETPU_LIB_ENV, edgetpu_library, edgetpu_present, edgetpu_status
 from ._model import DelegateFallbackWarning, Model, list_models, load_model
 from ._package import (
     MODEL_PATH_ENV,
@@ -30,7 +36,6 @@ from ._package import (
     read_verified,
     sha256_file,
 )
-from ._preprocess import apply_denoise, resize_to_input, robust_unit, to_gray, to_model_input
 from ._quant import QuantParams, dequantize, quantize
 
 __all__ = [
@@ -45,11 +50,11 @@ __all__ = [
     "ModelFile",
     "ModelPackage",
     "QuantParams",
-    "apply_denoise",
     "backend",
     "backend_info",
     "dequantize",
     "edgetpu_library",
+    "edgetpu_present",
     "edgetpu_status",
     "list_models",
     "load_model",
@@ -57,9 +62,26 @@ __all__ = [
     "quantize",
     "read_package",
     "read_verified",
+    "sha256_file",
+]
+
+
+#: Names of :mod:`medimg_edge.preprocess` that lived here before it existed; resolved on
+#: first use (``medimg_edge.runtime.to_model_input`` still works) without the runtime
+#: importing the preprocessing, and through it the denoising, layer.  New code imports
+#: them from :mod:`medimg_edge.preprocess`.
+_MOVED_TO_PREPROCESS = (
+    "apply_denoise",
     "resize_to_input",
     "robust_unit",
-    "sha256_file",
     "to_gray",
     "to_model_input",
-]
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_PREPROCESS:
+        import importlib
+
+        return getattr(importlib.import_module("medimg_edge.preprocess"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

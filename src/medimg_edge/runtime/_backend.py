@@ -5,20 +5,36 @@ renamed successor of tflite-runtime). ``ai-edge-litert`` is a dependency of medi
 the platforms it has wheels for (Linux x86-64/aarch64, macOS arm64, Windows x86-64,
 Python >= 3.10); elsewhere install ``tflite-runtime`` or ``tensorflow``.
 ``MEDIMG_EDGE_RUNTIME=litert|tflite_runtime|tensorflow`` pins one.
+
+The runtime's C++ writes ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` to the
+process's stderr when the first CPU interpreter is built; :func:`quiet_native_stderr` keeps
+that line out of the terminal (it goes to the debug log) and passes everything else on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
+import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .._errors import ModelError
 
-__all__ = ["ENV_VAR", "Backend", "backend", "backend_info", "cold_start"]
+__all__ = [
+    "ENV_VAR",
+    "Backend",
+    "backend",
+    "backend_info",
+    "cold_start",
+    "quiet_native_stderr",
+]
+
+log = logging.getLogger("medimg_edge.runtime")
 
 ENV_VAR = "MEDIMG_EDGE_RUNTIME"
 
@@ -154,6 +170,72 @@ def backend_info() -> dict[str, Any]:
     except ModelError as exc:
         return {"name": None, "error": str(exc)}
     return {"name": b.name, "distribution": b.distribution, "version": b.version}
+
+
+#: Lines of the interpreter's own console output that are informational only.
+_INFO_LINES = (b"INFO: Created TensorFlow Lite XNNPACK delegate",)
+# fd 2 is process-wide: one redirect at a time (interpreters built in parallel threads
+# would otherwise restore each other's descriptors).
+_stderr_lock = threading.Lock()
+
+
+def _flush_stderr() -> None:
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.flush()
+
+
+def _replay(captured: bytes) -> None:
+    """Write what the native code printed back to fd 2, without the informational lines
+    (those go to the debug log)."""
+    kept = []
+    for line in captured.splitlines(keepends=True):
+        if line.startswith(_INFO_LINES):
+            log.debug("runtime: %s", line.decode("utf-8", "replace").strip())
+        else:
+            kept.append(line)
+    data = b"".join(kept)
+    while data:
+        try:
+            data = data[os.write(2, data) :]
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Run a block (building an interpreter) with the process's stderr (file descriptor 2,
+    where the runtime's C++ logs) captured; afterwards, also when the block raises, write
+    the capture back without the runtime's informational lines (``INFO: Created
+    TensorFlow Lite XNNPACK delegate for CPU.``, logged at debug level instead).  Errors
+    and warnings of the runtime still reach the terminal.  Serialised by a lock: fd 2 is
+    shared by the whole process."""
+    with _stderr_lock:
+        _flush_stderr()
+        try:
+            import tempfile
+
+            tmp = tempfile.TemporaryFile()
+        except OSError:
+            yield
+            return
+        try:
+            saved = os.dup(2)
+        except OSError:
+            tmp.close()
+            yield
+            return
+        try:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                _flush_stderr()
+                os.dup2(saved, 2)
+                tmp.seek(0)
+                _replay(tmp.read())
+        finally:
+            os.close(saved)
+            tmp.close()
 
 
 def _reset_cache() -> None:

@@ -10,15 +10,24 @@ delegate" are told apart from "no Edge TPU device" (which only the delegate itse
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
 import platform
 import re
+from pathlib import Path
 from typing import Any
 
 from .._errors import DelegateError, InvalidInputError
 from ._backend import Backend
 
-__all__ = ["EDGETPU_LIB_ENV", "check_device", "edgetpu_library", "edgetpu_status", "load_edgetpu"]
+__all__ = [
+    "EDGETPU_LIB_ENV",
+    "check_device",
+    "edgetpu_library",
+    "edgetpu_present",
+    "edgetpu_status",
+    "load_edgetpu",
+]
 
 EDGETPU_LIB_ENV = "MEDIMG_EDGE_EDGETPU_LIB"
 _LIBRARY_BY_SYSTEM = {
@@ -41,6 +50,30 @@ def edgetpu_library() -> str:
     if override:
         return override
     return _LIBRARY_BY_SYSTEM.get(platform.system(), "libedgetpu.so.1")
+
+
+_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # Coral USB before / after firmware load
+
+
+def edgetpu_present() -> bool:
+    """Whether this machine shows an Edge TPU: a Coral USB accelerator on the USB bus
+    (vendor:product ``1a6e:089a`` or ``18d1:9302`` in ``/sys/bus/usb/devices``), a PCIe /
+    M.2 one (``/dev/apex_*``), or ``MEDIMG_EDGE_EDGETPU_LIB`` pointing at a delegate
+    library (the user asked for one).  No device or library is opened; ``delegate="auto"``
+    tries the Edge TPU (and warns when it cannot use it) only when this is true."""
+    if os.environ.get(EDGETPU_LIB_ENV, "").strip():
+        return True
+    if glob.glob("/dev/apex_*"):
+        return True
+    for dev in glob.glob("/sys/bus/usb/devices/*"):
+        try:
+            vendor = Path(dev, "idVendor").read_text().strip().lower()
+            product = Path(dev, "idProduct").read_text().strip().lower()
+        except OSError:
+            continue
+        if (vendor, product) in _USB_IDS:
+            return True
+    return False
 
 
 def check_device(device: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import warnings
@@ -14,8 +15,8 @@ import numpy.typing as npt
 from .. import _core
 from .._errors import DelegateError, InvalidInputError, ModelError
 from .._validation import check_int, checked_array
-from ._backend import Backend, backend
-from ._delegate import check_device, load_edgetpu
+from ._backend import Backend, backend, quiet_native_stderr
+from ._delegate import check_device, edgetpu_present, load_edgetpu
 from ._package import (
     ModelFile,
     ModelPackage,
@@ -28,23 +29,27 @@ from ._quant import QuantParams
 
 __all__ = ["DelegateFallbackWarning", "Model", "list_models", "load_model"]
 
+log = logging.getLogger("medimg_edge.runtime")
+
 _DELEGATES = ("auto", "cpu", "edgetpu")
 # How far outside [0, 1] an input may go (and saturate) before it counts as unscaled.
 _SLACK = 0.5
 
 
 class DelegateFallbackWarning(RuntimeWarning):
-    """``delegate="auto"`` could not use the Edge TPU and runs the model on the CPU."""
+    """``delegate="auto"`` could not use the Edge TPU this machine shows and runs the
+    model on the CPU (never raised on a machine without an Edge TPU)."""
 
 
 def _make_interpreter(
     b: Backend, data: bytes, num_threads: int, delegates: list[Any] | None
 ) -> Any:
     try:
-        interp = b.interpreter_cls(
-            model_content=data, num_threads=num_threads, experimental_delegates=delegates
-        )
-        interp.allocate_tensors()
+        with quiet_native_stderr():  # no XNNPACK INFO line in the terminal
+            interp = b.interpreter_cls(
+                model_content=data, num_threads=num_threads, experimental_delegates=delegates
+            )
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise ModelError(f"the {b.name} interpreter refused the model: {detail}") from None
@@ -413,8 +418,9 @@ def load_model(
         ``"cpu"``: the interpreter's CPU kernels (XNNPACK where the runtime applies it).
         ``"edgetpu"``: the package's ``_edgetpu.tflite`` variant on the Edge TPU delegate;
         raises :class:`~medimg_edge.DelegateError` if that is impossible.
-        ``"auto"``: the Edge TPU if it works, else the CPU with one
-        :class:`DelegateFallbackWarning` saying why.
+        ``"auto"``: on a machine that shows no Edge TPU (:func:`edgetpu_present`), the
+        CPU quietly (a debug log line); where one is present, the Edge TPU if it works,
+        else the CPU with one :class:`DelegateFallbackWarning` saying why.
     num_threads : int, optional
         CPU threads of the interpreter (1-64); default 1, the predictable choice on a
         device that also acquires and displays images.
@@ -447,6 +453,9 @@ def load_model(
         return make(pkg.cpu, read_verified(pkg.cpu), None)
 
     if delegate == "cpu":
+        return on_cpu()
+    if delegate == "auto" and not edgetpu_present():
+        log.debug("model %s: delegate auto, no Edge TPU on this machine: CPU", pkg.name)
         return on_cpu()
     try:
         if pkg.edgetpu is None:

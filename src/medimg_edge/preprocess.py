@@ -1,10 +1,22 @@
 """From a device frame to the model's input: the one preprocessing shared by training,
 evaluation and ``diagnose`` (so that a model sees at run time what it saw in training).
 
+::
+
+    import medimg_edge as me
+    model = me.load_model("us_lesion")
+    x = me.preprocess.to_model_input(frame, model.package.input)   # (H, W, 1) in [0, 1]
+    out = model.predict(x)
+
 Steps: grayscale (colour frames, for 1-channel models) -> the sidecar's denoising preset
-(``input.denoise``: none, ultrasound or xray) -> float32 -> robust window to
-[0, 1] (the 0.5th and 99.5th percentiles map to 0 and 1: independent of bit depth, dose
-and gain) -> area resize to the model's input size.
+(``input.denoise``: none, ultrasound or xray; :mod:`medimg_edge.denoise`) -> float32 ->
+robust window to [0, 1] (the 0.5th and 99.5th percentiles map to 0 and 1: independent of
+bit depth, dose and gain) -> area resize to the model's input size.
+
+This module sits above :mod:`medimg_edge.runtime` (which loads and runs models and knows
+nothing of denoising) and :mod:`medimg_edge.denoise`; :class:`medimg_edge.Diagnoser` runs
+the same steps with per-thread reused buffers (``out=``), bit-identical to
+:func:`to_model_input`.
 """
 
 from __future__ import annotations
@@ -15,10 +27,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .. import _core, denoise
-from .._errors import InvalidInputError
-from .._validation import as_float_array, checked_array
-from ._package import InputSpec
+from . import _core, denoise
+from ._errors import InvalidInputError
+from ._validation import as_float_array, checked_array
+from .runtime import InputSpec
 
 __all__ = [
     "PERCENTILES",
@@ -38,7 +50,7 @@ _CODES_U8 = np.arange(256, dtype=np.float32)
 
 
 def to_gray(
-    frame: Any, *, color_order: str = "bgr", out: npt.NDArray[np.uint8] | None = None
+    frame: Any, *, color_order: str = "rgb", out: npt.NDArray[np.uint8] | None = None
 ) -> npt.NDArray[Any]:
     """A 2-D frame from a 2-D one or an ``(H, W, 3|4)`` colour screen grab.
 
@@ -47,9 +59,9 @@ def to_gray(
     frame : array_like
         2-D grayscale (uint8, uint16, float32, float64) or ``(H, W, 3)``/``(H, W, 4)`` uint8
         colour.
-    color_order : {"bgr", "rgb"}
-        Channel order of a colour frame (OpenCV delivers BGR(A); most SDKs RGB(A)); the
-        luma weights (ITU-R BT.601) differ for R and B.
+    color_order : {"rgb", "bgr"}, default "rgb"
+        Channel order of a colour frame (pydicom, PIL and most SDKs deliver RGB(A), OpenCV
+        capture BGR(A)); the luma weights (ITU-R BT.601) differ for R and B.
     out : (H, W) ndarray of uint8, optional
         Where to write the gray version of a colour frame (a reused buffer).
     """
@@ -150,7 +162,7 @@ def window_into(
 
 
 def to_model_input(
-    frame: Any, spec: InputSpec, *, color_order: str = "bgr"
+    frame: Any, spec: InputSpec, *, color_order: str = "rgb"
 ) -> npt.NDArray[np.float32]:
     """Turn one frame into the ``(H, W, C)`` float32 [0, 1] array ``Model.predict`` takes.
 
@@ -160,7 +172,7 @@ def to_model_input(
         2-D grayscale or ``(H, W, 3|4)`` uint8 colour, any size.
     spec : InputSpec
         The model's input (``Model.package.input``).
-    color_order : {"bgr", "rgb"}
+    color_order : {"rgb", "bgr"}, default "rgb"
         Channel order of a colour frame.
     """
     if spec.channels != 1:
@@ -172,12 +184,37 @@ def to_model_input(
     return resize_to_input(robust_unit(gray), spec)[:, :, None]
 
 
-def apply_denoise(gray: npt.NDArray[Any], preset: str) -> npt.NDArray[Any]:
-    """The denoising preset of a model input (``"none"``, ``"ultrasound"``, ``"xray"``)."""
+def apply_denoise(
+    gray: npt.NDArray[Any], preset: str, *, out: npt.NDArray[np.float32] | None = None
+) -> npt.NDArray[Any]:
+    """The denoising preset of a model input.
+
+    Parameters
+    ----------
+    gray : (M, N) ndarray
+        A 2-D frame (:func:`to_gray`).
+    preset : {"none", "ultrasound", "xray"}
+        ``"ultrasound"``: :func:`medimg_edge.denoise.ultrasound` (SRAD with the speckle
+        estimated on the frame); ``"xray"``: :func:`medimg_edge.denoise.xray` (generalised
+        Anscombe + Wiener); ``"none"``: ``gray`` itself.
+    out : (M, N) ndarray of float32, optional
+        Where the preset writes its result (a buffer reused across frames; it must not be
+        ``gray``'s memory unless ``gray`` is float32 and C-contiguous); the result is
+        bit-identical to allocating.  Ignored for ``"none"``.
+
+    Returns
+    -------
+    ndarray
+        float32 for a preset (``out`` when given), else ``gray``.
+    """
     if preset == "ultrasound":
-        return denoise.ultrasound(gray)
+        return denoise.ultrasound(gray, out=out)
     if preset == "xray":
-        return denoise.xray(gray)
+        return denoise.xray(gray, out=out)
+    if preset != "none":
+        raise InvalidInputError(
+            f"denoise preset must be 'none', 'ultrasound' or 'xray', got {preset!r}"
+        )
     return gray
 
 
