@@ -187,3 +187,29 @@ def test_runtime_does_not_import_denoising() -> None:
     assert not offenders, offenders
     assert "medimg_edge.preprocess" in MODULES
     assert {"medimg_edge.denoise", "medimg_edge.runtime"} <= imports_of("medimg_edge.preprocess")
+
+
+_TOP_LEVEL_PROBE = r"""
+import sys
+import medimg_edge as me
+lazy = ("medimg_edge.triage", "medimg_edge.io", "medimg_edge.synth", "medimg_edge.batch")
+print(sorted(m for m in lazy if m in sys.modules))
+from medimg_edge import triage
+assert me.diagnose_file is triage.diagnose_file and me.diagnose_clip is triage.diagnose_clip
+assert me.Triage is triage.Triage and me.TriageResult is triage.TriageResult
+assert me.preprocess.to_model_input is me.runtime.to_model_input
+missing = [n for n in me.__all__ if not hasattr(me, n)]
+assert not missing, missing
+assert set(me.__all__) <= set(dir(me))
+"""
+
+
+def test_top_level_exports_the_triage_entry_points_lazily() -> None:
+    """``me.diagnose_file`` / ``me.diagnose_clip`` / ``me.Triage`` are the triage layer's;
+    ``import medimg_edge`` does not import it (nor the file readers, the phantoms or the
+    batch engine): they load on first use.  Every name in ``__all__`` resolves."""
+    run = subprocess.run(
+        [sys.executable, "-c", _TOP_LEVEL_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]", run.stdout

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import logging
 import os
 import sys
 import threading
@@ -34,7 +33,17 @@ __all__ = [
     "quiet_native_stderr",
 ]
 
-log = logging.getLogger("medimg_edge.runtime")
+#: The runtime's logger (``logging`` is imported when the first line is logged: it is not
+#: on the ``import medimg_edge`` path).
+LOGGER = "medimg_edge.runtime"
+
+
+def debug(msg: str, *args: object) -> None:
+    """Log a debug line of the runtime."""
+    import logging
+
+    logging.getLogger(LOGGER).debug(msg, *args)
+
 
 ENV_VAR = "MEDIMG_EDGE_RUNTIME"
 
@@ -190,7 +199,7 @@ def _replay(captured: bytes) -> None:
     kept = []
     for line in captured.splitlines(keepends=True):
         if line.startswith(_INFO_LINES):
-            log.debug("runtime: %s", line.decode("utf-8", "replace").strip())
+            debug("runtime: %s", line.decode("utf-8", "replace").strip())
         else:
             kept.append(line)
     data = b"".join(kept)

@@ -10,11 +10,9 @@ delegate" are told apart from "no Edge TPU device" (which only the delegate itse
 from __future__ import annotations
 
 import ctypes
-import glob
 import os
 import platform
 import re
-from pathlib import Path
 from typing import Any
 
 from .._errors import DelegateError, InvalidInputError
@@ -61,6 +59,9 @@ def edgetpu_present() -> bool:
     M.2 one (``/dev/apex_*``), or ``MEDIMG_EDGE_EDGETPU_LIB`` pointing at a delegate
     library (the user asked for one).  No device or library is opened; ``delegate="auto"``
     tries the Edge TPU (and warns when it cannot use it) only when this is true."""
+    import glob
+    from pathlib import Path
+
     if os.environ.get(EDGETPU_LIB_ENV, "").strip():
         return True
     if glob.glob("/dev/apex_*"):

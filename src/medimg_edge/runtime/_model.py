@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import warnings
@@ -15,7 +14,7 @@ import numpy.typing as npt
 from .. import _core
 from .._errors import DelegateError, InvalidInputError, ModelError
 from .._validation import check_int, checked_array
-from ._backend import Backend, backend, quiet_native_stderr
+from ._backend import Backend, backend, debug, quiet_native_stderr
 from ._delegate import check_device, edgetpu_present, load_edgetpu
 from ._package import (
     ModelFile,
@@ -28,8 +27,6 @@ from ._package import (
 from ._quant import QuantParams
 
 __all__ = ["DelegateFallbackWarning", "Model", "list_models", "load_model"]
-
-log = logging.getLogger("medimg_edge.runtime")
 
 _DELEGATES = ("auto", "cpu", "edgetpu")
 # How far outside [0, 1] an input may go (and saturate) before it counts as unscaled.
@@ -455,7 +452,7 @@ def load_model(
     if delegate == "cpu":
         return on_cpu()
     if delegate == "auto" and not edgetpu_present():
-        log.debug("model %s: delegate auto, no Edge TPU on this machine: CPU", pkg.name)
+        debug("model %s: delegate auto, no Edge TPU on this machine: CPU", pkg.name)
         return on_cpu()
     try:
         if pkg.edgetpu is None:
