@@ -221,9 +221,11 @@ def _api(corpus: Path) -> dict[str, Outcome]:
     return out
 
 
-def _cli(corpus: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Outcome]:
+def _cli(
+    corpus: Path, capsys: pytest.CaptureFixture[str], folders: list[str] | None = None
+) -> dict[str, Outcome]:
     out: dict[str, Outcome] = {}
-    for folder in sorted({c.folder for c in CASES}):
+    for folder in folders or sorted({c.folder for c in CASES}):
         argv = ["diagnose", str(corpus / folder), "--json", "--delegate", "cpu"]
         if folder != "none":
             argv += ["--modality", folder]
@@ -238,7 +240,7 @@ def _cli(corpus: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Outcome]
     return out
 
 
-def _daemon(corpus: Path, tmp_path: Path) -> dict[str, Outcome]:
+def _daemon(corpus: Path, tmp_path: Path, *, cines: int = 2) -> dict[str, Outcome]:
     from medimg_edge.daemon import Ledger
 
     inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
@@ -256,7 +258,7 @@ def _daemon(corpus: Path, tmp_path: Path) -> dict[str, Outcome]:
     finally:
         led.close()
     out: dict[str, Outcome] = {}
-    cines = 0
+    seen_cines = 0
     for name, rid in ids.items():
         doc = outbox / f"{rid}.json"
         if doc.exists():
@@ -268,11 +270,11 @@ def _daemon(corpus: Path, tmp_path: Path) -> dict[str, Outcome]:
                 assert _frame_numbers(sr) == {r["frame_index"] + 1}, name
                 assert r["input"]["frame_index"] == r["frame_index"]
                 assert r["frame_index"] in r["clip"]["frames_diagnosed"]
-                cines += 1
+                seen_cines += 1
         else:
             reason = json.loads((outbox / "failed" / f"{rid}.reason.json").read_text())
             out[name] = ("error", reason["code"], None)
-    assert cines == 2  # the YBR cine and the synth cine
+    assert seen_cines == cines  # the corpus: the YBR cine and the synth cine
     return out
 
 
@@ -286,15 +288,20 @@ def _frame_numbers(ds: Any) -> set[int]:
     return found
 
 
-def _batch(corpus: Path, tmp_path: Path) -> dict[str, Outcome]:
+def _batch(
+    corpus: Path, tmp_path: Path, rows: list[tuple[str, str]] | None = None
+) -> dict[str, Outcome]:
+    """``rows``: (path under ``corpus``, modality or "") of the manifest; default CASES."""
     from medimg_edge import batch
 
+    if rows is None:
+        rows = [(f"{c.folder}/{c.name}", _requested(c) or "") for c in CASES]
     manifest = tmp_path / "manifest.csv"
     with open(manifest, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "modality"])
-        for case in CASES:
-            w.writerow([str(corpus / case.folder / case.name), _requested(case) or ""])
+        for rel, modality in rows:
+            w.writerow([str(corpus / rel), modality])
     table = batch.run([str(manifest)], what="diagnosis", scheduler="serial", keep_ids=True)
     out: dict[str, Outcome] = {}
     for row in table.to_pylist():
@@ -489,9 +496,55 @@ def test_every_bundled_ct_mr_nm_is_refused_and_every_us_diagnosed(tmp_path: Path
     for name in us:
         got = untold.diagnose_file(bundled(name))
         assert got.modality == "ultrasound" and got.modality_source == "dicom", name
-    # the CLI too, without --modality
+
+
+def test_cli_diagnoses_every_bundled_us_file_without_modality(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Target: ``medimg-edge diagnose`` on every ultrasound file of pydicom's wheel, no
+    ``--modality``: each one is diagnosed (a result, not an error) as ultrasound from the
+    DICOM header."""
+    us = _bundled_by_modality().get("US", [])
+    assert len(us) >= 5
     folder = tmp_path / "us"
     folder.mkdir()
     for name in us:
         shutil.copy(bundled(name), folder / name)
-    assert main(["diagnose", str(folder), "--delegate", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["diagnose", str(folder), "--json", "--delegate", "cpu"]) == 0
+    rows = {Path(r["path"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert sorted(rows) == sorted(us)
+    for name, row in rows.items():
+        assert "error" not in row, (name, row)
+        assert row["status"] in ("positive", "negative", "indeterminate"), name
+        assert row["input"]["modality"] == "ultrasound", name
+        assert row["input"]["modality_source"] == "dicom", name
+
+
+def test_every_bundled_ct_mr_nm_is_refused_by_all_four_clients(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Target: every CT / MR / NM DICOM of pydicom's wheel, given as X-ray by the user
+    (folder rule, ``--modality``, manifest column, ``modality=``), is refused with
+    ``unsupported_modality`` by the API, the CLI, the daemon and batch alike."""
+    found = _bundled_by_modality()
+    refused = sorted(n for m in ("CT", "MR", "NM") for n in found.get(m, []))
+    assert len(refused) >= 10
+    corpus = tmp_path / "corpus"
+    (corpus / "xray").mkdir(parents=True)
+    for name in refused:
+        shutil.copy(bundled(name), corpus / "xray" / name)
+    api: dict[str, Outcome] = {}
+    for name in refused:
+        with pytest.raises(me.InvalidInputError) as exc:
+            me.diagnose(corpus / "xray" / name, modality="xray")
+        api[name] = ("error", exc.value.code, None)
+    got = {
+        "api": api,
+        "cli": _cli(corpus, capsys, ["xray"]),
+        "daemon": _daemon(corpus, tmp_path, cines=0),
+        "batch": _batch(corpus, tmp_path, [(f"xray/{n}", "xray") for n in refused]),
+    }
+    want = {name: ("error", "unsupported_modality", None) for name in refused}
+    for client, res in got.items():
+        assert res == want, client
