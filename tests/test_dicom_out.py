@@ -1,6 +1,7 @@
-"""DICOM outputs (``medimg_edge.daemon._dicom``): Comprehensive SR and Secondary Capture
-that reference the source study / series / instance, re-read with pydicom and highdicom,
-zeroed preambles, de-identified variants and the PHI canary."""
+"""DICOM outputs (``medimg_edge.daemon._dicom``): Comprehensive SR (a TID 1500 Measurement
+Report) and Secondary Capture that reference the source study / series / instance, re-read
+with pydicom and highdicom, zeroed preambles, de-identified variants and the PHI canary.
+The daemon-level checks (dciodvfy, dsrdump, regions, correlation) are in ``test_sr.py``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ pydicom = pytest.importorskip("pydicom")
 hd = pytest.importorskip("highdicom")
 from dicom_helpers import bundled, canary_ct_dataset  # noqa: E402
 from medimg_edge._overlay import render_overlay  # noqa: E402
-from medimg_edge.daemon import _deid, _dicom  # noqa: E402
+from medimg_edge.daemon import _deid, _dicom, _sr  # noqa: E402
 
 SALT = b"out-salt"
 CANARY = ("DOE^JOHN", "PHI-12345", "19AB0230", "DOE", "JOHN")
@@ -64,8 +65,10 @@ def read(blob):
 
 
 def content(sr):
-    """Concept meaning -> value of the SR's content items (recursively)."""
-    out = {}
+    """Concept meaning -> value of the SR's content items (recursively; TEXT, NUM, CODE
+    (the value's meaning); a repeated name keeps the last) and ``"references"``: every
+    IMAGE item's Referenced SOP Sequence item (image library, source images, regions)."""
+    out = {"references": []}
 
     def walk(items):
         for item in items:
@@ -74,12 +77,26 @@ def content(sr):
                 out[name] = item.TextValue
             elif item.ValueType == "NUM":
                 out[name] = float(item.MeasuredValueSequence[0].NumericValue)
+            elif item.ValueType == "CODE":
+                out[name] = item.ConceptCodeSequence[0].CodeMeaning
             elif item.ValueType == "IMAGE":
-                out[name] = item.ReferencedSOPSequence[0]
+                out["references"].append(item.ReferencedSOPSequence[0])
             if "ContentSequence" in item:
                 walk(item.ContentSequence)
 
     walk(sr.ContentSequence)
+    return out
+
+
+def scores(sr):
+    """Class label -> Probability of the SR's class groups (tracking ``class: <label>``)."""
+    report = hd.sr.MeasurementReport.from_sequence([hd.sr.srread(io.BytesIO(sr))])
+    out = {}
+    for group in report.get_image_measurement_groups():
+        name = str(group.tracking_identifier)
+        if name.startswith("class: "):
+            (m,) = group.get_measurements()
+            out[name[7:]] = float(m.value)
     return out
 
 
@@ -101,20 +118,22 @@ def test_sr_references_the_source(canary_input, canary_diagnosis):
     assert series.SeriesInstanceUID == src.SeriesInstanceUID
     assert series.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
     items = content(sr)
-    assert items["Source"].ReferencedSOPInstanceUID == src.SOPInstanceUID
-    assert items["Source"].ReferencedSOPClassUID == src.SOPClassUID
+    assert items["references"]
+    for ref in items["references"]:
+        assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
+        assert ref.ReferencedSOPClassUID == src.SOPClassUID
     assert items["Algorithm Name"] == d.model["name"]
     assert items["Algorithm Version"] == d.model["version"]
-    assert items["Model SHA-256"] == d.model["sha256"]
-    assert items["Software"] == f"medimg-edge {d.package_version}"
-    assert items["Triage status"] == d.status
-    assert items["Notice"] == d.notice and "Not for clinical use" in items["Notice"]
+    assert items["Algorithm Parameters"] == f"sha256={d.model['sha256']}"
+    assert items["Device Observer Model Name"] == f"{d.model['name']} {d.model['version']}"
+    assert sr.SoftwareVersions == d.package_version
+    want = {"positive": "Abnormal", "negative": "Normal"}.get(d.status, "Normality Undetermined")
+    assert items["Normality"] == want
+    assert "not for clinical use" in sr.SeriesDescription
     if d.label is not None:
-        assert items["Predicted class"] == d.label
-        assert items["Finding"] == f"{d.status}: {d.label}"
-        assert items["Calibrated confidence"] == pytest.approx(d.confidence, abs=1e-9)
-    for label, score in d.scores.items():
-        assert items[f"Calibrated score: {label}"] == pytest.approx(score, abs=1e-9)
+        assert items["Finding"] in {m for _, _, m in _sr.CLASS_CODES.values()}
+    assert scores(blob) == pytest.approx(d.scores, abs=1e-9)
+    assert list(scores(blob)) == list(d.scores)  # the model's label order
     # highdicom reads it back as a Comprehensive SR
     parsed = hd.sr.srread(io.BytesIO(blob))
     assert isinstance(parsed, hd.sr.ComprehensiveSR)
@@ -153,7 +172,7 @@ def test_deidentified_outputs_share_the_study_and_carry_no_phi(canary_input, can
     new_study = _deid.map_uid(src.StudyInstanceUID, SALT)
     new_source = _deid.map_uid(src.SOPInstanceUID, SALT)
     assert sr.StudyInstanceUID == sc.StudyInstanceUID == new_study
-    assert content(sr)["Source"].ReferencedSOPInstanceUID == new_source
+    assert {r.ReferencedSOPInstanceUID for r in content(sr)["references"]} == {new_source}
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == new_source
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
     assert evidence.StudyInstanceUID == new_study
@@ -166,7 +185,8 @@ def test_deidentified_outputs_share_the_study_and_carry_no_phi(canary_input, can
         assert ds["PatientName"].is_empty and ds["PatientID"].is_empty
         assert not any(e.tag.is_private for e in ds.iterall())
     # the finding survives de-identification (Clean Structured Content Option)
-    assert content(sr)["Triage status"] == canary_diagnosis.status
+    assert "Normality" in content(sr)
+    assert scores(sr_blob) == pytest.approx(canary_diagnosis.scores, abs=1e-9)
     assert hd.sr.srread(io.BytesIO(sr_blob)).StudyInstanceUID == new_study
 
 
@@ -204,9 +224,11 @@ def test_multiframe_reference_names_the_frame(tmp_path, xray):
     img = mio.read_input(path)
     d = xray.diagnose(cv2.resize(img.frames[1], (256, 256)))
     sr = read(_dicom.encode_sr(d, img.dataset, deidentify=False, frame_index=img.frame_indices[1]))
-    ref = content(sr)["Source"]
-    assert ref.ReferencedSOPInstanceUID == img.dataset.SOPInstanceUID
-    assert list(np.atleast_1d(ref.ReferencedFrameNumber)) == [img.frame_indices[1] + 1]
+    refs = content(sr)["references"]
+    assert refs
+    for ref in refs:
+        assert ref.ReferencedSOPInstanceUID == img.dataset.SOPInstanceUID
+        assert list(np.atleast_1d(ref.ReferencedFrameNumber)) == [img.frame_indices[1] + 1]
 
 
 def test_non_dicom_input_gets_a_placeholder_study(tmp_path, real_images, xray):
@@ -215,7 +237,7 @@ def test_non_dicom_input_gets_a_placeholder_study(tmp_path, real_images, xray):
     sr = read(_dicom.encode_sr(d, None, deidentify=False))
     assert str(sr.PatientName) == "ANONYMOUS" and sr.PatientID == "UNKNOWN"
     assert "CurrentRequestedProcedureEvidenceSequence" not in sr
-    assert "Source" not in content(sr)
+    assert content(sr)["references"] == []
     # one placeholder for both outputs of an input: one study, stable across runs
     key = "ab" * 32
     src = _dicom.placeholder_source(key)
@@ -236,5 +258,6 @@ def test_indeterminate_diagnosis_encodes(xray):
     assert d.status == "indeterminate" and d.label is None
     sr = read(_dicom.encode_sr(d, None, deidentify=True))
     items = content(sr)
-    assert items["Finding"] == "indeterminate" and "Predicted class" not in items
-    assert items["Reasons"].startswith("quality:")
+    assert items["Normality"] == "Normality Undetermined" and "Finding" not in items
+    assert items["Reason for indeterminate result"] == "Insufficient quality for interpretation"
+    assert items["Image quality issue"].startswith(("Blank", "Low contrast", "Image quality"))

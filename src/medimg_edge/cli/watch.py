@@ -30,7 +30,8 @@ repeats one.
 
 Settings come from --config FILE.toml (keys: modality, settle_seconds, rescan_seconds,
 workers, queue_size, timeout_seconds, cpu_seconds, memory_limit_mb, max_file_mb,
-max_attempts, retry_seconds, min_free_mb, overlay, sr, sc, deidentify, cine_frames,
+max_attempts, retry_seconds, min_free_mb, overlay, sr, sc, deidentify,
+sr_series_number, record_source_name, cine_frames,
 override_dicom_modality, ignore, health_host, health_port, log_level, processed_dir,
 failed_dir, state_dir; a [folders] table maps subfolders to modalities, us =
 "ultrasound"; a [models] table names a model per modality) and the options below, which
@@ -81,6 +82,21 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="de-identify DICOM outputs (PS3.15 Basic Profile)",
+    )
+    p.add_argument(
+        "--sr-series-number",
+        type=int,
+        metavar="N",
+        dest="sr_series_number",
+        help="Series Number of the SRs (default 9901)",
+    )
+    p.add_argument(
+        "--record-source-name",
+        action="store_true",
+        default=None,
+        dest="record_source_name",
+        help="put the original file name (path in the inbox) in the JSON record (opt-in: "
+        "a file name may identify the patient)",
     )
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (default 2)")
     p.add_argument(

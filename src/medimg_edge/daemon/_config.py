@@ -57,6 +57,8 @@ class Config:
     sr: bool = False
     sc: bool = False
     deidentify: bool = False
+    sr_series_number: int = 9901  # Series Number of the SRs (_dicom.SR_SERIES_NUMBER)
+    record_source_name: bool = False  # the original's name in the JSON record (opt-in)
     cine_frames: int = 3
     workers: int = 2
     queue_size: int = 0  # 0: 16 x workers
@@ -103,7 +105,8 @@ def _ignore_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
-_BOOL = ("overlay", "sr", "sc", "deidentify", "quality_gate", "override_dicom_modality")
+_BOOL: tuple[str, ...] = ("overlay", "sr", "sc", "deidentify", "quality_gate")
+_BOOL += ("override_dicom_modality", "record_source_name")
 _INT = {
     "workers": (1, 64),
     "queue_size": (0, 4096),
@@ -112,6 +115,7 @@ _INT = {
     "memory_limit_mb": (64, 1 << 22),
     "max_file_mb": (1, 1 << 22),
     "cine_frames": (1, 64),
+    "sr_series_number": (0, 2**31 - 1),
 }
 _FLOAT = {
     "settle_seconds": (0.0, 3600.0),
@@ -264,4 +268,9 @@ def load_config(
         if p == inbox or inbox in p.parents:
             raise _err(key, "must not be inside the inbox (outputs would be read as inputs)")
         values[key] = p
+    if values.get("record_source_name") and values.get("deidentify"):
+        raise _err(
+            "record_source_name",
+            "cannot be combined with deidentify (a file name may identify the patient)",
+        )
     return Config(**values)

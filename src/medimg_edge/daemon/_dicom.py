@@ -1,40 +1,29 @@
 """DICOM outputs of the watch-folder daemon: a Comprehensive SR with the finding and a
 Secondary Capture of the overlay picture, both in the study of the input (highdicom).
 
-Why Comprehensive SR rather than Basic Text SR: the result carries numbers (confidence,
-calibrated score per class) that belong in NUM content items with units, and a reference
-to the source image in an IMAGE content item; Basic Text SR allows neither NUM nor an
-IMAGE item under a TEXT finding.  No standard template covers an AI triage result, so the
-content tree is a plain container (no template identifier) using DCM / SCT concepts where
-they exist (Algorithm Name / Version, Finding, Source) and codes of the local coding scheme
-``99MEDIMG`` for the rest (``99`` prefixes are reserved for local schemes, PS3.16 8.2).
-
-Content tree (all ``CONTAINS`` from the root unless said otherwise)::
-
-    CONTAINER (18748-4, LN, "Diagnostic imaging report")
-      TEXT (111001, DCM, "Algorithm Name")            model name
-      TEXT (111003, DCM, "Algorithm Version")         model version
-      TEXT (MODELSHA256, 99MEDIMG, "Model SHA-256")   model file sha256
-      TEXT (SOFTWARE, 99MEDIMG, "Software")           "medimg-edge <version>"
-      TEXT (121071, DCM, "Finding")                   "<status>" or "<status>: <label>"
-        INFERRED FROM  IMAGE (260753009, SCT, "Source")   the source SOP instance (+frame)
-      TEXT (STATUS, 99MEDIMG, "Triage status")        positive / negative / indeterminate
-      TEXT (LABEL, 99MEDIMG, "Predicted class")       when the model ran
-      NUM  (CONFIDENCE, 99MEDIMG, "Calibrated confidence")  unit (1, UCUM, "no units")
-      NUM  (POSSCORE, 99MEDIMG, "Positive score")
-      NUM  (SCORE<i>, 99MEDIMG, "Calibrated score: <class>")  one per class
-      TEXT (REASONS, 99MEDIMG, "Reasons")             quality codes / abstain / threshold
-      TEXT (NOTICE, 99MEDIMG, "Notice")               "Not for clinical use: ..."
+The SR holds a **TID 1500 Measurement Report** (``highdicom.sr.MeasurementReport``; its
+content, the codes and the private codes are described in :mod:`._sr`): the algorithm,
+the triage status as a coded Normality evaluation, the predicted class as a coded Finding,
+one measurement group per class with its calibrated probability, coded reasons for an
+indeterminate result and, for a positive one, the finding's location as an image region
+(SCOORD) on the source instance and frame.  Comprehensive SR (not Enhanced / 3D): 2-D
+image coordinates and NUM items are all it needs.  Content Date / Time and Instance
+Creation Date / Time are the time of writing in UTC (Timezone Offset From UTC ``+0000``);
+the Series Number is configurable (``series_number``, default :data:`SR_SERIES_NUMBER`).
+The private coding scheme ``99MEDIMG`` is declared in the Coding Scheme Identification
+Sequence.  The Secondary Capture carries Laterality (General Series, Type 2C): the
+source's Laterality or Image Laterality when it is ``R`` or ``L``, else empty.
 
 Both outputs keep the input's Study Instance UID (new Series and SOP Instance UIDs) and
-reference the source instance: the SR through its IMAGE item and the Current Requested
-Procedure Evidence Sequence, the SC through Source Image Sequence.  Patient and study
-attributes copied from the source are only those of the Patient and General Study modules
-(name, ID, birth date, sex, accession number, study ID, date, time, referring physician):
-nothing else of the input header reaches an output.  With ``deidentify=True`` the source
-attributes are de-identified *before* the object is built (so SR and SC share the same
-replaced UIDs) and the finished object passes through :func:`._deid.deidentify` once more
-(without replacing UIDs again).  Without a source (PNG/JPEG/TIFF/.npy input), or with a
+reference the source instance: the SR through its image region / source image items and the
+Current Requested Procedure Evidence Sequence, the SC through Source Image Sequence.
+Patient and study attributes copied from the source are only those of the Patient and
+General Study modules (name, ID, birth date, sex, accession number, study ID, date, time,
+referring physician): nothing else of the input header reaches an output.  With
+``deidentify=True`` the source attributes are de-identified *before* the object is built
+(so SR and SC share the same replaced UIDs) and the finished object passes through
+:func:`._deid.deidentify` once more (without replacing UIDs again); the de-identified SR's
+dates are the profile's dummies.  Without a source (PNG/JPEG/TIFF/.npy input), or with a
 source that has no Study Instance UID, the outputs go to a new study made by
 :func:`placeholder_source`: Patient Name ``ANONYMOUS``, Patient ID ``UNKNOWN``, empty birth
 date and sex, Study ID ``MEDIMG``; pass the same placeholder to both encoders (as
@@ -72,6 +61,14 @@ __all__ = [
 #: Series numbers of the outputs (new series in the input's study).
 SR_SERIES_NUMBER = 9901
 SC_SERIES_NUMBER = 9902
+#: Single-frame image storage SOP classes (ultrasound, secondary capture, CR, DX, digital
+#: mammography / intra-oral, retired ultrasound): a reference to one of them never names a
+#: frame (PS3.3 C.17.3.2.1: Referenced Frame Number only for multi-frame SOP classes), even
+#: when the source (wrongly) holds several frames.
+SINGLE_FRAME_SOP_CLASSES = frozenset(
+    "1.2.840.10008.5.1.4.1.1." + s
+    for s in ("6.1", "6", "7", "1", "1.1", "1.1.1", "1.2", "1.2.1", "1.3", "1.3.1")
+)
 _MANUFACTURER = "medimg-edge"
 _LOCAL = "99MEDIMG"
 _DA = re.compile(r"^\d{8}$")
@@ -162,6 +159,10 @@ def _evidence(source: Any, *, deidentify: bool, salt: bytes | None) -> tuple[Any
         for keyword in ("Modality", "BurnedInAnnotation", "PatientOrientation"):
             if keyword in src:
                 setattr(ev, keyword, src.get(keyword))
+    # Laterality (General Series, Type 2C): the source's, or its Image Laterality, when
+    # it names one side; else empty (dciodvfy asks for the attribute).
+    sides = [str(src.get(k, "") or "").strip() for k in ("Laterality", "ImageLaterality")]
+    ev.Laterality = next((v for v in sides if v in ("R", "L")), "")
     if deidentify:  # the markers go on the outputs (_finish), not on this header
         ev = _deidentify(ev, (), salt, False, True, mark=False)
     return ev, has_instance
@@ -207,8 +208,12 @@ def encode_sr(
     deidentify: bool,
     salt: bytes | None = None,
     frame_index: int | None = None,
+    series_number: int = SR_SERIES_NUMBER,
+    negative_label: str | None = None,
+    now: datetime.datetime | None = None,
 ) -> bytes:
-    """A Comprehensive SR document (bytes of a DICOM file) with ``diagnosis``.
+    """A Comprehensive SR document (bytes of a DICOM file) holding a TID 1500 Measurement
+    Report of ``diagnosis`` (content: :mod:`medimg_edge.daemon._sr`).
 
     Parameters
     ----------
@@ -222,14 +227,50 @@ def encode_sr(
         UID replacement secret (default: per process).
     frame_index : int, optional
         0-based index of the diagnosed frame of a multi-frame source (referenced as
-        frame ``frame_index + 1``).
+        frame ``frame_index + 1``; not for a source of a single-frame SOP class,
+        :data:`SINGLE_FRAME_SOP_CLASSES`).
+    series_number : int
+        Series Number of the SR (default :data:`SR_SERIES_NUMBER`).
+    negative_label : str, optional
+        The model's negative class (default: found from the scores, the class whose
+        probability is ``1 - positive_score``).
+    now : datetime.datetime, optional
+        Content date / time (default: now, UTC; Timezone Offset From UTC ``+0000``).
 
     Returns
     -------
     bytes
     """
+    number = _series_number(series_number)
     with quiet_dicom():
-        return _encode_sr(diagnosis, source_dataset, deidentify, salt, frame_index)
+        return _encode_sr(
+            diagnosis, source_dataset, deidentify, salt, frame_index, number, negative_label, now
+        )
+
+
+def _series_number(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31 - 1:
+        raise InvalidInputError(f"series_number must be an integer 0..2147483647, got {value!r}")
+    return value
+
+
+def _negative_label(diagnosis: Any) -> str | None:
+    """The class whose probability is ``1 - positive_score`` (the model's negative one)."""
+    if diagnosis.status == "negative" and diagnosis.label is not None:
+        return str(diagnosis.label)
+    if diagnosis.positive_score is None:
+        return None
+    target = 1.0 - float(diagnosis.positive_score)
+    close = [k for k, v in diagnosis.scores.items() if abs(float(v) - target) <= 1e-9]
+    return str(close[0]) if len(close) == 1 else None
+
+
+def _device_uid(model: dict[str, Any]) -> str:
+    """Device Observer UID: ``2.25.<sha-256 of the model file's sha256>`` (names the
+    algorithm, the same on every host that runs the same model)."""
+    key = "medimg-edge device " + str(model.get("sha256", "") or model.get("name", ""))
+    digest = hashlib.sha256(key.encode()).digest()
+    return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
 def _encode_sr(
@@ -238,67 +279,38 @@ def _encode_sr(
     deidentify: bool,
     salt: bytes | None,
     frame_index: int | None,
+    series_number: int,
+    negative_label: str | None,
+    now: datetime.datetime | None,
 ) -> bytes:
     import highdicom as hd
     import pydicom
-    from pydicom.sr.coding import Code
+
+    from . import _sr
 
     ev, has_instance = _evidence(source_dataset, deidentify=deidentify, salt=salt)
-    f = _diagnosis_fields(diagnosis)
-
-    def text(code: str, scheme: str, meaning: str, value: str) -> Any:
-        return hd.sr.TextContentItem(
-            name=Code(code, scheme, meaning), value=value[:10000], relationship_type="CONTAINS"
-        )
-
-    unit = Code("1", "UCUM", "no units")
-
-    def num(code: str, meaning: str, value: float) -> Any:
-        return hd.sr.NumContentItem(
-            name=Code(code, _LOCAL, meaning[:64]),
-            value=float(value),
-            unit=unit,
-            relationship_type="CONTAINS",
-        )
-
-    model = f["model"]
-    items: list[Any] = [
-        text("111001", "DCM", "Algorithm Name", str(model.get("name", ""))),
-        text("111003", "DCM", "Algorithm Version", str(model.get("version", ""))),
-        text("MODELSHA256", _LOCAL, "Model SHA-256", str(model.get("sha256", ""))),
-        text("SOFTWARE", _LOCAL, "Software", f"medimg-edge {f['package_version']}"),
-    ]
-    finding_text = f["status"] if f["label"] is None else f"{f['status']}: {f['label']}"
-    finding = text("121071", "DCM", "Finding", finding_text)
+    reference = None
+    rows = columns = None
     if has_instance:
         frames = None
-        if frame_index is not None and int(frame_index) >= 0:
-            n_frames = int(source_dataset.get("NumberOfFrames", 1) or 1)
-            if n_frames > 1:
-                frames = [int(frame_index) + 1]
-        image = hd.sr.ImageContentItem(
-            name=Code("260753009", "SCT", "Source"),
-            referenced_sop_class_uid=ev.SOPClassUID,
-            referenced_sop_instance_uid=ev.SOPInstanceUID,
-            referenced_frame_numbers=frames,
-            relationship_type="INFERRED FROM",
-        )
-        finding.ContentSequence = hd.sr.ContentSequence([image], is_root=False)
-    items.append(finding)
-    items.append(text("STATUS", _LOCAL, "Triage status", f["status"]))
-    if f["label"] is not None:
-        items.append(text("LABEL", _LOCAL, "Predicted class", f["label"]))
-    if f["confidence"] is not None:
-        items.append(num("CONFIDENCE", "Calibrated confidence", f["confidence"]))
-    if f["positive_score"] is not None:
-        items.append(num("POSSCORE", "Positive score", f["positive_score"]))
-    for i, (label, score) in enumerate(sorted(f["scores"].items())):
-        items.append(num(f"SCORE{i}", f"Calibrated score: {label}", score))
-    if f["reasons"]:
-        items.append(text("REASONS", _LOCAL, "Reasons", ", ".join(f["reasons"])))
-    items.append(text("NOTICE", _LOCAL, "Notice", f["notice"]))
-    root = hd.sr.ContainerContentItem(name=Code("18748-4", "LN", "Diagnostic imaging report"))
-    root.ContentSequence = hd.sr.ContentSequence(items, is_root=False)
+        n_frames = int(source_dataset.get("NumberOfFrames", 1) or 1)
+        multi = n_frames > 1 and str(ev.SOPClassUID) not in SINGLE_FRAME_SOP_CLASSES
+        if frame_index is not None and int(frame_index) >= 0 and multi:
+            frames = [int(frame_index) + 1]
+        reference = (str(ev.SOPClassUID), str(ev.SOPInstanceUID), frames)
+        rows, columns = source_dataset.get("Rows"), source_dataset.get("Columns")
+    region = None
+    if diagnosis.status == "positive" and reference is not None:
+        region = _sr.heatmap_region(diagnosis.heatmap, rows, columns)
+    modality = str(ev.get("Modality", "") or diagnosis.frame.get("modality", "") or "")
+    content = _sr.measurement_report(
+        diagnosis,
+        reference=reference,
+        modality=modality,
+        device_uid=_device_uid(dict(diagnosis.model)),
+        negative_label=negative_label if negative_label is not None else _negative_label(diagnosis),
+        region=region,
+    )
     evidence = [ev]
     if not has_instance:
         # highdicom needs an instance to collect evidence from; this one is never written
@@ -310,9 +322,9 @@ def _encode_sr(
         evidence = [stub]
     sr = hd.sr.ComprehensiveSR(
         evidence=evidence,
-        content=root,
+        content=content,
         series_instance_uid=hd.UID(),
-        series_number=SR_SERIES_NUMBER,
+        series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=1,
         manufacturer=_MANUFACTURER,
@@ -324,6 +336,19 @@ def _encode_sr(
     )
     if not has_instance and "CurrentRequestedProcedureEvidenceSequence" in sr:
         del sr.CurrentRequestedProcedureEvidenceSequence
+    when = now if now is not None else datetime.datetime.now(datetime.timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    when = when.astimezone(datetime.timezone.utc)
+    for keyword, value in (
+        ("ContentDate", when.strftime("%Y%m%d")),
+        ("InstanceCreationDate", when.strftime("%Y%m%d")),
+        ("ContentTime", when.strftime("%H%M%S.%f")),
+        ("InstanceCreationTime", when.strftime("%H%M%S.%f")),
+        ("TimezoneOffsetFromUTC", "+0000"),
+    ):
+        setattr(sr, keyword, value)
+    sr.CodingSchemeIdentificationSequence = [_sr.coding_scheme_item()]
     sr.SoftwareVersions = __version__
     return _finish(sr, deidentify=deidentify, salt=salt, clean_content=True)
 
@@ -412,6 +437,7 @@ def _encode_sc(
     valid = orientation is not None and not isinstance(orientation, str) and len(orientation) == 2
     value: Any = list(orientation) if valid else ""
     sc.PatientOrientation = value
+    sc.Laterality = ev.Laterality
     if has_instance:
         ref = Dataset()
         ref.ReferencedSOPClassUID = ev.SOPClassUID

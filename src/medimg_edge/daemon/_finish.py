@@ -55,6 +55,8 @@ class Outcome:
     kind: str | None = None
     moved: bool = True
     worker_restarted: bool = False
+    status: str | None = None  # the result's (done only): for the done log line
+    label: str | None = None
 
 
 Reply = WorkerReply | WorkerDied | RuntimeError
@@ -76,6 +78,16 @@ def moved_out(rid: str, err: OSError | None) -> bool:
         extra={"event": "move_failed", "id": rid, "errno": err.errno},
     )
     return False
+
+
+def _with_source_name(record: bytes, relpath: str) -> bytes:
+    """The JSON record with ``source_name`` (the original's path in the inbox) added
+    (``record_source_name``; the name is never logged)."""
+    doc = json.loads(record)
+    if doc.get("source_name") == relpath:  # already added (a batch retried one by one)
+        return record
+    doc["source_name"] = relpath
+    return (json.dumps(doc, allow_nan=False) + "\n").encode()
 
 
 class Finisher:
@@ -143,6 +155,9 @@ class Finisher:
         ``processed/``.  When the writes fail (e.g. disk full) several replies are retried
         one by one; a single one counts as a failed attempt (``output_error``)."""
         c = self._config()
+        if c.record_source_name:  # opt-in: the original's path in the inbox
+            for job, r in good:
+                r.blobs["json"] = _with_source_name(r.blobs["json"], job.row.path)
         writes = [
             (c.outbox / f"{job.rid}.{name}", data)
             for job, r in good
@@ -163,7 +178,15 @@ class Finisher:
             h = r.header
             moved = moved_out(job.rid, err)
             outcomes.append(
-                Outcome(job, "done", sha256=h.get("sha256"), kind=h.get("kind"), moved=moved)
+                Outcome(
+                    job,
+                    "done",
+                    sha256=h.get("sha256"),
+                    kind=h.get("kind"),
+                    moved=moved,
+                    status=h.get("status"),
+                    label=h.get("label"),
+                )
             )
         return outcomes
 

@@ -129,6 +129,10 @@ class _Work:
                             img.dataset,
                             deidentify=job["deidentify"],
                             frame_index=frame_index if img.n_frames > 1 else None,
+                            series_number=job.get("sr_series_number", _dicom.SR_SERIES_NUMBER),
+                            negative_label=self.diagnoser(
+                                got.modality
+                            ).model.package.negative_label,
                         )
                     )
                 if job["sc"] and overlay_bgr is not None:
@@ -144,9 +148,35 @@ class _Work:
                     )
         if skipped:
             doc["outputs_skipped"] = skipped
+        if img.kind == "dicom" and img.dataset is not None:
+            doc["source"] = _source_fields(img.dataset, bool(job["deidentify"]))
         doc["outputs"] = sorted([f"{label}.{k}" for k in blobs] + [f"{label}.json"])
         blobs["json"] = (json.dumps(doc, allow_nan=False) + "\n").encode()
-        return {"ok": True, "sha256": img.sha256, "kind": img.kind}, blobs
+        header = {"ok": True, "sha256": img.sha256, "kind": img.kind}
+        header.update(status=agg.status, label=agg.label)
+        return header, blobs
+
+
+def _source_fields(ds: Any, deidentified: bool) -> dict[str, Any]:
+    """What of the source header the JSON record carries for correlation: its SOP
+    Instance / Class, Series and Study Instance UIDs and Accession Number, or only
+    ``{"deidentified": true}`` with ``--deidentify``."""
+    if deidentified:
+        return {"deidentified": True}
+    keys = {
+        "sop_instance_uid": "SOPInstanceUID",
+        "sop_class_uid": "SOPClassUID",
+        "series_instance_uid": "SeriesInstanceUID",
+        "study_instance_uid": "StudyInstanceUID",
+        "accession_number": "AccessionNumber",
+    }
+    out: dict[str, Any] = {"deidentified": False}
+    for name, keyword in keys.items():
+        value = str(ds.get(keyword, "") or "").strip()
+        out[name] = value or None
+    return out
+
+
 
 
 def _cpu_used() -> float:
