@@ -85,3 +85,35 @@ def test_diagnoser_feeds_the_model_what_to_model_input_makes(
         assert len(fed) == 1, name
         want = preprocess.to_model_input(frame, spec)
         assert np.array_equal(fed[0].reshape(want.shape), want), (preset, name)
+
+
+@pytest.mark.parametrize("preset", ["ultrasound", "xray"])
+def test_denoising_diagnoser_allocates_no_frame_sized_array(preset: str) -> None:
+    """With a denoising preset the denoised frame lives in the thread's reused buffer:
+    after warm-up one call allocates (tracemalloc sees NumPy's allocations) far less than
+    one frame-sized float32 array, where a fresh ``apply_denoise`` result alone is one."""
+    import tracemalloc
+
+    d = me.Diagnoser(
+        FIXTURES / "bench224_int8.json", modality="ultrasound", delegate="cpu", denoise=preset
+    )
+    frame = me.synth.ultrasound(8, size=512, geometry="linear").image
+    frame_bytes = frame.size * 4
+    for _ in range(3):
+        d.diagnose(frame)
+    peaks = []
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            tracemalloc.reset_peak()
+            base, _ = tracemalloc.get_traced_memory()
+            assert d.diagnose(frame).label is not None  # the model ran
+            peaks.append(tracemalloc.get_traced_memory()[1] - base)
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        preprocess.apply_denoise(frame, preset)  # the allocation the buffer avoids
+        fresh = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert fresh >= frame_bytes
+    assert max(peaks) < frame_bytes // 8, (peaks, frame_bytes)

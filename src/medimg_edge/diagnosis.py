@@ -507,8 +507,10 @@ class Diagnoser:
             return self._finish(refused, ts, None)
         source: npt.NDArray[Any] | None = gray  # what img holds, converted to float32
         if self._denoise != "none":
-            # into this thread's buffer (bit-identical to a fresh array)
-            img = apply_denoise(gray, self._denoise, out=ws.get("denoised", hw))
+            # The preset reads the float32 copy (what it would convert gray to itself)
+            # and writes into this thread's buffer: no frame-sized array per call, and
+            # bit-identical to apply_denoise(gray, preset) (tests/test_preprocess.py).
+            img = apply_denoise(img, self._denoise, out=ws.get("denoised", hw))
             source = None
         t = lap("denoise", t)
         model = self._thread_model()
