@@ -33,8 +33,11 @@ workers, queue_size, timeout_seconds, cpu_seconds, memory_limit_mb, max_file_mb,
 max_attempts, retry_seconds, min_free_mb, overlay, sr, sc, deidentify,
 sr_series_number, record_source_name, cine_frames,
 override_dicom_modality, ignore, health_host, health_port, log_level, processed_dir,
-failed_dir, state_dir; a [folders] table maps subfolders to modalities, us =
-"ultrasound"; a [models] table names a model per modality) and the options below, which
+failed_dir, state_dir, dicom_port, dicom_host, dicom_folder, ae_title, allow_ae,
+tls_cert, tls_key, tls_ca, forward_retry_seconds, forward_backoff_max_seconds,
+forward_max_attempts; a [folders] table maps subfolders to modalities, us =
+"ultrasound"; a [models] table names a model per modality; one [[forward]] table per
+PACS: ae_title, host, port, calling_ae, sc, tls, tls_ca) and the options below, which
 win.  Signals: SIGTERM / SIGINT finish
 the files in flight and stop; SIGHUP reloads the config.  Logs are JSON lines on stderr,
 without patient data at any level.
@@ -142,10 +145,51 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="serve /healthz and /metrics on 127.0.0.1:PORT (0: any free port)",
     )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], dest="log_level")
+    _add_dicom_arguments(p)
     p.add_argument(
         "--exit-when-idle",
         action="store_true",
         help="stop once every file in the inbox is done (batch mode)",
+    )
+
+
+def _add_dicom_arguments(p: argparse.ArgumentParser) -> None:
+    """The DICOM node: C-STORE listener and forwarding (see daemon/README.md)."""
+    g = p.add_argument_group("DICOM node")
+    g.add_argument(
+        "--dicom-port",
+        type=int,
+        metavar="PORT",
+        dest="dicom_port",
+        help="receive images by DICOM C-STORE on PORT (0: any free); each instance enters "
+        "the inbox (INBOX/dicom/) before it is acknowledged",
+    )
+    g.add_argument("--ae-title", metavar="AE", dest="ae_title", help="our AE title (MEDIMG)")
+    g.add_argument(
+        "--allow-ae",
+        nargs="+",
+        action="extend",
+        metavar="AE",
+        dest="allow_ae",
+        help="accept associations only from these calling AE titles",
+    )
+    g.add_argument(
+        "--bind",
+        metavar="ADDR",
+        dest="dicom_host",
+        help="address of the listener (default 127.0.0.1; 0.0.0.0: every interface)",
+    )
+    g.add_argument("--tls-cert", metavar="PEM", dest="tls_cert", help="TLS certificate")
+    g.add_argument("--tls-key", metavar="PEM", dest="tls_key", help="TLS private key")
+    g.add_argument(
+        "--tls-ca", metavar="PEM", dest="tls_ca", help="require client certificates from this CA"
+    )
+    g.add_argument(
+        "--forward",
+        action="append",
+        metavar="AE@HOST:PORT",
+        help="send every SR (and SC with --sc) by C-STORE to this PACS; repeatable; "
+        "queued durably, retried with back-off",
     )
 
 

@@ -77,6 +77,19 @@ class Config:
     log_level: str = "INFO"
     quality_gate: bool = True
     override_dicom_modality: bool = False
+    # DICOM node (C-STORE SCP ``_scp.py``, forwarding ``_forward.py``)
+    dicom_port: int | None = None
+    dicom_host: str = "127.0.0.1"
+    dicom_folder: str = "dicom"
+    ae_title: str = "MEDIMG"
+    allow_ae: tuple[str, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    forward: tuple[Any, ...] = ()  # _forward.Destination
+    forward_retry_seconds: float = 2.0
+    forward_backoff_max_seconds: float = 300.0
+    forward_max_attempts: int = 10
 
     @property
     def effective_queue_size(self) -> int:
@@ -115,6 +128,7 @@ _INT = {
     "memory_limit_mb": (64, 1 << 22),
     "max_file_mb": (1, 1 << 22),
     "cine_frames": (1, 64),
+    "forward_max_attempts": (1, 1000),
     "sr_series_number": (0, 2**31 - 1),
 }
 _FLOAT = {
@@ -123,6 +137,8 @@ _FLOAT = {
     "retry_seconds": (0.0, 3600.0),
     "timeout_seconds": (0.5, 86400.0),
     "min_free_mb": (0.0, float(1 << 40)),
+    "forward_retry_seconds": (0.01, 3600.0),
+    "forward_backoff_max_seconds": (0.01, 86400.0),
 }
 _PATHS = ("inbox", "outbox", "processed_dir", "failed_dir", "state_dir")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -200,11 +216,67 @@ def _coerce(key: str, value: object) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
             raise _err(key, f"must be a TCP port in [0, 65535] (0: any free), got {value!r}")
         return value
+    if key in _DICOM_KEYS:
+        return _coerce_dicom(key, value)
     if key == "log_level":
         if not isinstance(value, str) or value.upper() not in _LEVELS:
             raise _err(key, f"must be one of {', '.join(_LEVELS)}, got {value!r}")
         return value.upper()
     raise _err(key, "unknown key (typo?)")
+
+
+_DICOM_KEYS: tuple[str, ...] = ("dicom_port", "dicom_host", "dicom_folder", "ae_title")
+_DICOM_KEYS += ("allow_ae", "forward", "tls_cert", "tls_key", "tls_ca")
+
+
+def _coerce_dicom(key: str, value: object) -> Any:
+    """The keys of the DICOM node (``_scp.py``, ``_forward.py``)."""
+    from ._forward import parse_destination
+    from ._scp import check_ae_title
+
+    try:
+        if key == "dicom_port":
+            if value is None or value == "":
+                return None
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+                raise _err(key, f"must be a TCP port in [0, 65535] (0: any free), got {value!r}")
+            return value
+        if key == "dicom_host":
+            try:
+                return str(ipaddress.ip_address(str(value)))
+            except ValueError:
+                raise _err(key, f"must be an IP address to bind, got {value!r}") from None
+        if key == "dicom_folder":
+            clean = str(PurePosixPath(str(value).strip("/")))
+            parts = PurePosixPath(clean).parts
+            if clean in ("", ".") or ".." in parts or any(p.startswith(".") for p in parts):
+                raise _err(key, "must be a relative folder inside the inbox (no dot names)")
+            return clean
+        if key == "ae_title":
+            return check_ae_title(value, key)
+        if key == "allow_ae":
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)):
+                raise _err(key, "must be a list of AE titles")
+            return tuple(check_ae_title(v, key) for v in items)
+        if key == "forward":
+            items = [value] if isinstance(value, (str, dict)) else value
+            if not isinstance(items, (list, tuple)):
+                raise _err(key, 'must be a list of "AE@HOST:PORT" or [[forward]] tables')
+            return tuple(parse_destination(v) for v in items)
+        # tls_cert / tls_key / tls_ca
+        if value is None or value == "":
+            return None
+        if not isinstance(value, (str, os.PathLike)):
+            raise _err(key, f"must be a path, got {value!r}")
+        path = Path(value).expanduser().absolute()
+        if not path.is_file():
+            raise _err(key, f"{path} is not a readable file")
+        return path
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 _KNOWN = {f.name for f in dataclasses.fields(Config)}
@@ -268,6 +340,15 @@ def load_config(
         if p == inbox or inbox in p.parents:
             raise _err(key, "must not be inside the inbox (outputs would be read as inputs)")
         values[key] = p
+    if values.get("record_source_name") and values.get("deidentify"):
+        raise _err(
+            "record_source_name",
+            "cannot be combined with deidentify (a file name may identify the patient)",
+        )
+    if values.get("tls_key") is not None and values.get("tls_cert") is None:
+        raise _err("tls_key", "needs tls_cert")
+    if values.get("tls_ca") is not None and values.get("tls_cert") is None:
+        raise _err("tls_ca", "needs tls_cert (the listener's certificate)")
     if values.get("record_source_name") and values.get("deidentify"):
         raise _err(
             "record_source_name",

@@ -130,6 +130,31 @@ class Metrics:
         self.paused = Gauge(
             "medimg_edge_intake_paused", "1 while intake is paused (free disk)", registry=r
         )
+        # the DICOM node (_scp.py, _forward.py)
+        self.dicom_received = Counter(
+            "medimg_edge_dicom_received", "Instances received by C-STORE into the inbox", registry=r
+        )
+        self.dicom_refused = Counter(
+            "medimg_edge_dicom_refused", "C-STORE requests refused", ["status"], registry=r
+        )
+        self.forward_queue = Gauge(
+            "medimg_edge_forward_queue_depth",
+            "Objects waiting to be forwarded",
+            ["destination"],
+            registry=r,
+        )
+        self.forward_sent = Counter(
+            "medimg_edge_forward_sent",
+            "Objects forwarded (success response)",
+            ["destination"],
+            registry=r,
+        )
+        self.forward_failures = Counter(
+            "medimg_edge_forward_failures",
+            "Failed forwarding attempts (destination down or object refused)",
+            ["destination", "reason"],
+            registry=r,
+        )
         self.latency = Histogram(
             "medimg_edge_processing_seconds",
             "Time from claiming an input to its outputs being durable",

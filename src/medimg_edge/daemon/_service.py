@@ -76,6 +76,16 @@ RESTART_KEYS = (
     "quality_gate",
     "cine_frames",
     "max_file_mb",
+    # the DICOM node
+    "dicom_port",
+    "dicom_host",
+    "dicom_folder",
+    "ae_title",
+    "allow_ae",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "forward",
 )
 
 
@@ -128,6 +138,9 @@ class Daemon:
         self._watcher_active = False
         self._locks: list[int] = []
         self._hinted = False
+        self._scp: Any = None  # _scp.Receiver (C-STORE listener)
+        self._forward: Any = None  # _forward.Forwarder
+        self._forward_due = False
 
     # -- start / stop ----------------------------------------------------------------------
     def _worker_settings(self) -> dict[str, Any]:
@@ -170,6 +183,7 @@ class Daemon:
         self.ledger = Ledger(c.state_dir / "ledger.sqlite")
         self._intake = Intake(self.ledger, lambda: self.config, self._finisher, self.metrics)
         self._intake.recover()
+        self._setup_dicom()
         log.info(
             "started",
             extra={
@@ -180,6 +194,54 @@ class Daemon:
                 "ledger": self.ledger.counts(),
             },
         )
+
+    def _setup_dicom(self) -> None:
+        """The C-STORE listener's folder and recovery, the forward queue (both need
+        pynetdicom); they start serving in :meth:`_start_dicom`."""
+        c = self.config
+        if c.dicom_port is None and not c.forward:
+            return
+        try:
+            importlib.import_module("pynetdicom")
+        except ImportError:
+            raise ConfigError(
+                "--dicom-port / --forward need pynetdicom: pip install 'medimg-edge[daemon]'"
+            ) from None
+        assert self.ledger is not None
+        if c.dicom_port is not None:
+            from ._scp import Receiver
+
+            self._scp = Receiver(
+                c, self.ledger.path, lambda: self._paused, self._on_hint, self.metrics
+            )
+            self._scp.recover()
+        if c.forward:
+            from ._forward import Forwarder
+
+            self._forward = Forwarder(
+                self.ledger.path,
+                c.outbox,
+                self.ledger.result_id,
+                c.forward,
+                self.metrics,
+                calling_ae=c.ae_title,
+                send_sc=c.sc,
+                retry_seconds=c.forward_retry_seconds,
+                backoff_max_seconds=c.forward_backoff_max_seconds,
+                max_attempts=c.forward_max_attempts,
+                client_cert=None if c.tls_cert is None else (c.tls_cert, c.tls_key),
+            )
+
+    def _start_dicom(self) -> None:
+        if self._forward is not None:
+            self._forward.start()
+        if self._scp is not None:
+            self._scp.start()
+
+    def _stop_dicom(self) -> None:
+        if self._scp is not None:
+            self._scp.close()
+            self._scp = None
 
     def _start_workers(self) -> None:
         settings = self._worker_settings()
@@ -217,6 +279,10 @@ class Daemon:
             "watcher": self._watcher_active,
             "uptime_s": round(time.time() - self._started, 3),
             "health": None if self._http is None else [self._http.host, self._http.port],
+            "dicom": None
+            if self._scp is None or self._scp.port is None
+            else [self.config.dicom_host, self._scp.port, self.config.ae_title],
+            "forward": None if self._forward is None else self._forward.status(),
         }
 
     def _write_status(self) -> None:
@@ -241,9 +307,13 @@ class Daemon:
             self._setup()
             self._start_workers()
             self._start_http()
+            self._start_dicom()
         except (ConfigError, RuntimeError, OSError) as exc:
             msg = f"{type(exc).__name__}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
             log.error(msg, extra={"event": "startup_failed"})
+            self._stop_dicom()
+            if self._forward is not None:
+                self._forward.stop(timeout=1.0)
             self._shutdown_workers()
             if self.ledger is not None:
                 self.ledger.close()
@@ -279,6 +349,9 @@ class Daemon:
                     claimed = self._dispatch()
                 for job in claimed:
                     self._jobs.put(job)
+                if self._forward_due and self._forward is not None:
+                    self._forward.wake()
+                self._forward_due = False
                 self._update_gauges()
                 if self.exit_when_idle and self._idle():
                     log.info("idle: exiting", extra={"event": "idle_exit"})
@@ -297,8 +370,11 @@ class Daemon:
             sd_notify("STOPPING=1")
             self._stop = True
             log.info("stopping", extra={"event": "stopping"})
+            self._stop_dicom()  # no new instances; unanswered ones are sent again by peers
             watcher.stop()
             self._finish_in_flight()
+            if self._forward is not None:
+                self._forward.stop()
             if self._http is not None:
                 self._http.close()
             assert self.ledger is not None
@@ -476,6 +552,7 @@ class Daemon:
                         intake.unmoved.add((row.path, row.signature))
         with self._lock:
             self._in_flight -= len(outcomes)
+        self._forward_due = True  # wake the forward feeder once this is committed
 
     def _update_gauges(self) -> None:
         doc = self.health()
