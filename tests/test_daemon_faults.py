@@ -1,5 +1,7 @@
 """Watch-folder daemon under faults (issue 7): kill -9 of the daemon and of its workers,
-poison files, a corpus of malformed inputs, a PHI canary, recovery from every crash point.
+poison files, a corpus of malformed inputs, a PHI canary, recovery from every crash point;
+slow writers (issue 16): a writer pausing mid-file, one still writing into a quarantined
+copy.  Disk-full and damaged-ledger faults are in ``test_daemon_disk.py``.
 
 Real processes and real files; every wait has a liveness bound only.
 """
@@ -10,6 +12,8 @@ import importlib.util
 import os
 import random
 import signal
+import subprocess
+import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -45,6 +49,13 @@ def _rows(outbox: Path) -> list[tuple[str, str]]:
         return [(r.path, r.state) for r in led.all_rows()]
     finally:
         led.close()
+
+
+def _config(tmp_path: Path, **keys: float) -> list[str]:
+    """``--config FILE`` of a TOML holding ``keys``."""
+    toml = tmp_path / "watch.toml"
+    toml.write_text("".join(f"{k} = {v}\n" for k, v in keys.items()))
+    return ["--config", str(toml)]
 
 
 def _run_until_idle(inbox: Path, outbox: Path, *args: str) -> DaemonProc:
@@ -264,7 +275,9 @@ def test_phi_canary_nowhere(tmp_path: Path) -> None:
     (folder / "DOE_JOHN_broken.dcm").write_bytes(good[:400])
     (inbox / "DOE_JOHN.png").write_bytes(png_bytes(1))
     (inbox / "DOE_JOHN_bad.png").write_bytes(b"\x89PNG\r\n\x1a\nDOE^JOHN")
-    extra = ["--deidentify", "--overlay"]
+    # the broken files are present at start (no writer evidence): quarantined after a
+    # short incomplete-read window
+    extra = ["--deidentify", "--overlay", *_config(tmp_path, incomplete_window_seconds=1)]
     have_dicom_out = importlib.util.find_spec("medimg_edge.daemon._dicom") is not None
     if have_dicom_out:
         extra += ["--sr", "--sc"]
@@ -326,3 +339,91 @@ def test_recovery_from_every_crash_point(tmp_path: Path) -> None:
     assert not any(p.is_file() for p in inbox.rglob("*"))
     events = [e.get("event") for e in d.log_events()]
     assert events.count("recovered") == 1 and events.count("requeued") == 2
+
+
+# ---- slow writers (issue 16) ------------------------------------------------------------
+
+#: A writer process: writes the first half of DATA to PATH, flushes, waits (PAUSE seconds,
+#: or until the file GO exists), writes the rest and closes.
+_SLOW_WRITER = """
+import os, sys, time
+path, data_path, pause, go = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+data = open(data_path, "rb").read()
+with open(path, "wb") as fh:
+    fh.write(data[: len(data) // 2])
+    fh.flush()
+    end = time.monotonic() + pause
+    while time.monotonic() < end or (go and not os.path.exists(go)):
+        time.sleep(0.02)
+    fh.write(data[len(data) // 2 :])
+"""
+
+
+def _slow_writer(
+    tmp_path: Path, dest: Path, data: bytes, pause: float, go: Path | None = None
+) -> subprocess.Popen[bytes]:
+    src = tmp_path / f"{dest.name}.source"
+    src.write_bytes(data)
+    argv = [sys.executable, "-c", _SLOW_WRITER, str(dest), str(src), str(pause), str(go or "")]
+    return subprocess.Popen(argv)
+
+
+@pytest.mark.parametrize("completeness", ["close_write", "settle_only"])
+def test_writer_pausing_3x_settle_gets_one_result(tmp_path: Path, completeness: str) -> None:
+    """A DICOM writer that pauses mid-file for 3x the settle interval gets exactly one
+    correct result and no quarantine: with close-write events (Linux inotify) the file is
+    not taken before its writer closes it; with the settle rule alone
+    (``close_wait_seconds = 0``) it is taken while incomplete, its truncated read is
+    retried, and the resumed writer's change makes it taken again."""
+    inbox, outbox = make_dirs(tmp_path)
+    settle = 1.0
+    keys: dict[str, float] = {"incomplete_window_seconds": 20}
+    if completeness == "settle_only":
+        keys["close_wait_seconds"] = 0
+    args = ["--modality", "ultrasound", "--settle", str(settle), "--rescan", "0.2"]
+    d = DaemonProc(inbox, outbox, *args, *_config(tmp_path, **keys)).start()
+    data = dicom_bytes(seed=11, size=256)
+    writer = _slow_writer(tmp_path, inbox / "slow.dcm", data, pause=3 * settle)
+    assert writer.wait(timeout=60) == 0
+    wait_for(lambda: len(results(outbox)) == 1, "one result")
+    wait_for(lambda: [s for _, s in _rows(outbox)] == ["done"], "the row done")
+    (got,) = results(outbox)
+    assert got["input"]["sha256"] == sha256(data)  # the whole file, not a prefix
+    assert not reasons(outbox) and not list((outbox / "failed").iterdir())
+    events = [e.get("event") for e in d.log_events()]
+    assert events.count("done") == 1 and "failed" not in events
+    if completeness == "close_write":
+        # never taken while its writer had it open
+        assert "retry" not in events and "retake" not in events
+    else:
+        # taken incomplete (the settle interval passed during the pause), not quarantined
+        assert "retry" in events or "retake" in events
+    assert d.stop() == 0
+
+
+def test_writer_finishing_into_a_quarantined_copy_is_taken_again(tmp_path: Path) -> None:
+    """A writer still holding the file when it is quarantined as truncated (settle rule
+    alone, no incomplete retries) finishes it in ``failed/``: the daemon sees the copy
+    change, moves it back into the inbox, removes the reason record and diagnoses the
+    complete file under the same id."""
+    inbox, outbox = make_dirs(tmp_path)
+    keys = {"close_wait_seconds": 0, "incomplete_attempts": 1}
+    d = DaemonProc(inbox, outbox, *FAST, *_config(tmp_path, **keys)).start()
+    data = dicom_bytes(seed=12, size=256)
+    go = tmp_path / "go"
+    writer = _slow_writer(tmp_path, inbox / "late.dcm", data, pause=0, go=go)
+    wait_for(lambda: len(reasons(outbox)) == 1, "quarantined while incomplete")
+    (reason,) = reasons(outbox)
+    assert reason["code"] == "truncated"
+    assert (outbox / "failed" / f"{reason['id']}.dcm").exists()
+    go.touch()  # the writer finishes, into the copy in failed/
+    assert writer.wait(timeout=60) == 0
+    wait_for(lambda: len(results(outbox)) == 1, "one result")
+    wait_for(lambda: [s for _, s in _rows(outbox)] == ["done"], "the row done")
+    (got,) = results(outbox)
+    assert got["id"] == reason["id"] and got["input"]["sha256"] == sha256(data)
+    assert not reasons(outbox) and not list((outbox / "failed").iterdir())
+    assert (outbox / "processed" / f"{reason['id']}.dcm").read_bytes() == data
+    retakes = [e for e in d.log_events() if e.get("event") == "retake"]
+    assert [e.get("where") for e in retakes] == ["failed"]
+    assert d.stop() == 0

@@ -14,10 +14,12 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
     "TEMP_PREFIX",
+    "FileChangedError",
     "atomic_write",
     "atomic_write_many",
     "clean_temp_files",
@@ -25,9 +27,28 @@ __all__ = [
     "fsync_dir",
     "move_file",
     "move_many",
+    "signature",
 ]
 
 TEMP_PREFIX = ".medimg-tmp-"
+
+#: ``(size, mtime_ns, dev, ino)`` of a file (``lstat``): what identifies an unchanged file.
+Signature = tuple[int, int, int, int]
+
+
+class FileChangedError(OSError):
+    """A move with an expected signature found the file changed (a writer still had it
+    open): it was not moved, or was put back where it was (:attr:`back_at`)."""
+
+    def __init__(self, back_at: Path) -> None:
+        super().__init__(errno.EAGAIN, "the file changed while it was moved")
+        self.back_at = back_at
+
+
+def signature(path: Path) -> Signature:
+    """``(size, mtime_ns, dev, ino)`` of ``path`` itself (``lstat``)."""
+    st = os.lstat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
 
 
 def fsync_dir(path: Path, *, best_effort: bool = False) -> None:
@@ -113,14 +134,21 @@ def _write_temp(folder: Path, data: bytes, mode: int, prefix: str) -> Path:
     return tmp
 
 
-def move_many(pairs: list[tuple[Path, Path]]) -> list[OSError | None]:
+def move_many(
+    pairs: list[tuple[Path, Path]], expect: Sequence[Signature | None] | None = None
+) -> list[OSError | None]:
     """:func:`move_file` for many files with one ``fsync`` per folder; returns, per pair,
-    ``None`` (moved) or the error (``FileNotFoundError``: the source was gone)."""
+    ``None`` (moved) or the error (``FileNotFoundError``: the source was gone;
+    :class:`FileChangedError`: it differs from its ``expect`` signature)."""
     errors: list[OSError | None] = []
     folders: dict[Path, None] = {}
-    for src, dst in pairs:
+    for (src, dst), sig in zip(pairs, expect or [None] * len(pairs), strict=True):
         try:
-            _move_no_sync(src, dst)
+            _move_no_sync(src, dst, sig)
+        except FileChangedError as exc:
+            errors.append(exc)
+            folders[dst.parent] = folders[src.parent] = None
+            continue
         except OSError as exc:
             errors.append(exc)
             continue
@@ -132,48 +160,96 @@ def move_many(pairs: list[tuple[Path, Path]]) -> list[OSError | None]:
     return errors
 
 
-def move_file(src: Path, dst: Path) -> None:
+def move_file(src: Path, dst: Path, expect: Signature | None = None) -> None:
     """Move ``src`` to ``dst`` durably: a rename when both are on one file system, else
     copy to a temporary name in ``dst``'s folder + fsync + rename, then unlink ``src``.
-    Symbolic links and other non-regular files are moved as they are (never followed)."""
-    _move_no_sync(src, dst)
+    Symbolic links and other non-regular files are moved as they are (never followed).
+
+    With ``expect`` (the file's :func:`signature` when it was read) the move happens only
+    if the file is unchanged: checked before the move, and after it (a rename: a writer
+    that still had the file open may have written meanwhile; such a file is put back) or
+    before the source is unlinked (a copy).  Otherwise :class:`FileChangedError`.
+    """
+    try:
+        _move_no_sync(src, dst, expect)
+    except FileChangedError:
+        fsync_dir(dst.parent)
+        fsync_dir(src.parent)
+        raise
     fsync_dir(dst.parent)
     fsync_dir(src.parent)
 
 
-def _move_no_sync(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``, or copy across file systems then unlink ``src``; the
-    folders are not synced (the caller does)."""
+def _move_no_sync(src: Path, dst: Path, expect: Signature | None = None) -> None:
+    """Rename ``src`` to ``dst``, or copy across file systems then unlink ``src`` (see
+    :func:`move_file` for ``expect``); the folders are not synced (the caller does)."""
+    if expect is not None and signature(src) != expect:
+        raise FileChangedError(src)
     try:
         os.replace(src, dst)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
         _copy_across(src, dst)
+        if expect is not None and signature(src) != expect:
+            os.unlink(dst)
+            raise FileChangedError(src) from None
         os.unlink(src)
+        return
+    if expect is not None and signature(dst) != expect:
+        raise FileChangedError(_put_back(dst, src))
+
+
+def _put_back(moved: Path, src: Path) -> Path:
+    """Move ``moved`` back to ``src`` without replacing a file that took its name
+    meanwhile (then beside it, under a name with a random tag); returns where it went."""
+    target = src
+    for _ in range(8):
+        try:
+            os.link(moved, target)
+        except FileExistsError:
+            target = src.with_name(f"{src.stem}-{secrets.token_hex(3)}{src.suffix}")
+            continue
+        except OSError:  # no hard links here: a rename (a name taken meanwhile is rare)
+            if os.path.lexists(target):
+                target = src.with_name(f"{src.stem}-{secrets.token_hex(3)}{src.suffix}")
+                continue
+            os.rename(moved, target)
+            return target
+        os.unlink(moved)
+        return target
+    raise FileExistsError(errno.EEXIST, "no free name to put the file back")
 
 
 def _copy_across(src: Path, dst: Path) -> None:
+    """Copy ``src`` to a temporary name beside ``dst``, flush, rename over ``dst``; the
+    temporary file is removed on every error (e.g. the destination disk is full)."""
     tmp = _temp_name(dst.parent)
-    if src.is_symlink():
-        os.symlink(os.readlink(src), tmp)
-        os.replace(tmp, dst)
-        return
-    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        fd_out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), tmp)
+            os.replace(tmp, dst)
+            return
+        fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
         try:
-            while True:
-                chunk = os.read(fd_in, 1 << 20)
-                if not chunk:
-                    break
-                os.write(fd_out, chunk)
-            os.fsync(fd_out)
+            fd_out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                while True:
+                    chunk = os.read(fd_in, 1 << 20)
+                    if not chunk:
+                        break
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd_out, view) :]
+                os.fsync(fd_out)
+            finally:
+                os.close(fd_out)
         finally:
-            os.close(fd_out)
-    finally:
-        os.close(fd_in)
-    os.replace(tmp, dst)
+            os.close(fd_in)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def clean_temp_files(*folders: Path, prefix: str = TEMP_PREFIX) -> int:

@@ -42,8 +42,18 @@ win.  Signals: SIGTERM / SIGINT finish
 the files in flight and stop; SIGHUP reloads the config.  Logs are JSON lines on stderr,
 without patient data at any level.
 
-exit status: 0 stopped cleanly; 1 the daemon failed (e.g. the ledger could not be
-written; restart it: nothing is lost); 2 usage, configuration or model error.
+A file held open by its writer is not taken (Linux close-write events) until it is
+closed (or close_wait_seconds pass without an event); a file that changes after it
+was taken is taken again; a read that looks incomplete is retried (incomplete_attempts
+over incomplete_window_seconds) before quarantine.  Intake pauses while the disk of the
+outbox or of the ledger has less than min_free_mb free or the ledger cannot be written
+(disk full): the daemon waits and retries, it does not exit.  More keys:
+retry_max_seconds, close_wait_seconds, incomplete_attempts, incomplete_window_seconds,
+quarantine_watch_seconds.
+
+exit status: 0 stopped cleanly; 1 the daemon failed (an internal error; the log says
+what; restart it: nothing is lost); 2 usage, configuration or model error, or a damaged
+ledger (the message names the file and the fix; systemd does not restart on 2).
 Not for clinical use.
 """
 
@@ -241,13 +251,29 @@ def cmd_watch(args: argparse.Namespace) -> int:
     )
     try:
         return daemon.run()
-    except Exception as exc:  # the type only: a message may quote a path
+    except Exception as exc:
         import logging
 
         logging.getLogger("medimg_edge.daemon").critical(
-            "the daemon failed", extra={"event": "crashed", "exc_type": type(exc).__name__}
+            f"the daemon failed: {_describe(exc)}; restart it (nothing is lost)",
+            extra={"event": "crashed", "exc_type": type(exc).__name__},
         )
         return 1
+
+
+def _describe(exc: BaseException) -> str:
+    """A human message for an unexpected error, without its text where that may quote a
+    path (``OSError``: the error's name and meaning only)."""
+    import errno
+    import os
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{os.strerror(exc.errno)} ({name})"
+    if isinstance(exc, sqlite3.Error):  # SQLite's messages name no file
+        return f"ledger error: {exc}"
+    return f"unexpected internal error ({type(exc).__name__}; a bug: please report the log)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

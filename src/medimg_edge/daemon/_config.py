@@ -66,6 +66,11 @@ class Config:
     rescan_seconds: float = 10.0
     max_attempts: int = 3
     retry_seconds: float = 1.0
+    retry_max_seconds: float = 300.0  # cap of the doubling retry back-off
+    close_wait_seconds: float = 300.0  # a file held open (no event) waits this long for its close
+    incomplete_attempts: int = 4  # reads of a truncated-looking file before quarantine
+    incomplete_window_seconds: float = 60.0  # ... spread over this window
+    quarantine_watch_seconds: float = 3600.0  # quarantined originals watched for late writes
     timeout_seconds: float = 120.0
     cpu_seconds: int = 120
     memory_limit_mb: int = 4096
@@ -128,6 +133,7 @@ _INT = {
     "memory_limit_mb": (64, 1 << 22),
     "max_file_mb": (1, 1 << 22),
     "cine_frames": (1, 64),
+    "incomplete_attempts": (1, 20),
     "forward_max_attempts": (1, 1000),
     "sr_series_number": (0, 2**31 - 1),
 }
@@ -137,6 +143,10 @@ _FLOAT = {
     "retry_seconds": (0.0, 3600.0),
     "timeout_seconds": (0.5, 86400.0),
     "min_free_mb": (0.0, float(1 << 40)),
+    "retry_max_seconds": (0.0, 86400.0),
+    "close_wait_seconds": (0.0, 86400.0),
+    "incomplete_window_seconds": (0.0, 86400.0),
+    "quarantine_watch_seconds": (0.0, 30 * 86400.0),
     "forward_retry_seconds": (0.01, 3600.0),
     "forward_backoff_max_seconds": (0.01, 86400.0),
 }

@@ -14,10 +14,19 @@ back to ``seen`` (processing restarts; outputs have deterministic names, so a re
 replaces them and never duplicates them).  The output id of a row is
 ``<ledger instance>-<row id>``: unique across ledgers, stable across restarts, and free of
 any part of the original file name.
+
+Damage: at open the file is checked (``PRAGMA quick_check``: every page, b-tree and
+index of every table, also tables other modules keep in this file); a file that is not
+a database, is truncated or was overwritten in part raises :class:`LedgerDamaged`, whose
+message names the file and the fix (the daemon exits 2 with it: a ledger that may be
+wrong about which inputs were processed is never used).  Write failures (disk full,
+I/O error: ``sqlite3.OperationalError``) roll the transaction back completely and leave
+the connection usable, so that the caller can retry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sqlite3
@@ -27,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ACTIVE_STATES", "Ledger", "Row"]
+__all__ = ["ACTIVE_STATES", "Ledger", "LedgerDamaged", "Row", "is_damage"]
 
 ACTIVE_STATES = ("seen", "stable", "processing")
 _STATES = (*ACTIVE_STATES, "done", "failed", "gone")
@@ -87,6 +96,35 @@ _COLS = (
 )
 
 
+def is_damage(exc: BaseException) -> bool:
+    """Whether a SQLite error means a damaged file (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``:
+    retrying cannot help) rather than a failed write (``OperationalError``: disk full,
+    I/O error, locked; a retry may succeed)."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+class LedgerDamaged(RuntimeError):
+    """The ledger file is damaged; the message names the file and the fix."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        detail = " ".join(detail.split())[:200]
+        side = ", ".join(f"{path.name}{s}" for s in ("-wal", "-shm") if _exists(path, s))
+        super().__init__(
+            f"the ledger {path} is damaged ({detail}): it cannot say which inputs were "
+            f"already processed, so the daemon does not start on it.  Fix: stop every "
+            f"medimg-edge watch on this outbox, move the file aside "
+            f"(mv {path} {path}.damaged{'; also ' + side if side else ''}) and start "
+            f"again: a new ledger is created, the results in the outbox stay, the inputs "
+            f"still in the inbox are processed (again, for those that were in flight), and "
+            f"the forward queue kept in the same file starts empty."
+        )
+        self.path = path
+
+
+def _exists(path: Path, suffix: str) -> bool:
+    return os.path.exists(f"{path}{suffix}")
+
+
 class Ledger:
     """The SQLite ledger (file mode ``0600``).  Use from one thread only.
 
@@ -94,34 +132,66 @@ class Ledger:
     ----------
     path : Path
         The database file; created (with its folder, ``0700``) if missing.
+    check : bool
+        Run ``PRAGMA quick_check`` at open (the daemon does; a reader that only looks
+        may skip it).
+
+    Raises
+    ------
+    LedgerDamaged
+        The file is not a database, or is truncated or overwritten in part.
+    sqlite3.OperationalError
+        The file cannot be opened or written now (disk full, I/O error): retry later.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, check: bool = True) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         os.chmod(path, 0o600)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
         self._in_tx = False
-        found = self._db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
-        if found is None:
+        try:
+            self._open(check)
+        except (sqlite3.Error, LedgerDamaged) as exc:
+            self._db.close()
+            if is_damage(exc):
+                raise LedgerDamaged(path, str(exc)) from None
+            raise
+
+    def _open(self, check: bool) -> None:
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        if check:
+            found = [str(r[0]) for r in db.execute("PRAGMA quick_check(5)")]
+            if found != ["ok"]:
+                raise LedgerDamaged(self.path, "; ".join(found))
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
+        if row is None:
             self.instance = secrets.token_hex(4)
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('instance', ?)", (self.instance,)
-            )
+            db.execute("INSERT INTO meta (key, value) VALUES ('instance', ?)", (self.instance,))
         else:
-            self.instance = str(found[0])
+            self.instance = str(row[0])
 
     def close(self) -> None:
-        """Checkpoint and close the database."""
+        """Checkpoint (best effort: it needs room on a full disk; the WAL is replayed at
+        the next open either way) and close the database."""
         try:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self._db.close()
+
+    def probe(self) -> None:
+        """One small durable write (raises ``sqlite3.OperationalError`` while the ledger
+        cannot be written)."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?)", (str(time.time()),)
+            )
 
     def result_id(self, rowid: int) -> str:
         """The output id of a row: ``<instance>-<rowid, 8 digits>``."""
@@ -137,11 +207,13 @@ class Ledger:
         self._in_tx = True
         try:
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
             self._db.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (disk full, I/O error) may have rolled back already.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise
         finally:
             self._in_tx = False
 
@@ -167,6 +239,10 @@ class Ledger:
 
     def all_rows(self) -> list[Row]:
         return self._rows("ORDER BY rowid")
+
+    def recently_failed(self, since: float) -> list[Row]:
+        """Rows quarantined (``failed``, original moved) at or after ``since`` (epoch s)."""
+        return self._rows("WHERE state = 'failed' AND moved = 1 AND updated >= ?", (since,))
 
     # -- writes ----------------------------------------------------------------------
     def add(self, path: str, signature: tuple[int, int, int, int]) -> Row:

@@ -115,6 +115,22 @@ class Metrics:
         self.retries = Counter(
             "medimg_edge_retries", "Attempts that failed and were retried", registry=r
         )
+        self.results = Counter(
+            "medimg_edge_results",
+            "Results written, by diagnosis status and label",
+            ["status", "label"],
+            registry=r,
+        )
+        self.retakes = Counter(
+            "medimg_edge_retakes",
+            "Inputs taken again because the file changed after it was taken",
+            registry=r,
+        )
+        self.ledger_errors = Counter(
+            "medimg_edge_ledger_errors",
+            "Ledger writes that failed (disk full, I/O error); intake paused and retried",
+            registry=r,
+        )
         self.worker_restarts = Counter(
             "medimg_edge_worker_restarts", "Worker subprocesses killed or crashed", registry=r
         )
@@ -128,7 +144,9 @@ class Metrics:
         )
         self.in_flight = Gauge("medimg_edge_in_flight", "Inputs being processed", registry=r)
         self.paused = Gauge(
-            "medimg_edge_intake_paused", "1 while intake is paused (free disk)", registry=r
+            "medimg_edge_intake_paused",
+            "1 while intake is paused (free disk, or the ledger cannot be written)",
+            registry=r,
         )
         # the DICOM node (_scp.py, _forward.py)
         self.dicom_received = Counter(

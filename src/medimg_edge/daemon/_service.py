@@ -35,6 +35,7 @@ import os
 import queue
 import shutil
 import signal
+import sqlite3
 import threading
 import time
 from types import FrameType
@@ -44,7 +45,7 @@ from .._durable import atomic_write, clean_temp_files, ensure_dir
 from ._config import Config, ConfigError, load_config
 from ._finish import BATCH_MAX, Finisher, Job, Outcome
 from ._intake import Intake
-from ._ledger import Ledger
+from ._ledger import Ledger, LedgerDamaged, is_damage
 from ._observe import (
     HealthServer,
     JsonFormatter,
@@ -53,12 +54,15 @@ from ._observe import (
     setup_logging,
     watchdog_interval,
 )
-from ._scan import Watcher
+from ._scan import Evidence, Watcher
 from ._worker import WorkerDied, WorkerProcess, WorkerReply
 
 __all__ = ["Daemon", "JsonFormatter", "sd_notify", "setup_logging"]
 
 log = logging.getLogger("medimg_edge.daemon")
+
+# back-off of the retries while the ledger cannot be written (seconds, doubled, capped)
+_LEDGER_RETRY_FIRST, _LEDGER_RETRY_MAX = 0.5, 30.0
 
 #: Config keys a SIGHUP cannot change (they need a restart).
 RESTART_KEYS = (
@@ -138,6 +142,14 @@ class Daemon:
         self._watcher_active = False
         self._locks: list[int] = []
         self._hinted = False
+        # the ledger could not be written: intake paused, outcomes held, retried
+        self._evidence = Evidence()
+        self._ledger_down = False
+        self._disk_low = False
+        self._held: list[Outcome] = []
+        self._ledger_retry_at = 0.0
+        self._ledger_backoff = _LEDGER_RETRY_FIRST
+        self._free_mb, self._free_where = float("inf"), ""
         self._scp: Any = None  # _scp.Receiver (C-STORE listener)
         self._forward: Any = None  # _forward.Forwarder
         self._forward_due = False
@@ -180,9 +192,8 @@ class Daemon:
                 raise ConfigError(f"another medimg-edge watch is running on this {where}") from None
             self._locks.append(fd)
         removed = clean_temp_files(c.outbox, c.processed_dir, c.failed_dir, c.state_dir)
-        self.ledger = Ledger(c.state_dir / "ledger.sqlite")
-        self._intake = Intake(self.ledger, lambda: self.config, self._finisher, self.metrics)
-        self._intake.recover()
+        self._open_ledger()
+        assert self.ledger is not None
         self._setup_dicom()
         log.info(
             "started",
@@ -273,6 +284,7 @@ class Daemon:
             "status": status,
             "pid": os.getpid(),
             "paused": self._paused,
+            "ledger_writable": not self._ledger_down,
             "queue_depth": waiting + self._jobs.qsize() + running,
             "in_flight": running,
             "scans": 0 if intake is None else intake.scans,
@@ -320,14 +332,16 @@ class Daemon:
             return 2
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
-        watcher = Watcher(self.config.inbox, self._on_hint)
+        watcher = Watcher(self.config.inbox, self._on_hint, self._evidence)
         self._watcher_active = watcher.active
-        self._write_status()
+        with contextlib.suppress(OSError):  # a full disk must not stop the start
+            self._write_status()
         sd_notify("READY=1\nSTATUS=watching")
         wd = watchdog_interval()
         next_wd = 0.0
         ledger, intake = self.ledger, self._intake
         assert ledger is not None and intake is not None
+        status = 0
         try:
             while True:
                 now = time.monotonic()
@@ -338,15 +352,27 @@ class Daemon:
                     self._reload = False
                     self._do_reload()
                 self._check_disk(now)
-                # One ledger transaction (one fsync) per round; claimed jobs are queued only
-                # after their claim is durable.
-                with ledger.transaction():
-                    self._drain_results()
+                claimed: list[Job] = []
+                if self._ledger_down:  # hold outcomes; rebuild the intake once writable
                     if self._stop:
                         break
-                    if now >= intake.next_scan:
-                        intake.scan()
-                    claimed = self._dispatch()
+                    intake = self._ledger_recover(now) or intake
+                else:
+                    # One ledger transaction (one fsync) per round; claimed jobs are queued
+                    # only after their claim is durable.
+                    try:
+                        with ledger.transaction():
+                            self._drain_results()
+                            if self._stop:
+                                break
+                            if now >= intake.next_scan:
+                                intake.scan()
+                            claimed = self._dispatch()
+                    except sqlite3.DatabaseError as exc:
+                        if is_damage(exc):
+                            raise LedgerDamaged(ledger.path, str(exc)) from None
+                        self._ledger_failed(exc, claimed, now)
+                        claimed = []
                 for job in claimed:
                     self._jobs.put(job)
                 if self._forward_due and self._forward is not None:
@@ -366,6 +392,9 @@ class Daemon:
                     # (a burst of events costs one scan)
                     self._hinted = False
                     intake.next_scan = min(intake.next_scan, intake.last_scan_end + intake.hint_gap)
+        except LedgerDamaged as exc:
+            log.error(str(exc), extra={"event": "ledger_damaged"})
+            status = 2
         finally:
             sd_notify("STOPPING=1")
             self._stop = True
@@ -378,10 +407,12 @@ class Daemon:
             if self._http is not None:
                 self._http.close()
             assert self.ledger is not None
-            counts = self.ledger.counts()
+            counts: dict[str, int] | None = None
+            with contextlib.suppress(sqlite3.Error):
+                counts = self.ledger.counts()
             self.ledger.close()
             log.info("stopped", extra={"event": "stopped", "ledger": counts})
-        return 0
+        return status
 
     def _idle(self) -> bool:
         intake = self._intake
@@ -402,7 +433,8 @@ class Daemon:
                 break
             if job is not None:
                 given_back.append(job)
-        with self.ledger.transaction():
+        # (a ledger that cannot be written leaves them processing: re-queued at the start)
+        with contextlib.suppress(sqlite3.OperationalError), self.ledger.transaction():
             for job in given_back:
                 self.ledger.update(job.row, state="stable")
         with self._lock:
@@ -413,7 +445,12 @@ class Daemon:
             t.join()
         self._finisher.replies.put(None)
         self._finisher.thread.join()
-        self._drain_results()
+        if self._ledger_down:  # outcomes on disk, rows processing: completed at the start
+            self._held.clear()
+        with contextlib.suppress(sqlite3.OperationalError):
+            for o in self._held:
+                self._results.put(o)
+            self._drain_results()
         self._shutdown_workers()
 
     def _shutdown_workers(self) -> None:
@@ -449,24 +486,154 @@ class Daemon:
         sd_notify("READY=1")
 
     def _check_disk(self, now: float) -> None:
-        if now < self._next_disk:
-            return
-        self._next_disk = now + 1.0
-        free_mb = shutil.disk_usage(self.config.outbox).free / (1 << 20)
-        paused = free_mb < self.config.min_free_mb
+        """Pause intake while the disk of the outbox, of ``processed/``, of ``failed/`` or
+        of the ledger has less than ``min_free_mb`` free, or while the ledger cannot be
+        written; resume by itself."""
+        c = self.config
+        if now >= self._next_disk:
+            self._next_disk = now + 1.0
+            free: dict[int, tuple[float, str]] = {}
+            for where, folder in (
+                ("outbox", c.outbox),
+                ("processed", c.processed_dir),
+                ("failed", c.failed_dir),
+                ("ledger", c.state_dir),
+            ):
+                with contextlib.suppress(OSError):  # an unreadable folder: the writes tell
+                    dev = os.stat(folder).st_dev
+                    if dev not in free:
+                        free[dev] = (shutil.disk_usage(folder).free / (1 << 20), where)
+            self._free_mb, self._free_where = min(free.values(), default=(float("inf"), ""))
+            self._disk_low = self._free_mb < c.min_free_mb
+        paused = self._disk_low or self._ledger_down
         if paused != self._paused:
             self._paused = paused
             self.metrics.paused.set(1 if paused else 0)
+            if not paused:
+                msg = "intake resumed"
+            elif self._disk_low:
+                msg = f"intake paused: free disk below min_free_mb on the {self._free_where} disk"
+            else:
+                msg = "intake paused: the ledger cannot be written"
             log.warning(
-                "intake paused: free disk below min_free_mb" if paused else "intake resumed",
+                msg,
                 extra={
                     "event": "paused" if paused else "resumed",
-                    "free_mb": round(free_mb, 1),
-                    "min_free_mb": self.config.min_free_mb,
+                    "free_mb": round(self._free_mb, 1),
+                    "min_free_mb": c.min_free_mb,
                 },
             )
             with contextlib.suppress(OSError):
                 self._write_status()
+
+    # -- the ledger: opening, write failures ----------------------------------------------
+    def _open_ledger(self) -> None:
+        """Open the ledger and recover the intake.  While that needs a write the disk
+        cannot take (full: ``sqlite3.OperationalError``), wait with a capped back-off,
+        saying why (a start on a full disk waits for room instead of exiting).
+
+        Raises
+        ------
+        LedgerDamaged
+            The ledger file is damaged (the message names the file and the fix).
+        """
+        c = self.config
+        path = c.state_dir / "ledger.sqlite"
+        delay = _LEDGER_RETRY_FIRST
+        while True:
+            try:
+                if self.ledger is None:
+                    self.ledger = Ledger(path)
+                intake = Intake(
+                    self.ledger, lambda: self.config, self._finisher, self.metrics, self._evidence
+                )
+                intake.recover()
+            except sqlite3.DatabaseError as exc:
+                if is_damage(exc):
+                    raise LedgerDamaged(path, str(exc)) from None
+                if delay == _LEDGER_RETRY_FIRST:
+                    log.error(
+                        f"the ledger cannot be opened or written ({exc}): waiting for room "
+                        f"on its disk (free some space there), retrying every "
+                        f"{_LEDGER_RETRY_MAX:g} s at most",
+                        extra={"event": "ledger_unavailable"},
+                    )
+                self.metrics.ledger_errors.inc()
+                sd_notify(
+                    f"STATUS=waiting for the ledger ({exc})\n"
+                    f"EXTEND_TIMEOUT_USEC={int((delay + 60) * 1e6)}"
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, _LEDGER_RETRY_MAX)
+                continue
+            if delay > _LEDGER_RETRY_FIRST:
+                log.warning("the ledger can be written again", extra={"event": "ledger_recovered"})
+            self._intake = intake
+            return
+
+    def _ledger_failed(self, exc: sqlite3.Error, claimed: list[Job], now: float) -> None:
+        """A ledger write failed (rolled back): pause intake (:meth:`_ledger_recover`)."""
+        with self._lock:
+            self._in_flight -= len(claimed)  # claimed in the failed transaction, not queued
+        self.metrics.ledger_errors.inc()
+        if not self._ledger_down:
+            log.error(
+                f"the ledger could not be written ({exc}): intake paused, nothing is lost; "
+                "retrying",
+                extra={
+                    "event": "ledger_write_failed",
+                    "sqlite_error": getattr(exc, "sqlite_errorname", None),
+                },
+            )
+        self._ledger_down = True
+        self._next_disk = 0.0  # the guard says how much room is left
+        self._ledger_retry_at = now + self._ledger_backoff
+        self._ledger_backoff = min(self._ledger_backoff * 2, _LEDGER_RETRY_MAX)
+
+    def _ledger_recover(self, now: float) -> Intake | None:
+        """While the ledger cannot be written: queued jobs are dropped (their rows stay
+        ``processing`` in the ledger), outcomes of running ones held.  Once nothing runs,
+        retry (capped back-off): a fresh intake from the ledger (:meth:`Intake.recover`,
+        which completes the rows whose outcome was lost with the failed transaction from
+        what is on disk) and the held outcomes applied as usual.  Returns the new intake."""
+        while True:
+            try:
+                self._held.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        dropped = 0
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            dropped += job is not None
+        with self._lock:
+            self._in_flight -= dropped
+            busy = self._in_flight - len(self._held)
+        if busy > 0 or now < self._ledger_retry_at:
+            return None
+        assert self.ledger is not None
+        intake = Intake(
+            self.ledger, lambda: self.config, self._finisher, self.metrics, self._evidence
+        )
+        try:
+            intake.recover(keep={o.job.row.rowid for o in self._held})
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise LedgerDamaged(self.ledger.path, str(exc)) from None
+            self._ledger_failed(exc, [], now)
+            return None
+        rows = {r.rowid: r for r in intake.active.values()}
+        for o in self._held:
+            o.job.row = rows.get(o.job.row.rowid, o.job.row)
+            self._results.put(o)
+        self._held.clear()
+        self._intake = intake
+        self._ledger_down = False
+        self._ledger_backoff = _LEDGER_RETRY_FIRST
+        log.warning("the ledger can be written again", extra={"event": "ledger_recovered"})
+        return intake
 
     # -- dispatch / results ----------------------------------------------------------------
     def _dispatch(self) -> list[Job]:
@@ -501,6 +668,8 @@ class Daemon:
                 break
         if not outcomes:
             return
+        with self._lock:  # applied or, if the transaction fails, completed by recovery
+            self._in_flight -= len(outcomes)
         c = self.config
         with self.ledger.transaction():
             for o in outcomes:
@@ -512,8 +681,20 @@ class Daemon:
                         row, state="done", sha256=o.sha256, kind=o.kind, moved=int(o.moved)
                     )
                     self.metrics.processed.inc()
+                    self.metrics.results.labels(
+                        status=o.status or "unknown", label=o.label or "none"
+                    ).inc()
                     self.metrics.latency.observe(time.monotonic() - o.job.claimed)
-                    log.info("done", extra={"event": "done", "id": rid, "kind": o.kind})
+                    log.info(
+                        f"done: {o.status}" + (f" ({o.label})" if o.label else ""),
+                        extra={
+                            "event": "done",
+                            "id": rid,
+                            "kind": o.kind,
+                            "status": o.status,
+                            "label": o.label,
+                        },
+                    )
                 elif o.result == "failed":
                     self.ledger.update(
                         row,
@@ -529,8 +710,10 @@ class Daemon:
                         extra={"event": "failed", "id": rid, "code": o.code, "reason": o.message},
                     )
                 elif o.result == "retry":
-                    attempts = row.attempts + 1
-                    delay = c.retry_seconds * (2 ** (attempts - 1))
+                    attempts = row.attempts + int(o.count)
+                    delay = o.delay
+                    if delay is None:  # doubling, capped
+                        delay = min(c.retry_max_seconds, c.retry_seconds * 2.0 ** (attempts - 1))
                     intake.mark_stable(row, attempts=attempts, not_before=time.time() + delay)
                     self.metrics.retries.inc()
                     log.warning(
@@ -543,15 +726,22 @@ class Daemon:
                             "attempts": attempts,
                         },
                     )
+                elif o.result == "changed":  # taken again once complete
+                    intake.retake(row)
+                    log.info(
+                        "the file changed after it was taken: taken again",
+                        extra={"event": "retake", "id": rid},
+                    )
                 else:  # gone
                     self.ledger.update(row, state="gone")
                     log.info("vanished", extra={"event": "gone", "id": rid})
+                if row.state == "failed" and o.moved:
+                    intake.watch_quarantine(row, o.job.suffix)
                 if row.state in ("done", "failed", "gone"):
+                    intake.finished(row)
                     intake.active.pop(row.path, None)
                     if row.state != "gone" and not o.moved:
                         intake.unmoved.add((row.path, row.signature))
-        with self._lock:
-            self._in_flight -= len(outcomes)
         self._forward_due = True  # wake the forward feeder once this is committed
 
     def _update_gauges(self) -> None:

@@ -8,8 +8,10 @@ timeout by killing it (``SIGKILL``) and starting a new one.  A worker builds one
 :class:`~medimg_edge.Diagnoser` per modality, once, and reuses it for every file.
 
 Protocol (private): the parent writes one JSON object per line on the worker's stdin (the
-first one the settings, then one per job); the worker answers each with a 4-byte big-endian
-length, a JSON header and the blobs (output file contents) the header lists.  The worker's
+first one the settings, then one per job, with the file's ``signature`` when it was taken:
+a file whose signature differs, or changes while it is read, is answered ``changed``); the
+worker answers each with a 4-byte big-endian length, a JSON header and the blobs (output
+file contents) the header lists.  The worker's
 own stdout is moved to its stderr, and its stderr goes to ``/dev/null``: library warnings
 (pydicom quotes tag values) must never reach the daemon's logs.
 """
@@ -177,6 +179,13 @@ def _source_fields(ds: Any, deidentified: bool) -> dict[str, Any]:
     return out
 
 
+def _signature(path: Path) -> tuple[int, int, int, int] | None:
+    """``(size, mtime_ns, dev, ino)`` of ``path`` itself, None when it is gone."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
 
 
 def _cpu_used() -> float:
@@ -221,6 +230,8 @@ def worker_main() -> int:
             soft = min(soft, hard)
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
         blobs: dict[str, bytes] = {}
+        path = work.inbox / job["path"]
+        before = _signature(path)
         try:
             reply, blobs = work.run(job)
         except InvalidInputError as exc:
@@ -237,6 +248,14 @@ def worker_main() -> int:
             }
         except Exception as exc:  # the type only: the text may quote data
             reply = {"ok": False, "code": "internal_error", "message": type(exc).__name__}
+        expected = job.get("signature")
+        changed = before != _signature(path) or (
+            expected is not None and before is not None and list(before) != list(expected)
+        )
+        if changed and reply.get("code") != "vanished":
+            # what was read is not the file that was taken, or it changed while read
+            blobs = {}
+            reply = {"ok": False, "code": "changed", "message": "the file changed while read"}
         _send(proto, reply, blobs)
     return 0
 
