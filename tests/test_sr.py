@@ -207,8 +207,8 @@ def _check_sr(path: Path, record: dict[str, Any], source: Any) -> dict[str, Any]
     else:
         refs = [it.ReferencedSOPSequence[0] for it in _items(main) if it.ValueType == "IMAGE"]
     assert refs
-    for g in classes:
-        refs += [it.ReferencedSOPSequence[0] for it in _items(g) if it.ValueType == "IMAGE"]
+    for g in classes:  # the result group's image and algorithm: not repeated
+        assert not [it for it in _items(g) if it.ValueType == "IMAGE"]
     for ref in refs:
         assert ref.ReferencedSOPClassUID == source.SOPClassUID
         assert ref.ReferencedSOPInstanceUID == sr_uid(source.SOPInstanceUID, sr)

@@ -33,8 +33,8 @@ Content tree (``CONTAINS`` unless said otherwise; TID numbers of DICOM PS3.16)::
                   model's label order (the scores are attached to the class by its name,
                   never by an index)                                     TID 1501
           Tracking Identifier "class: <label>", Tracking Unique Identifier
-          Finding (121071, DCM): the class's concept
-          Algorithm identification; Source images: the source instance (and frame)
+          Finding (121071, DCM): the class's concept (the algorithm and the source
+          image are the result group's and the observer context's: not repeated)
           CODE (111360, DCM, "Echo pattern")                 [hypo-/hyperechoic classes]
           NUM  (122157, DCM, "Probability") = the calibrated probability of the class,
                unit (1, UCUM, "no units")
@@ -285,7 +285,7 @@ def measurement_report(
     device_uid : str
         Device Observer UID.
     negative_label : str, optional
-        The model's negative class (no Echo pattern / presence on it).
+        The model's negative class (its group gets no Echo pattern evaluation).
     region : (n, 2) ndarray, optional
         :func:`heatmap_region` for a positive result (needs ``reference``).
 
@@ -374,8 +374,8 @@ def measurement_report(
                     uid=hd.UID(), identifier=f"class: {name}"[:64]
                 ),
                 finding_type=class_code(str(name)),
-                algorithm_id=algorithm,
-                source_images=sources(),
+                # the algorithm and the image are the result group's (and the document's
+                # observer): not repeated, which halves the tree highdicom builds and checks
                 measurements=[
                     hd.sr.Measurement(name=_code(_PROBABILITY), value=float(score), unit=unit)
                 ],
