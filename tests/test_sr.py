@@ -471,13 +471,15 @@ def test_class_codes_of_user_labels() -> None:
     assert _sr.class_code("Nodule").value == "27925004"
     plain = _sr.class_code("pneumothorax")
     assert (plain.value, plain.scheme_designator, plain.meaning) == (
-        "pneumothorax",
+        "C-pneumothorax",
         "99MEDIMG",
         "pneumothorax",
     )
     long = _sr.class_code("ground glass opacity")
-    assert long.value.startswith("L") and len(long.value) == 16
+    assert long.value.startswith("C") and len(long.value) == 16
     assert long.meaning == "ground glass opacity"
+    # a class named like a private code of the SR gets a code of its own
+    assert _sr.class_code("OOD").value == "C-OOD" and "C-OOD" not in _sr.PRIVATE_CODES
 
 
 def test_heatmap_region_geometry() -> None:

@@ -44,9 +44,10 @@ Content tree (``CONTAINS`` unless said otherwise; TID numbers of DICOM PS3.16)::
 (367643001, SCT, "Cyst"), ``mass``, ``hypoechoic`` and ``hyperechoic`` (4147007, SCT,
 "Mass"; the two reference ultrasound lesion classes add the Echo pattern evaluation).  A
 class of a user's model not in this table gets a code of the private scheme:
-``99MEDIMG`` code value = the label itself when it is at most 16 characters of letters,
-digits, ``_`` and ``-``, else ``L`` + the first 15 hexadecimal digits of the label's
-SHA-256; code meaning = the label.
+``99MEDIMG`` code value = ``C-`` + the label when the label is at most 14 characters of
+letters, digits, ``_`` and ``-``, else ``C`` + the first 15 hexadecimal digits of the
+label's SHA-256 (the ``C`` prefix keeps them apart from the codes below); code meaning =
+the label.
 
 **Reasons of an indeterminate result**: ``quality:<code>`` -> (110531, DCM, "Insufficient
 quality for interpretation") plus a ``QISSUE`` item naming the issue;
@@ -162,7 +163,7 @@ _PROCEDURES = {
     "xray": ("168537006", "SCT", "Plain radiography"),
 }
 _IMAGING_PROCEDURE = ("363679005", "SCT", "Imaging procedure")
-_PLAIN_LABEL = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+_PLAIN_LABEL = re.compile(r"^[A-Za-z0-9_-]{1,14}$")
 #: Tracking identifier of the result group.
 RESULT_TRACKING_ID = "medimg-edge result"
 
@@ -185,9 +186,9 @@ def class_code(label: str) -> Any:
     if known is not None:
         return _code(known)
     if _PLAIN_LABEL.match(label):
-        value = label
+        value = "C-" + label
     else:
-        value = "L" + hashlib.sha256(label.encode()).hexdigest()[:15]
+        value = "C" + hashlib.sha256(label.encode()).hexdigest()[:15]
     return _private(value, label)
 
 
