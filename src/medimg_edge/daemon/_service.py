@@ -434,7 +434,7 @@ class Daemon:
             if job is not None:
                 given_back.append(job)
         # (a ledger that cannot be written leaves them processing: re-queued at the start)
-        with contextlib.suppress(sqlite3.OperationalError), self.ledger.transaction():
+        with contextlib.suppress(sqlite3.DatabaseError), self.ledger.transaction():
             for job in given_back:
                 self.ledger.update(job.row, state="stable")
         with self._lock:
@@ -447,7 +447,7 @@ class Daemon:
         self._finisher.thread.join()
         if self._ledger_down:  # outcomes on disk, rows processing: completed at the start
             self._held.clear()
-        with contextlib.suppress(sqlite3.OperationalError):
+        with contextlib.suppress(sqlite3.DatabaseError):
             for o in self._held:
                 self._results.put(o)
             self._drain_results()
