@@ -277,6 +277,13 @@ def test_every_sr_and_sc_passes_dciodvfy_and_reads_back(plain, corpus) -> None:
         assert record["source_name"] == name
     assert statuses == {"positive", "negative", "indeterminate"}
     assert ACCESSION in accessions
+    # the done log line of every input carries its status and label (and no file name)
+    (daemon,) = {id(d): d for _, _, d in plain.values()}.values()
+    done = {e["id"]: e for e in daemon.log_events() if e.get("event") == "done"}
+    for name, (rid, outbox, _) in plain.items():
+        record = json.loads((outbox / f"{rid}.json").read_text())
+        assert (done[rid]["status"], done[rid]["label"]) == (record["status"], record["label"])
+        assert name not in json.dumps(done[rid])
     print("dciodvfy warnings:", *sorted(warnings), sep="\n  ")
 
 
