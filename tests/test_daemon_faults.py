@@ -381,6 +381,7 @@ def test_writer_pausing_3x_settle_gets_one_result(tmp_path: Path, completeness: 
     if completeness == "settle_only":
         keys["close_wait_seconds"] = 0
     args = ["--modality", "ultrasound", "--settle", str(settle), "--rescan", "0.2"]
+    args += ["--health-port", "0"]
     d = DaemonProc(inbox, outbox, *args, *_config(tmp_path, **keys)).start()
     data = dicom_bytes(seed=11, size=256)
     writer = _slow_writer(tmp_path, inbox / "slow.dcm", data, pause=3 * settle)
@@ -392,6 +393,13 @@ def test_writer_pausing_3x_settle_gets_one_result(tmp_path: Path, completeness: 
     assert not reasons(outbox) and not list((outbox / "failed").iterdir())
     events = [e.get("event") for e in d.log_events()]
     assert events.count("done") == 1 and "failed" not in events
+    # the done line and /metrics carry the result's status and label
+    (done,) = [e for e in d.log_events() if e.get("event") == "done"]
+    assert (done["status"], done["label"]) == (got["status"], got["label"])
+    _, body = d.http("/metrics")
+    label = got["label"] or "none"
+    want = f'medimg_edge_results_total{{label="{label}",status="{got["status"]}"}} 1.0'
+    assert want in body.decode()
     if completeness == "close_write":
         # never taken while its writer had it open
         assert "retry" not in events and "retake" not in events
