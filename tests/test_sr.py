@@ -532,8 +532,8 @@ def test_encoder_options(xray, tmp_path: Path) -> None:
 
 
 def test_non_dicom_and_indeterminate_encodings_validate(xray, tmp_path: Path) -> None:
-    """An SR without a source instance (placeholder study) and a quality refusal both pass
-    dciodvfy and read back."""
+    """An SR and an SC without a source instance (placeholder study) of a quality refusal
+    pass dciodvfy, plain and de-identified; the SR reads back."""
     flat = np.full((128, 128), 100, np.uint8)
     d = xray.diagnose(flat)
     assert d.status == "indeterminate" and d.reasons[0].startswith("quality:")
@@ -549,6 +549,10 @@ def test_non_dicom_and_indeterminate_encodings_validate(xray, tmp_path: Path) ->
         assert ev["Reason for indeterminate result"].meaning == (
             "Insufficient quality for interpretation"
         )
+        rgb = np.ascontiguousarray(np.dstack([flat] * 3))
+        sc = tmp_path / f"sc{deidentify}.dcm"
+        sc.write_bytes(_dicom.encode_secondary_capture(rgb, d, None, deidentify=deidentify))
+        assert dciodvfy(sc)[0] == []
 
 
 def test_deidentified_study_linkage_is_per_salt(xray) -> None:
