@@ -39,6 +39,7 @@ import hashlib
 import io
 import logging
 import os
+import queue
 import re
 import shutil
 import sqlite3
@@ -216,14 +217,40 @@ class Receiver:
         self._paused = paused
         self._hint = hint
         self._metrics = metrics
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            db_path, isolation_level=None, timeout=30.0, check_same_thread=False
-        )
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        # one connection per concurrent association (pynetdicom: a thread each); the
+        # same key is handled by one thread at a time (striped locks)
+        self._db_path = db_path
+        self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+        self._stripes = [threading.Lock() for _ in range(64)]
+        self._put(self._connect())
         self._server: Any = None
         self.port: int | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self._db_path, isolation_level=None, timeout=30.0, check_same_thread=False
+        )
+        # NORMAL (no fsync per commit) is enough in WAL mode: a record can only be lost to
+        # a power cut together with every later WAL frame, so either its file is still in
+        # the inbox (recover() records it again) or the ledger commit that finished that
+        # file (synchronous=FULL, later in the same WAL) is lost too and it is processed
+        # again from the inbox.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(_SCHEMA)
+        with self._pool_lock:
+            self._all.append(db)
+        return db
+
+    def _get(self) -> sqlite3.Connection:
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            return self._connect()
+
+    def _put(self, db: sqlite3.Connection) -> None:
+        self._pool.put(db)
 
     # -- start / stop ----------------------------------------------------------------------
     def recover(self) -> int:
@@ -233,15 +260,18 @@ class Receiver:
         ensure_dir(self.folder)
         clean_temp_files(self.folder)
         names = [e.name for e in os.scandir(self.folder) if _KEY_NAME.match(e.name)]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            before = self._db.total_changes
-            self._db.executemany(
+        db = self._get()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            before = db.total_changes
+            db.executemany(
                 "INSERT OR IGNORE INTO scp_received (key, received) VALUES (?, ?)",
                 [(n[:64], time.time()) for n in names],
             )
-            added = self._db.total_changes - before
-            self._db.execute("COMMIT")
+            added = db.total_changes - before
+            db.execute("COMMIT")
+        finally:
+            self._put(db)
         return added
 
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -308,8 +338,10 @@ class Receiver:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
-        with self._lock:
-            self._db.close()
+        with self._pool_lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
 
     # -- events ----------------------------------------------------------------------------
     def _on_established(self, event: Any) -> None:
@@ -351,6 +383,29 @@ class Receiver:
             rsp.ErrorComment = comment[:64]
         return rsp
 
+    def _write(self, db: sqlite3.Connection, key: str, path: Path, data: bytes) -> bool:
+        """Write and record one instance; False when its key was received before."""
+        if db.execute("SELECT 1 FROM scp_received WHERE key = ?", (key,)).fetchone():
+            log.info(
+                "duplicate instance acknowledged",
+                extra={"event": "dicom_duplicate", "key": key[:16]},
+            )
+            return False
+        try:
+            atomic_write(path, data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _Refused(OUT_OF_RESOURCES, "no space left for the instance") from None
+            msg = f"cannot write the instance ({exc.strerror})"
+            raise _Refused(PROCESSING_FAILURE, msg) from None
+        try:
+            db.execute("INSERT INTO scp_received (key, received) VALUES (?, ?)", (key, time.time()))
+        except sqlite3.Error:
+            path.unlink(missing_ok=True)
+            fsync_dir(self.folder, best_effort=True)
+            raise _Refused(OUT_OF_RESOURCES, "cannot record the instance (ledger)") from None
+        return True
+
     def _store(self, event: Any) -> int:
         if self._paused() or self._low_disk():
             raise _Refused(OUT_OF_RESOURCES, "intake paused: free disk below min_free_mb")
@@ -358,30 +413,13 @@ class Receiver:
         uid = _check_dataset(data, str(event.context.abstract_syntax))
         key = received_key(uid)
         path = self.folder / f"{key}.dcm"
-        with self._lock:
-            found = self._db.execute("SELECT 1 FROM scp_received WHERE key = ?", (key,)).fetchone()
-            if found is not None:
-                log.info(
-                    "duplicate instance acknowledged",
-                    extra={"event": "dicom_duplicate", "key": key[:16]},
-                )
-                return SUCCESS
-            try:
-                atomic_write(path, data)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise _Refused(OUT_OF_RESOURCES, "no space left for the instance") from None
-                raise _Refused(
-                    PROCESSING_FAILURE, f"cannot write the instance ({exc.strerror})"
-                ) from None
-            try:
-                self._db.execute(
-                    "INSERT INTO scp_received (key, received) VALUES (?, ?)", (key, time.time())
-                )
-            except sqlite3.Error:
-                path.unlink(missing_ok=True)
-                fsync_dir(self.folder, best_effort=True)
-                raise _Refused(OUT_OF_RESOURCES, "cannot record the instance (ledger)") from None
+        db = self._get()
+        try:
+            with self._stripes[int(key[:4], 16) % len(self._stripes)]:
+                if not self._write(db, key, path, data):
+                    return SUCCESS
+        finally:
+            self._put(db)
         self._metrics.dicom_received.inc()
         log.info("received", extra={"event": "dicom_received", "key": key[:16]})
         self._hint()
