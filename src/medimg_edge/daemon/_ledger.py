@@ -169,6 +169,11 @@ class Ledger:
             if found != ["ok"]:
                 raise LedgerDamaged(self.path, "; ".join(found))
         db.executescript(_SCHEMA)
+        # Row ids are never handed out twice by this process, even when the transaction
+        # that inserted one was rolled back (a file moved to failed/ under its id then keeps
+        # an id of its own).
+        seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'files'").fetchone()
+        self._next_rowid = (int(seq[0]) if seq else 0) + 1
         row = db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
         if row is None:
             self.instance = secrets.token_hex(4)
@@ -249,13 +254,13 @@ class Ledger:
         """A new row in ``seen``."""
         now = time.time()
         size, mtime_ns, dev, ino = signature
-        cur = self._db.execute(
-            "INSERT INTO files (path, size, mtime_ns, dev, ino, state, first_seen, updated) "
-            "VALUES (?, ?, ?, ?, ?, 'seen', ?, ?)",
-            (path, size, mtime_ns, dev, ino, now, now),
+        rowid = self._next_rowid
+        self._db.execute(
+            "INSERT INTO files (rowid, path, size, mtime_ns, dev, ino, state, first_seen, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, 'seen', ?, ?)",
+            (rowid, path, size, mtime_ns, dev, ino, now, now),
         )
-        rowid = cur.lastrowid
-        assert rowid is not None
+        self._next_rowid += 1
         return Row(rowid, path, size, mtime_ns, dev, ino, "seen", 0, 0.0, None, None, None, 0)
 
     def update(self, row: Row, **fields: object) -> None:

@@ -612,6 +612,8 @@ class Daemon:
             self._in_flight -= dropped
             busy = self._in_flight - len(self._held)
         if busy > 0 or now < self._ledger_retry_at:
+            if self._intake is not None:  # the loop sleeps until then (or a result)
+                self._intake.next_scan = max(self._ledger_retry_at, now + 0.05)
             return None
         assert self.ledger is not None
         intake = Intake(
