@@ -28,8 +28,8 @@ off that object and give up after ``forward_max_attempts`` (``failed``; logged, 
 
 Exactly once: a crash between the PACS's success response and the ``sent`` commit sends
 that one object again after the restart, with the same SOP Instance UID.  A PACS that
-treats a second C-STORE of a known SOP Instance UID as the same instance (PS3.4 B.4.1
-allows it to keep or replace it) then holds it once.
+treats a second C-STORE of a known SOP Instance UID as the same instance (keeps the first
+copy or replaces it, as Orthanc and dcmtk's ``storescp -uf`` do) then holds it once.
 """
 
 from __future__ import annotations
