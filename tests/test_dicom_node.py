@@ -80,8 +80,17 @@ class Pacs:
     """A pynetdicom C-STORE SCP (the PACS) that counts every reception per SOP Instance
     UID; ``delay`` seconds per store (to kill the daemon mid-forward)."""
 
-    def __init__(self, port: int, *, ae_title: str = "PACS", delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        ae_title: str = "PACS",
+        delay: float = 0.0,
+        status: int = 0x0000,
+        tls: Any = None,
+    ) -> None:
         self.port, self.ae_title, self.delay = port, ae_title, delay
+        self.status, self.tls = status, tls
         self.received: Counter[str] = Counter()
         self.classes: dict[str, str] = {}
         self.entered = 0
@@ -97,7 +106,7 @@ class Pacs:
         with self._lock:
             self.received[str(ds.SOPInstanceUID)] += 1
             self.classes[str(ds.SOPInstanceUID)] = str(ds.SOPClassUID)
-        return 0x0000
+        return self.status
 
     def start(self) -> Pacs:
         from pynetdicom import AE, evt
@@ -116,7 +125,10 @@ class Pacs:
         ):
             ae.add_supported_context(cx)
         self._server = ae.start_server(
-            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
+            ("127.0.0.1", self.port),
+            block=False,
+            ssl_context=self.tls,
+            evt_handlers=[(evt.EVT_C_STORE, self._store)],
         )
         return self
 
@@ -360,33 +372,22 @@ def test_check_dataset_refusals() -> None:
     assert 0xC000 <= e.value.status <= 0xC0FF
 
 
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost / 127.0.0.1 (openssl) and its key."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    cmd = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    cmd += ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+    subprocess.run([*cmd, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
 def test_tls_listener(tmp_path: Path) -> None:
     """--tls-cert / --tls-key: a pynetdicom SCU over TLS stores; a plain one cannot."""
     import ssl
 
     import numpy as np
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     d = node(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key)).start()
     port = dicom_port(d)
     try:
@@ -635,3 +636,51 @@ def test_port_in_use_is_a_startup_error(tmp_path: Path) -> None:
         assert d.proc is not None
         assert d.proc.wait(timeout=120) == 2
     assert "startup_failed" in d.log_text()
+
+
+def test_forward_tls_and_refused_objects(tmp_path: Path) -> None:
+    """Two destinations: a PACS over TLS (``tls = true``, its CA) gets each SR once; a
+    PACS that refuses every object (0xC000) is tried forward_max_attempts times, then the
+    object is given up (``failed`` in /healthz, counted in /metrics), nothing is lost for
+    the other destination."""
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    good, bad = free_port(), free_port()
+    cfg = tmp_path / "watch.toml"
+    cfg.write_text(
+        "forward_retry_seconds = 0.05\nforward_backoff_max_seconds = 0.2\n"
+        "forward_max_attempts = 2\n"
+        f'[[forward]]\nae_title = "SECURE"\nhost = "127.0.0.1"\nport = {good}\n'
+        f'tls = true\ntls_ca = "{cert}"\n'
+        f'[[forward]]\nae_title = "PICKY"\nhost = "127.0.0.1"\nport = {bad}\n'
+    )
+    secure = Pacs(good, ae_title="SECURE", tls=ctx).start()
+    picky = Pacs(bad, ae_title="PICKY", status=0xC000).start()
+    d = node(tmp_path, "--config", str(cfg)).start()
+    port = dicom_port(d)
+
+    def dest(name: str) -> dict[str, Any]:
+        _, body = d.http("/healthz")
+        return next(f for f in json.loads(body)["forward"] if f["destination"].startswith(name))
+
+    try:
+        send_all(port, phantoms(2, start=200))
+        wait_for(lambda: dest("SECURE")["sent"] == 2, "sent over TLS")
+        wait_for(lambda: dest("PICKY")["failed"] == 2, "refused objects given up")
+        srs = _sr_uids(d.outbox)
+        assert secure.received == Counter(dict.fromkeys(srs, 1))
+        assert picky.received == Counter(dict.fromkeys(srs, 2))  # forward_max_attempts
+        assert dest("PICKY")["pending"] == 0 and dest("SECURE")["failed"] == 0
+        _, body = d.http("/metrics")
+        assert (
+            f'medimg_edge_forward_failures_total{{destination="PICKY@127.0.0.1:{bad}",'
+            'reason="0xC000"} 4.0' in body.decode()  # 2 objects x 2 attempts
+        )
+        assert "forward_failed" in d.log_text()
+    finally:
+        secure.stop()
+        picky.stop()
+        assert d.stop() == 0, d.log_text()[-3000:]
