@@ -156,6 +156,52 @@ def test_full_disk_mid_run_and_restart_on_it_never_exits(tmp_path: Path) -> None
                     d.kill9()
 
 
+def test_full_outbox_outputs_retried_never_quarantined(tmp_path: Path) -> None:
+    """The ledger on another disk, the outbox on a tmpfs filled to the last block, no
+    free-space threshold (``--min-free-mb 0``): the outputs cannot be written, every input
+    is retried (``disk_full``, not counted as an attempt, ``--max-attempts 1``) instead of
+    being quarantined, no temporary file is left on the full disk, and once the space is
+    freed each input gets exactly one result."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "state").mkdir(mode=0o700)
+    d = None
+    with _tmpfs(tmp_path / "outbox", "8m") as outbox:
+        try:
+            # the state folder (ledger) resolves to the other disk
+            (outbox / ".medimg-edge").symlink_to(tmp_path / "state")
+            args = (*FAST, "--min-free-mb", "0", "--max-attempts", "1")
+            d = DaemonProc(inbox, outbox, *args, log=tmp_path / "d.log").start()
+            assert (tmp_path / "state" / "ledger.sqlite").exists()
+            filler = outbox / "filler.bin"
+            _fill(filler)
+            write_files("direct", inbox, 0, 12)
+
+            def disk_full_retries() -> int:
+                assert d is not None
+                return sum(
+                    e.get("event") == "retry" and e.get("code") == "disk_full"
+                    for e in d.log_events()
+                )
+
+            wait_for(lambda: disk_full_retries() >= 12, "every input retried for disk_full")
+            assert not temp_files(outbox)  # every failed write removed its temporary file
+            assert not list(outbox.glob("*.json")) and not list((outbox / "failed").iterdir())
+            assert d.proc is not None and d.proc.poll() is None
+            filler.unlink()
+            wait_for(lambda: len(results(outbox)) == 12, "12 results")
+            wait_for(lambda: not any(p.is_file() for p in inbox.rglob("*")), "inbox emptied")
+            got = results(outbox)
+            assert sorted(r["input"]["sha256"] for r in got) == sorted(
+                sha256(png_bytes(i)) for i in range(12)
+            )
+            assert not reasons(outbox) and not temp_files(outbox)
+            assert d.stop() == 0
+        finally:
+            if d is not None and d.proc is not None and d.proc.poll() is None:
+                d.kill9()
+
+
 def _damage(path: Path, how: str) -> None:
     size = path.stat().st_size
     with open(path, "r+b") as fh:

@@ -149,14 +149,17 @@ class Finisher:
         self._wake = wake
         self.replies: queue.Queue[tuple[Job, Reply] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._write_loop, name="writer", daemon=True)
-        self._disk_delay = _DISK_RETRY_FIRST
+        self._disk_delay, self._disk_until = 0.0, 0.0
 
     def _disk_full(self, job: Job, exc: OSError) -> Outcome:
         """A write that failed for want of disk space: retried (not an attempt) after a
-        capped, doubling delay."""
-        delay, self._disk_delay = self._disk_delay, min(self._disk_delay * 2, _DISK_RETRY_MAX)
+        delay doubled once per round of retries (not per file), capped."""
+        now = time.monotonic()
+        if now >= self._disk_until:
+            self._disk_delay = min(max(2 * self._disk_delay, _DISK_RETRY_FIRST), _DISK_RETRY_MAX)
+            self._disk_until = now + self._disk_delay
         why = os.strerror(exc.errno) if exc.errno else "write error"
-        return Outcome(job, "retry", "disk_full", why, delay=delay, count=False)
+        return Outcome(job, "retry", "disk_full", why, delay=self._disk_delay, count=False)
 
     def _write_loop(self) -> None:
         """Finish the workers' replies in batches: one ``fsync`` of the outbox and of the
@@ -268,7 +271,7 @@ class Finisher:
                     label=h.get("label"),
                 )
             )
-        self._disk_delay = _DISK_RETRY_FIRST
+        self._disk_delay = 0.0
         return outcomes
 
     def process(self, job: Job, reply: Reply) -> Outcome:

@@ -719,7 +719,9 @@ class Daemon:
                     intake.mark_stable(row, attempts=attempts, not_before=time.time() + delay)
                     self.metrics.retries.inc()
                     log.warning(
-                        "attempt failed, will retry",
+                        "attempt failed, will retry"
+                        if o.count
+                        else f"no room on the disk ({o.message}): will retry, not an attempt",
                         extra={
                             "event": "retry",
                             "id": rid,
