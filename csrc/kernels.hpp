@@ -160,7 +160,13 @@ struct LbpArgs {
   double max_abs;               // a larger |value| (or NaN, Inf) makes the kernel return false
   ptrdiff_t pad, hlen, stride;  // lbp_pad(), lbp_hlen(), lbp_stride()
   double* scratch;              // lbp_scratch() doubles
-  double* out;                  // rows x cols
+  double* out;                  // rows x cols, or nullptr (codes not stored; with hist)
+  // Optional histogram of the codes (integer codes in [0, nbins): not with kLbpVar): the
+  // codes of the pixels where mask != 0 (every pixel if mask is nullptr) are counted into
+  // hist[0 .. 2 nbins) (two interleaved copies; the caller adds hist[nbins + k] to hist[k]).
+  uint32_t* hist = nullptr;
+  const uint8_t* mask = nullptr;
+  int nbins = 0;
 };
 // Zero columns on each side of a converted image row: the widest column offset, at most
 // cols + 1 (a sample further out is outside the image for every pixel and reads a zero),
@@ -184,7 +190,7 @@ static inline size_t lbp_scratch(ptrdiff_t cols, int P, ptrdiff_t pad) {
   // row and two weight tables per column offset; the code table; 8 to align to 64 bytes.
   return static_cast<size_t>((2 * P + 2) * lbp_stride(cols, pad) +
                              ((kLbpGroupSlots + 4) * P + 1) * lbp_hlen(cols) +
-                             (1 << kLbpTableMaxP) + 8);
+                             (1 << kLbpTableMaxP) + (1 << kLbpTableMaxP) + 8);
 }
 
 // ---- features: first-order statistics, gradients, quality (stats.hpp) -----------------
@@ -225,6 +231,17 @@ struct Sharpness {
 static inline size_t summary_scratch(ptrdiff_t n) { return static_cast<size_t>(65536 + 20480 + n); }
 static inline size_t gradient_scratch(ptrdiff_t rows, ptrdiff_t cols) {
   return static_cast<size_t>((rows + 2) * padded_stride(cols, 1));
+}
+// gradient_u8 (Sobel of a uint8 image, fused moments and quantiles; see stats.hpp).
+constexpr int kGradientU8Keys = 2752;  // m2 buckets (m2 < 2^21), the last one: unselected
+constexpr int kGradientU8Span = 8208;  // most m2 values of one bucket
+static inline ptrdiff_t gradient_u8_stride(ptrdiff_t cols) {
+  return (cols + 2 + 64 + 63) / 64 * 64;
+}
+// uint32 words of gradient_u8 scratch.
+static inline size_t gradient_u8_scratch(ptrdiff_t rows, ptrdiff_t cols) {
+  return static_cast<size_t>(((rows + 2) * gradient_u8_stride(cols) + 3) / 4 + rows * cols + cols +
+                             64 + 2 * kGradientU8Keys + kGradientU8Span);
 }
 static inline size_t sharpness_scratch(ptrdiff_t rows, ptrdiff_t cols) {
   return static_cast<size_t>((rows + 2 * (kSharpnessBox / 2)) *
@@ -320,6 +337,13 @@ struct KernelTable {
   // nullptr) into hist[bins].  scratch: gradient_scratch().
   void (*gradient)(const float* in, const uint8_t* mask, ptrdiff_t rows, ptrdiff_t cols, int bins,
                    float* magnitude, double* hist, float* scratch);
+  // gradient() + summary() moments + numpy.percentile of the magnitudes of a uint8 image in
+  // one pass (stats.hpp): hist[bins] as gradient(); moments = (count, mean, variance) of the
+  // float32 magnitudes over the mask; qout[j] = numpy.percentile(mag[mask], 100 q[j]) (NaN
+  // if none).  scratch: gradient_u8_scratch() words.
+  void (*gradient_u8)(const uint8_t* in, const uint8_t* mask, ptrdiff_t rows, ptrdiff_t cols,
+                      int bins, int nq, const double* q, double* qout, double* hist,
+                      double* moments, uint32_t* scratch);
   // Sharpness sums (see Sharpness).  scratch: sharpness_scratch().
   void (*sharpness)(const float* in, ptrdiff_t rows, ptrdiff_t cols, Sharpness* out,
                     float* scratch);

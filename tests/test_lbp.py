@@ -378,3 +378,52 @@ def test_out_is_written_and_returned() -> None:
     for bad in (np.empty((17, 22)), np.empty((17, 23), np.float32), f, f[:, ::1].T.copy().T):
         with pytest.raises(me.InvalidInputError, match="out"):
             me.features.lbp(f, 8, 1.5, "uniform", out=bad)
+
+
+# ---------------------------------------------------------------------------------------
+# Code histograms counted in the kernel (features.extract's LBP family; issue 17).
+# ---------------------------------------------------------------------------------------
+
+HIST_METHODS = {"uniform": 2, "nri_uniform": 3, "default": 0, "ror": 1}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("method", list(HIST_METHODS))
+def test_histogram_equals_bincount_of_codes(target: str, method: str) -> None:
+    """``_core.lbp_histogram`` (packed vector counters for <= 10 codes, pattern counts
+    through the 2^P table, scalar counts otherwise) equals ``numpy.bincount`` of the
+    codes of :func:`lbp` inside the mask, on every target, dtype and mask."""
+    from medimg_edge import _core
+    from medimg_edge.features._lbp import _offsets
+
+    rng = np.random.default_rng(17)
+    for P, R in [(1, 1.0), (4, 1.0), (8, 1.0), (8, 1.5), (12, 2.5), (16, 2.0)]:
+        for dtype in DTYPES:
+            for shape in [(1, 1), (3, 70), (37, 41), (130, 9)]:
+                img = (rng.integers(0, 5, shape) * rng.integers(1, 50)).astype(dtype)
+                for mask in (None, (rng.random(shape) < 0.5).astype(np.uint8)):
+                    codes = me.features.lbp(img, P, R, method)
+                    sel = codes if mask is None else codes[mask != 0]
+                    rp, cp = _offsets(P, R)
+                    h, ok = _core.lbp_histogram(
+                        img, P, rp, cp, HIST_METHODS[method], mask, 1e15, target
+                    )
+                    assert ok
+                    want = np.bincount(sel.astype(np.int64).ravel(), minlength=h.size)
+                    assert want.size == h.size
+                    np.testing.assert_array_equal(h, want, err_msg=f"{method} P={P} R={R}")
+
+
+def test_histogram_refuses_var_and_wide_tables() -> None:
+    from medimg_edge import _core
+    from medimg_edge.features._lbp import _offsets
+
+    img = np.zeros((4, 4), np.uint8)
+    rp, cp = _offsets(8, 1.0)
+    with pytest.raises(ValueError, match="method"):
+        _core.lbp_histogram(img, 8, rp, cp, 4, None, 1e15)
+    rp, cp = _offsets(17, 2.0)
+    with pytest.raises(ValueError, match="method"):
+        _core.lbp_histogram(img, 17, rp, cp, 0, None, 1e15)
+    with pytest.raises(ValueError, match="mask"):
+        _core.lbp_histogram(img, 17, rp, cp, 2, np.ones((3, 4), np.uint8), 1e15)

@@ -161,11 +161,21 @@ std::tuple<py::array_t<float>, py::array_t<double>> gradient(const py::array& im
 
 // gradient() then summary() of the magnitudes over the mask, without handing the
 // magnitude image to Python: (measures, orientation histogram, quantiles).
+// A uint8 image takes the fused integer kernel (gradient_u8: no float copy, no magnitude
+// image); the dict then holds count, mean and m2 (the variance) only.
 std::tuple<py::dict, py::array_t<double>, py::array_t<double>> gradient_summary(
     const py::array& image, const py::object& mask, int bins, const py::array& q,
     const std::string& target) {
-  auto in = checked(image, 2, "image");
-  const ptrdiff_t rows = in.shape(0), cols = in.shape(1), n = in.size();
+  const bool u8 = image.dtype().kind() == 'u' && image.itemsize() == 1;
+  py::array_t<float> in;
+  if (u8) {
+    if (image.ndim() != 2 || !(image.flags() & py::array::c_style))
+      throw std::invalid_argument("image: expected a C-contiguous 2-D array");
+    if (image.size() == 0) throw std::invalid_argument("image: empty array");
+  } else {
+    in = checked(image, 2, "image");
+  }
+  const ptrdiff_t rows = image.shape(0), cols = image.shape(1), n = image.size();
   u8array keep;
   const uint8_t* m = checked_mask(mask, n, &keep);
   check_bins(bins, 1, kGradientMaxBins);
@@ -173,6 +183,24 @@ std::tuple<py::dict, py::array_t<double>, py::array_t<double>> gradient_summary(
   const KernelTable* t = table_by_name(target);
   py::array_t<double> hist(bins);
   py::array_t<double> qout(qa.size());
+  if (u8) {
+    const uint8_t* src = static_cast<const uint8_t*>(image.data());
+    double* h = hist.mutable_data();
+    const double* qv = qa.data();
+    double* qo = qout.mutable_data();
+    const int nq = static_cast<int>(qa.size());
+    double moments[3];
+    {
+      py::gil_scoped_release release;
+      ThreadScratch sc({gradient_u8_scratch(rows, cols) * sizeof(uint32_t)});
+      t->gradient_u8(src, m, rows, cols, bins, nq, qv, qo, h, moments, sc.part<uint32_t>(0));
+    }
+    py::dict d;
+    d["count"] = moments[0];
+    d["mean"] = moments[1];
+    d["m2"] = moments[2];
+    return {d, hist, qout};
+  }
   std::unique_ptr<float[]> fb1, fb2;
   std::unique_ptr<uint32_t[]> fb3;
   float* scratch = reuse<float, 1>(gradient_scratch(rows, cols), &fb1);

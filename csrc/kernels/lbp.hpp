@@ -255,9 +255,54 @@ __attribute__((always_inline)) static inline void add_tap(const Tap& t, ptrdiff_
 }
 
 // One output row from the prepared taps.
+// Counts the integers k (< 2^32) of the first n lanes whose mask byte is non-zero (all
+// if m is nullptr); even / odd lanes into two copies of the histogram, `half` words apart.
+static inline void count_codes(vu k, ptrdiff_t n, const uint8_t* m, uint32_t* hist,
+                               ptrdiff_t half) {
+  uint64_t u[kLanes];
+  __builtin_memcpy(u, &k, sizeof k);
+  if (m == nullptr) {
+    ptrdiff_t l = 0;
+    for (; l + 1 < n; l += 2) {
+      ++hist[u[l]];
+      ++hist[u[l + 1] + static_cast<uint64_t>(half)];
+    }
+    if (l < n) ++hist[u[l]];
+    return;
+  }
+  for (ptrdiff_t l = 0; l < n; ++l)
+    if (m[l] != 0) ++hist[u[l] + static_cast<uint64_t>((l & 1) * half)];
+}
+
+// Code counts for at most kPackedBins codes in vector lanes: every uint64 lane holds
+// kPackedBins 6-bit counters, code k adding 1 << 6k, flushed into hist before a counter can
+// reach 64 (no scatter of increments).
+constexpr int kPackedBins = 10;
+constexpr int kPackedFlush = 63;
+struct Packed {
+  vu acc;
+  int pending;
+};
+static inline void packed_flush(Packed& p, uint32_t* hist, int nbins) {
+  uint64_t u[kLanes];
+  __builtin_memcpy(u, &p.acc, sizeof p.acc);
+  for (int l = 0; l < kLanes; ++l)
+    for (int k = 0; k < nbins; ++k) hist[k] += static_cast<uint32_t>((u[l] >> (6 * k)) & 63u);
+  p.acc = set1un(0);
+  p.pending = 0;
+}
+// Lanes l < n whose mask byte is non-zero (all l < n without a mask) as all-ones.
+static inline vu lane_select(const uint8_t* m, ptrdiff_t n) {
+  uint64_t u[kLanes];
+  for (int l = 0; l < kLanes; ++l) u[l] = (l < n && (m == nullptr || m[l] != 0)) ? ~0ull : 0ull;
+  vu v;
+  __builtin_memcpy(&v, u, sizeof v);
+  return v;
+}
+
 template <int kMethod>
 static void lbp_row(const Tap* taps, int P, const double* crow, ptrdiff_t cols, const double* lut,
-                    double* o) {
+                    double* o, uint32_t* hist, const uint8_t* mrow, int nbins, Packed* packed) {
   constexpr bool kVar = kMethod == medimg::kLbpVar;
   for (ptrdiff_t c = 0; c < cols; c += kBlock * kLanes) {
     vd center[kBlock], acc0[kBlock], acc1[kBlock];
@@ -286,13 +331,34 @@ static void lbp_row(const Tap* taps, int P, const double* crow, ptrdiff_t cols, 
         else
           var = (acc1[k] - (acc0[k] * acc0[k]) / p) / p;
         v = var != 0.0 ? var : set1dn(__builtin_nan(""));
-      } else {
-        v = lut != nullptr ? gather_d(lut, to_u(acc0[k])) : finish<kMethod>(to_u(acc0[k]), P);
       }
-      if (x + kLanes <= cols)
+      const ptrdiff_t nl = x + kLanes <= cols ? kLanes : cols - x;
+      if constexpr (!kVar) {
+        const vu bits = to_u(acc0[k]);
+        if (packed != nullptr) {
+          const vd code = lut != nullptr ? gather_d(lut, bits) : finish<kMethod>(bits, P);
+          const vu inc = set1un(1) << (to_u(code) * 6u);
+          const vu on = (mrow == nullptr && nl == kLanes)
+                            ? set1un(~0ull)
+                            : lane_select(mrow != nullptr ? mrow + x : nullptr, nl);
+          packed->acc += inc & on;
+          if (++packed->pending == kPackedFlush) packed_flush(*packed, hist, nbins);
+          if (o == nullptr) continue;
+        } else if (hist != nullptr) {
+          // With a table: the bit patterns are counted (2^P bins) and mapped to codes at
+          // the end (lbp_image); else the codes.
+          const ptrdiff_t half = lut != nullptr ? ptrdiff_t(1) << P : nbins;
+          count_codes(lut != nullptr ? bits : to_u(finish<kMethod>(bits, P)), nl,
+                      mrow != nullptr ? mrow + x : nullptr, hist, half);
+          if (o == nullptr) continue;
+        }
+        v = lut != nullptr ? gather_d(lut, bits) : finish<kMethod>(bits, P);
+      }
+      if (o == nullptr) continue;
+      if (nl == kLanes)
         store_dn(o + x, v);
       else
-        store_dn_n(o + x, v, cols - x);
+        store_dn_n(o + x, v, nl);
     }
   }
 }
@@ -362,6 +428,17 @@ static bool lbp_image(const medimg::LbpArgs& a, Tap* taps, Group* groups, int ng
                         dst);
     }
   };
+  // Histogram output: with a table, bit patterns are counted into pattern_counts (2 x 2^P
+  // words of scratch after the table) and mapped to codes at the end.
+  uint32_t* counts = a.hist;
+  Packed packed_state{set1un(0), 0};
+  Packed* packed = a.hist != nullptr && a.nbins <= kPackedBins ? &packed_state : nullptr;
+  if (packed != nullptr) {
+    for (int k = 0; k < 2 * a.nbins; ++k) a.hist[k] = 0;
+  } else if (a.hist != nullptr && lut != nullptr) {
+    counts = reinterpret_cast<uint32_t*>(lut + (ptrdiff_t(1) << medimg::kLbpTableMaxP));
+    for (ptrdiff_t u = 0; u < (ptrdiff_t(2) << a.P); ++u) counts[u] = 0;
+  }
   for (ptrdiff_t r = 0; r < rows; ++r) {
     if (!img.update(r, rows, load)) return false;
     for (int g = 0; g < ngroups; ++g) {
@@ -396,7 +473,18 @@ static bool lbp_image(const medimg::LbpArgs& a, Tap* taps, Group* groups, int ng
       t.v0 = 1.0 - dy;
       t.v1 = dy;
     }
-    lbp_row<kMethod>(taps, a.P, img.find(r) + pad, cols, lut, a.out + r * cols);
+    lbp_row<kMethod>(taps, a.P, img.find(r) + pad, cols, lut,
+                     a.out != nullptr ? a.out + r * cols : nullptr, counts,
+                     a.mask != nullptr ? a.mask + r * cols : nullptr, a.nbins, packed);
+  }
+  if (packed != nullptr) {
+    packed_flush(*packed, a.hist, a.nbins);
+  } else if (counts != nullptr && lut != nullptr) {
+    // Pattern counts (two copies) -> code counts (two copies, the second left zero).
+    const ptrdiff_t np = ptrdiff_t(1) << a.P;
+    for (int k = 0; k < 2 * a.nbins; ++k) a.hist[k] = 0;
+    for (ptrdiff_t u = 0; u < np; ++u)
+      a.hist[static_cast<ptrdiff_t>(lut[u])] += counts[u] + counts[np + u];
   }
   return true;
 }
@@ -423,6 +511,7 @@ static bool lbp_kernel(const medimg::LbpArgs& a) {
   next += hlen;
   double* lut = next;
   next += 1 << medimg::kLbpTableMaxP;
+  next += 1 << medimg::kLbpTableMaxP;  // pattern counts (2 x 2^P uint32) of lbp_histogram
   for (ptrdiff_t x = 0; x < stride; ++x) zero_img[x] = 0.0;
   for (ptrdiff_t x = 0; x < hlen; ++x) zero_h[x] = 0.0;
   const double* zero0 = zero_img + pad;  // column 0 of the zero image row

@@ -774,31 +774,73 @@ static void orientation_boundaries(int bins, float* c, float* s) {
   }
 }
 
+// Magnitude-weighted histogram of the orientation folded into [0, pi), shared by the
+// gradient kernels.  Cumulative sums S_k (magnitude of pixels with orientation >= k pi /
+// bins): float lanes over kFlush vectors, then double lanes (vdn, no horizontal sum until
+// finish()).
+struct OrientationHist {
+  static constexpr int kFlush = 16;  // vectors summed in float before going to double
+  int bins, pending = 0;
+  float cb[medimg::kGradientMaxBins], sb[medimg::kGradientMaxBins];
+  simd::vdn cum[medimg::kGradientMaxBins];
+  simd::vf acc[medimg::kGradientMaxBins];
+  explicit OrientationHist(int b) : bins(b) {
+    orientation_boundaries(bins, cb, sb);
+    for (int k = 0; k < bins; ++k) {
+      cum[k] = simd::set1dn(0.0);
+      acc[k] = simd::set1(0.0f);
+    }
+  }
+  void flush() {
+    for (int k = 0; k < bins; ++k) {
+      cum[k] += simd::f2d_lo(acc[k]);
+      if (simd::kLanes > 1) cum[k] += simd::f2d_hi(acc[k]);
+      acc[k] = simd::set1(0.0f);
+    }
+    pending = 0;
+  }
+  // w: the magnitudes, 0 in the lanes not selected.
+  void add(simd::vf gx, simd::vf gy, simd::vf w) {
+    using namespace simd;
+    const vf fzero = set1(0.0f);
+    const vi neg = (gy < 0.0f) | ((gy == 0.0f) & (gx < 0.0f));
+    const vf fx = neg ? -gx : gx;
+    const vf fy = neg ? -gy : gy;
+    acc[0] += w;
+    for (int k = 1; k < bins; ++k) acc[k] += (fy * cb[k] - fx * sb[k] >= 0.0f) ? w : fzero;
+    if (++pending == kFlush) flush();
+  }
+  void finish(double* hist) {
+    flush();
+    double total[medimg::kGradientMaxBins + 1];
+    for (int k = 0; k < bins; ++k) total[k] = simd::reduce_sum_dn(cum[k]);
+    total[bins] = 0.0;
+    for (int k = 0; k < bins; ++k) {
+      const double h = total[k] - total[k + 1];  // >= 0 up to rounding
+      hist[k] = h > 0.0 ? h : 0.0;
+    }
+  }
+};
+
+// Lanes x .. x + kLanes - 1 of a row that are inside the row and selected by the mask row
+// krow (every pixel if krow is nullptr), as an int32 lane mask.
+static inline simd::vi selected_lanes(const uint8_t* krow, ptrdiff_t x, ptrdiff_t cols) {
+  using namespace simd;
+  const vi zero = vi{};
+  if (x + kLanes <= cols) return krow != nullptr ? (load_u8(krow + x) != zero) : (zero == zero);
+  uint8_t t[kLanes];
+  for (int l = 0; l < kLanes; ++l)
+    t[l] = (x + l < cols && (krow == nullptr || krow[x + l] != 0)) ? 1 : 0;
+  return load_u8(t) != zero;
+}
+
 static void gradient_kernel(const float* in, const uint8_t* mask, ptrdiff_t rows, ptrdiff_t cols,
                             int bins, float* magnitude, double* hist, float* scratch) {
   using namespace simd;
   const ptrdiff_t stride = medimg::padded_stride(cols, 1);
   pad_image<true>(in, rows, cols, 1, 0.0f, scratch, stride);
-  float cb[medimg::kGradientMaxBins], sb[medimg::kGradientMaxBins];
-  orientation_boundaries(bins, cb, sb);
-  // Cumulative sums S_k (magnitude of pixels with orientation >= k pi / bins): float lanes
-  // over kFlush vectors, then double lanes (vdn, no horizontal sum until the end).
-  vdn cum[medimg::kGradientMaxBins];
-  vf acc[medimg::kGradientMaxBins];
-  const vi zero = vi{}, iota = stats_iota();
+  OrientationHist oh(bins);
   const vf fzero = set1(0.0f);
-  for (int k = 0; k < bins; ++k) cum[k] = set1dn(0.0);
-  constexpr int kFlush = 16;  // vectors summed in float before going to double
-  int pending = 0;
-  auto flush = [&]() {
-    for (int k = 0; k < bins; ++k) {
-      cum[k] += f2d_lo(acc[k]);
-      if (kLanes > 1) cum[k] += f2d_hi(acc[k]);
-      acc[k] = fzero;
-    }
-    pending = 0;
-  };
-  for (int k = 0; k < bins; ++k) acc[k] = fzero;
   for (ptrdiff_t y = 0; y < rows; ++y) {
     const float* n = scratch + y * stride;
     const float* c = n + stride;
@@ -812,31 +854,194 @@ static void gradient_kernel(const float* in, const uint8_t* mask, ptrdiff_t rows
                     (load(n + x) + 2.0f * load(n + x + 1) + load(n + x + 2));
       const vf mag = vsqrt(gx * gx + gy * gy);
       store_row(mrow, mag, x, cols);
-      vi on;
-      if (x + kLanes <= cols) {
-        on = krow != nullptr ? (load_u8(krow + x) != zero) : (iota >= zero);
-      } else {
-        uint8_t t[kLanes];
-        for (int l = 0; l < kLanes; ++l)
-          t[l] = (x + l < cols && (krow == nullptr || krow[x + l] != 0)) ? 1 : 0;
-        on = load_u8(t) != zero;
-      }
-      const vi neg = (gy < 0.0f) | ((gy == 0.0f) & (gx < 0.0f));
-      const vf fx = neg ? -gx : gx;
-      const vf fy = neg ? -gy : gy;
-      const vf w = on ? mag : fzero;
-      acc[0] += w;
-      for (int k = 1; k < bins; ++k) acc[k] += (fy * cb[k] - fx * sb[k] >= 0.0f) ? w : fzero;
-      if (++pending == kFlush) flush();
+      oh.add(gx, gy, selected_lanes(krow, x, cols) ? mag : fzero);
     }
-    flush();
+    oh.flush();
   }
-  double total[medimg::kGradientMaxBins + 1];
-  for (int k = 0; k < bins; ++k) total[k] = reduce_sum_dn(cum[k]);
-  total[bins] = 0.0;
-  for (int k = 0; k < bins; ++k) {
-    const double h = total[k] - total[k + 1];  // >= 0 up to rounding
-    hist[k] = h > 0.0 ? h : 0.0;
+  oh.finish(hist);
+}
+
+// ---- gradient of a uint8 image: integer Sobel, fused moments and quantiles ----------------
+//
+// gradient_u8_kernel computes what gradient_kernel + summary + masked_quantile compute for
+// the float32 copy of a uint8 image, in one pass over the image and without a float
+// magnitude image: the Sobel sums gx, gy are integers (|g| <= 1020), so m2 = gx^2 + gy^2 is
+// an exact integer (< 2^21) and the float32 magnitude is sqrtf(m2), a non-decreasing
+// function of m2.  Hence
+//   * the orientation histogram: the same float operations on the same (exact) gx, gy as
+//     gradient_kernel, accumulated in the same order: bit-identical;
+//   * mean and std: sums of the float magnitudes and their squares in double lanes;
+//   * quantiles (numpy.percentile, "linear"): the k-th smallest magnitude is sqrtf of the
+//     k-th smallest m2, selected exactly in two levels: while the pass runs, m2 is stored
+//     (uint32, 0xFFFFFFFF outside the mask) and counted into buckets keyed by the top bits
+//     of its float32 pattern (exponent + 7 mantissa bits: every bucket holds m2 values
+//     within 1/128 relative, at most 2^14 distinct integers); the buckets of the wanted
+//     ranks are then counted value by value over the stored m2 (vector compare, scalar
+//     increments for the few matching lanes only).
+namespace gradu8 {
+constexpr uint32_t kUnselected = 0xFFFFFFFFu;
+constexpr int kKeys = medimg::kGradientU8Keys;  // bucket keys; the last one: unselected
+constexpr int kSpan = medimg::kGradientU8Span;  // largest bucket span in m2 values
+
+// Bucket key of m2 (0 for m2 = 0; 1 + 128 (e - 127) + top 7 mantissa bits otherwise).
+static inline simd::vi key_of(simd::vi m2) {
+  using namespace simd;
+  const vi bits = float_bits(to_float(m2));
+  const vi k = ((bits >> 16) - (127 << 7)) + 1;
+  return m2 == 0 ? vi{} : k;
+}
+static inline int32_t key_of1(uint32_t m2) {
+  if (m2 == 0) return 0;
+  const float f = static_cast<float>(m2);
+  int32_t b;
+  __builtin_memcpy(&b, &f, sizeof b);
+  return ((b >> 16) - (127 << 7)) + 1;
+}
+// True if any lane of the comparison mask v is set.
+static inline bool any_lane(simd::vi v) {
+#if defined(MEDIMG_TARGET_AVX512)
+  return _mm512_test_epi32_mask((__m512i)v, (__m512i)v) != 0;
+#elif defined(MEDIMG_TARGET_AVX2)
+  return !_mm256_testz_si256((__m256i)v, (__m256i)v);
+#elif defined(MEDIMG_TARGET_SSE4)
+  return !_mm_testz_si128((__m128i)v, (__m128i)v);
+#elif defined(MEDIMG_TARGET_NEON)
+  return vmaxvq_u32(vreinterpretq_u32_s32((int32x4_t)v)) != 0;
+#else
+  return v != 0;
+#endif
+}
+// Smallest m2 with key k (k >= 1).
+static inline uint32_t key_low(int32_t k) {
+  const int32_t b = ((k - 1) + (127 << 7)) << 16;
+  float f;
+  __builtin_memcpy(&f, &b, sizeof f);
+  return static_cast<uint32_t>(__builtin_ceil(static_cast<double>(f)));
+}
+}  // namespace gradu8
+
+static void gradient_u8_kernel(const uint8_t* in, const uint8_t* mask, ptrdiff_t rows,
+                               ptrdiff_t cols, int bins, int nq, const double* q, double* qout,
+                               double* hist, double* moments, uint32_t* scratch) {
+  using namespace simd;
+  using namespace gradu8;
+  const ptrdiff_t n = rows * cols;
+  const ptrdiff_t stride = medimg::gradient_u8_stride(cols);
+  // Scratch: padded image (bytes), m2 of every pixel, per-row keys, bucket counts (two
+  // interleaved copies), value counts of a bucket.
+  uint8_t* pad = reinterpret_cast<uint8_t*>(scratch);
+  uint32_t* m2s = scratch + ((rows + 2) * stride + 3) / 4;
+  int32_t* keys = reinterpret_cast<int32_t*>(m2s + n);
+  uint32_t* h0 = reinterpret_cast<uint32_t*>(keys + cols + kLanes);
+  uint32_t* h1 = h0 + kKeys;
+  uint32_t* vc = h1 + kKeys;
+  for (ptrdiff_t py = 0; py < rows + 2; ++py) {
+    const uint8_t* src = in + reflect101(py - 1, rows) * cols;
+    uint8_t* d = pad + py * stride;
+    d[0] = src[reflect101(-1, cols)];
+    __builtin_memcpy(d + 1, src, static_cast<size_t>(cols));
+    d[cols + 1] = src[reflect101(cols, cols)];
+    for (ptrdiff_t x = cols + 2; x < stride; ++x) d[x] = 0;
+  }
+  zero_u32(h0, 2 * kKeys);
+  OrientationHist oh(bins);
+  const vi zero = vi{}, unsel = zero + static_cast<int32_t>(kUnselected);
+  const vi unsel_key = zero + (kKeys - 1);
+  const vf fzero = set1(0.0f);
+  vdn vsum = set1dn(0.0), vsq = set1dn(0.0);
+  for (ptrdiff_t y = 0; y < rows; ++y) {
+    const uint8_t* nr = pad + y * stride;
+    const uint8_t* cr = nr + stride;
+    const uint8_t* sr = cr + stride;
+    const uint8_t* krow = mask != nullptr ? mask + y * cols : nullptr;
+    uint32_t* mrow = m2s + y * cols;
+    for (ptrdiff_t x = 0; x < cols; x += kLanes) {
+      const vi n0 = load_u8(nr + x), n1 = load_u8(nr + x + 1), n2 = load_u8(nr + x + 2);
+      const vi c0 = load_u8(cr + x), c2 = load_u8(cr + x + 2);
+      const vi s0 = load_u8(sr + x), s1 = load_u8(sr + x + 1), s2 = load_u8(sr + x + 2);
+      const vi igx = (n2 - n0) + 2 * (c2 - c0) + (s2 - s0);
+      const vi igy = (s0 + 2 * s1 + s2) - (n0 + 2 * n1 + n2);
+      const vi m2 = igx * igx + igy * igy;
+      const vf gx = to_float(igx), gy = to_float(igy);
+      const vf mag = vsqrt(to_float(m2));
+      const vi on = selected_lanes(krow, x, cols);
+      const vf w = on ? mag : fzero;
+      oh.add(gx, gy, w);
+      const vdn wlo = f2d_lo(w);
+      vsum += wlo;
+      vsq += wlo * wlo;
+      if (kLanes > 1) {
+        const vdn whi = f2d_hi(w);
+        vsum += whi;
+        vsq += whi * whi;
+      }
+      const vi stored = on != zero ? m2 : unsel;
+      const vi key = on != zero ? key_of(m2) : unsel_key;
+      if (x + kLanes <= cols) {
+        __builtin_memcpy(mrow + x, &stored, sizeof stored);
+      } else {
+        uint32_t t[kLanes];
+        __builtin_memcpy(t, &stored, sizeof stored);
+        for (ptrdiff_t l = 0; x + l < cols; ++l) mrow[x + l] = t[l];
+      }
+      __builtin_memcpy(keys + x, &key, sizeof key);
+    }
+    oh.flush();
+    // Bucket counts, even / odd columns into two copies (no store-to-load chains on
+    // runs of equal values).
+    ptrdiff_t x = 0;
+    for (; x + 1 < cols; x += 2) {
+      ++h0[keys[x]];
+      ++h1[keys[x + 1]];
+    }
+    if (x < cols) ++h0[keys[x]];
+  }
+  oh.finish(hist);
+  for (int k = 0; k < kKeys; ++k) h0[k] += h1[k];
+  const double count = static_cast<double>(n - static_cast<ptrdiff_t>(h0[kKeys - 1]));
+  const double sum = reduce_sum_dn(vsum), sq = reduce_sum_dn(vsq);
+  moments[0] = count;
+  moments[1] = count > 0.0 ? sum / count : __builtin_nan("");
+  const double var = count > 0.0 ? sq / count - moments[1] * moments[1] : __builtin_nan("");
+  moments[2] = var > 0.0 ? var : 0.0;
+  // The k-th smallest m2 (0-based k < count).
+  auto select = [&](int64_t rank) -> uint32_t {
+    int32_t b = 0;
+    int64_t before = 0;
+    while (before + static_cast<int64_t>(h0[b]) <= rank) before += h0[b++];
+    if (b == 0) return 0u;
+    const uint32_t lo = key_low(b);
+    const vi vb = zero + b;
+    zero_u32(vc, kSpan);
+    ptrdiff_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      vi m;
+      __builtin_memcpy(&m, m2s + i, sizeof m);
+      const vi hit = (m != unsel) & (key_of(m) == vb);
+      if (!any_lane(hit)) continue;
+      for (int l = 0; l < kLanes; ++l)
+        if (m2s[i + l] != kUnselected && key_of1(m2s[i + l]) == b) ++vc[m2s[i + l] - lo];
+    }
+    for (; i < n; ++i)
+      if (m2s[i] != kUnselected && key_of1(m2s[i]) == b) ++vc[m2s[i] - lo];
+    int64_t r = rank - before;
+    uint32_t v = 0;
+    while (r >= static_cast<int64_t>(vc[v])) r -= vc[v++];
+    return lo + v;
+  };
+  for (int j = 0; j < nq; ++j) {
+    if (!(count > 0.0)) {
+      qout[j] = __builtin_nan("");
+      continue;
+    }
+    int64_t rlo, rhi;
+    double gamma;
+    percentile_ranks(count, q[j], &rlo, &rhi, &gamma);
+    const uint32_t a = select(rlo);
+    const uint32_t b = rhi == rlo ? a : select(rhi);
+    const double va = static_cast<double>(__builtin_sqrtf(static_cast<float>(a)));
+    const double vb = static_cast<double>(__builtin_sqrtf(static_cast<float>(b)));
+    qout[j] = np_lerp(va, vb, gamma);
   }
 }
 

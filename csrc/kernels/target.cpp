@@ -64,6 +64,7 @@ KernelTable make_table() {
   // features: first-order statistics, gradients, quality (stats.hpp)
   t.summary = summary_kernel;
   t.gradient = gradient_kernel;
+  t.gradient_u8 = gradient_u8_kernel;
   t.sharpness = sharpness_kernel;
   return t;
 }

@@ -1002,9 +1002,8 @@ std::vector<double> lbp_reference(const LbpImage& im, int P, const std::vector<d
 
 // Runs the kernel of table t with the scratch filled with `fill` (NaN, or garbage when
 // fill is 0); returns the kernel's status.
-bool lbp_run(const KernelTable& t, const LbpImage& im, int P, const std::vector<double>& rp,
-             const std::vector<double>& cp, int method, double max_abs, uint32_t garbage_seed,
-             std::vector<double>& out) {
+medimg::LbpArgs lbp_args(const LbpImage& im, int P, const std::vector<double>& rp,
+                         const std::vector<double>& cp, int method, double max_abs) {
   medimg::LbpArgs a{};
   a.image = im.bytes.data();
   a.dtype = im.dtype;
@@ -1018,6 +1017,13 @@ bool lbp_run(const KernelTable& t, const LbpImage& im, int P, const std::vector<
   a.pad = medimg::lbp_pad(a.cp, P, im.cols);
   a.hlen = medimg::lbp_hlen(im.cols);
   a.stride = medimg::lbp_stride(im.cols, a.pad);
+  return a;
+}
+
+bool lbp_run(const KernelTable& t, const LbpImage& im, int P, const std::vector<double>& rp,
+             const std::vector<double>& cp, int method, double max_abs, uint32_t garbage_seed,
+             std::vector<double>& out) {
+  medimg::LbpArgs a = lbp_args(im, P, rp, cp, method, max_abs);
   std::vector<double> scratch(medimg::lbp_scratch(im.cols, P, a.pad));
   if (garbage_seed == 0) {
     std::fill(scratch.begin(), scratch.end(), std::nan(""));
@@ -1032,6 +1038,32 @@ bool lbp_run(const KernelTable& t, const LbpImage& im, int P, const std::vector<
   a.scratch = scratch.data();
   a.out = out.data();
   return t.lbp(a);
+}
+
+// The code histogram (LbpArgs::hist, no codes array) of one case: counts[k] over the
+// pixels where mask != 0 (all if the mask is empty); scratch garbage-filled.
+bool lbp_hist_run(const KernelTable& t, const LbpImage& im, int P, const std::vector<double>& rp,
+                  const std::vector<double>& cp, int method, int nbins,
+                  const std::vector<uint8_t>& mask, uint32_t garbage_seed,
+                  std::vector<uint32_t>& counts) {
+  medimg::LbpArgs a = lbp_args(im, P, rp, cp, method, 1e15);
+  std::vector<double> scratch(medimg::lbp_scratch(im.cols, P, a.pad));
+  std::mt19937_64 rng(garbage_seed);
+  for (double& v : scratch) {
+    const uint64_t bits = rng();
+    std::memcpy(&v, &bits, sizeof v);
+  }
+  std::vector<uint32_t> hist(size_t(2 * nbins), 0xDEADBEEFu);
+  for (uint32_t& h : hist) h = 0;
+  a.scratch = scratch.data();
+  a.out = nullptr;
+  a.hist = hist.data();
+  a.mask = mask.empty() ? nullptr : mask.data();
+  a.nbins = nbins;
+  const bool ok = t.lbp(a);
+  counts.assign(size_t(nbins), 0);
+  for (int k = 0; k < nbins; ++k) counts[size_t(k)] = hist[size_t(k)] + hist[size_t(nbins + k)];
+  return ok;
 }
 
 bool same_bits(const std::vector<double>& a, const std::vector<double>& b, size_t* where) {
@@ -1070,6 +1102,33 @@ void test_lbp(const Targets& T) {
                     : "kernel refused the image");
           std::vector<const KernelTable*> all{T.scalar};
           all.insert(all.end(), T.others.begin(), T.others.end());
+          // Code histograms (packed counters, pattern counts or scalar counts) against the
+          // counts of the scalar codes, without and with a mask.
+          const int P = pr.first;
+          const int nbins = m == medimg::kLbpUniform            ? P + 2
+                            : m == medimg::kLbpNriUniform       ? P * (P - 1) + 3
+                            : (m != medimg::kLbpVar && P <= 16) ? (1 << P)
+                                                                : 0;
+          if (nbins > 0 && ok) {
+            std::vector<uint8_t> mask(expected.size());
+            std::mt19937 mrng(seed * 13u + uint32_t(m));
+            for (uint8_t& v : mask)
+              v = static_cast<uint8_t>(mrng() % 3 == 0 ? 0 : 1 + mrng() % 200);
+            for (int with_mask = 0; with_mask < 2; ++with_mask) {
+              std::vector<uint32_t> want(size_t(nbins), 0);
+              for (size_t i = 0; i < expected.size(); ++i)
+                if (!with_mask || mask[i] != 0) ++want[size_t(expected[i])];
+              for (const KernelTable* t : all) {
+                std::vector<uint32_t> got_h;
+                const bool okh =
+                    lbp_hist_run(*t, im, P, rp, cp, m, nbins,
+                                 with_mask ? mask : std::vector<uint8_t>{}, seed * 7u + 3u, got_h);
+                record(okh && got_h == want, std::string(t->name) + " lbp histogram " + where +
+                                                 (with_mask ? " masked" : "") +
+                                                 " vs counts of the scalar codes");
+              }
+            }
+          }
           for (const KernelTable* t : all) {
             const bool ok1 = lbp_run(*t, im, pr.first, rp, cp, m, 1e15, 0, got);
             const bool ok2 = lbp_run(*t, im, pr.first, rp, cp, m, 1e15, seed * 31u + 7u, again);
@@ -1418,6 +1477,86 @@ void test_gradient(const Targets& T, const StatsCase& c) {
   }
 }
 
+// gradient_u8 (the integer Sobel of a uint8 image, fused moments and quantiles): on every
+// target, the histogram bit-identical to the float kernel's on the same pixels, the
+// quantiles bit-identical to numpy.percentile ("linear") of the sorted float32 magnitudes,
+// mean and variance to 1e-12 relative of float64 sums of those magnitudes.
+void test_gradient_u8(const Targets& T, ptrdiff_t rows, ptrdiff_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const size_t n = size_t(rows * cols);
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> images;
+  std::vector<uint8_t> a(n), b(n), c(n, 0), d(n);
+  for (size_t i = 0; i < n; ++i) {
+    a[i] = static_cast<uint8_t>(rng() % 256);
+    b[i] = static_cast<uint8_t>((rng() % 2) * 255);  // largest magnitudes
+    d[i] = static_cast<uint8_t>(rng() % 4);          // many equal magnitudes
+  }
+  images.push_back({"u8 uniform", a});
+  images.push_back({"u8 {0,255}", b});
+  images.push_back({"u8 zeros", c});
+  images.push_back({"u8 [0,3]", d});
+  std::vector<uint8_t> mask(n);
+  for (uint8_t& v : mask) v = static_cast<uint8_t>(rng() % 3 == 0 ? 1 + rng() % 9 : 0);
+  const double qs[] = {0.0, 0.1, 0.5, 0.9, 1.0};
+  std::vector<const KernelTable*> all{T.scalar};
+  all.insert(all.end(), T.others.begin(), T.others.end());
+  for (const auto& im : images) {
+    std::vector<float> px(im.second.begin(), im.second.end());
+    for (int with_mask = 0; with_mask < 2; ++with_mask) {
+      const uint8_t* m = with_mask ? mask.data() : nullptr;
+      for (int bins : {1, 8, 9}) {
+        const std::string where = im.first + " " + std::to_string(rows) + "x" +
+                                  std::to_string(cols) + (with_mask ? " masked" : "") +
+                                  fmt(" bins=%g", bins);
+        for (const KernelTable* t : all) {
+          std::vector<float> mag(n), fscratch(medimg::gradient_scratch(rows, cols));
+          std::vector<double> hf(static_cast<size_t>(bins)), h8(static_cast<size_t>(bins)), qo(5),
+              mom(3);
+          t->gradient(px.data(), m, rows, cols, bins, mag.data(), hf.data(), fscratch.data());
+          std::vector<uint32_t> scratch(medimg::gradient_u8_scratch(rows, cols), 0xA5A5A5A5u);
+          t->gradient_u8(im.second.data(), m, rows, cols, bins, 5, qs, qo.data(), h8.data(),
+                         mom.data(), scratch.data());
+          std::vector<double> sel;
+          double sum = 0.0, sq = 0.0;
+          for (size_t i = 0; i < n; ++i)
+            if (m == nullptr || m[i] != 0) {
+              sel.push_back(static_cast<double>(mag[i]));
+              sum += mag[i];
+              sq += static_cast<double>(mag[i]) * mag[i];
+            }
+          std::sort(sel.begin(), sel.end());
+          const double cnt = static_cast<double>(sel.size());
+          bool qok = true;
+          for (int j = 0; j < 5; ++j) {
+            if (sel.empty()) {
+              qok = qok && std::isnan(qo[size_t(j)]);
+              continue;
+            }
+            const double v = (cnt - 1.0) * qs[j];
+            const size_t lo = static_cast<size_t>(std::floor(v));
+            const size_t hi = std::min(lo + 1, sel.size() - 1);
+            const double g = v - std::floor(v), x = sel[lo], y = sel[hi];
+            const double want = g >= 0.5 ? y - (y - x) * (1.0 - g) : x + (y - x) * g;
+            qok = qok && qo[size_t(j)] == want;
+          }
+          const double mean = cnt > 0 ? sum / cnt : 0.0;
+          const double var = cnt > 0 ? sq / cnt - mean * mean : 0.0;
+          const bool mok =
+              mom[0] == cnt &&
+              (cnt == 0 || (std::fabs(mom[1] - mean) <= 1e-12 * std::fabs(mean) + 1e-300 &&
+                            std::fabs(mom[2] - std::max(var, 0.0)) <= 1e-12 * (sq / cnt) + 1e-300));
+          record(h8 == hf,
+                 std::string(t->name) + " gradient_u8 hist " + where + " == float gradient's");
+          record(qok, std::string(t->name) + " gradient_u8 quantiles " + where +
+                          " == percentiles of the sorted float32 magnitudes");
+          record(mok, std::string(t->name) + " gradient_u8 moments " + where,
+                 fmt("mean %.17g vs %.17g", mom[1], mean));
+        }
+      }
+    }
+  }
+}
+
 void test_sharpness(const Targets& T, const StatsCase& c) {
   if (!c.mask.empty()) return;
   const std::string where = c.name + " " + std::to_string(c.rows) + "x" + std::to_string(c.cols);
@@ -1497,6 +1636,7 @@ void test_stats(const Targets& T) {
       test_gradient(T, c);
       test_sharpness(T, c);
     }
+  for (const auto& sz : sizes) test_gradient_u8(T, sz.first, sz.second, seed++);
 }
 
 // ---- GLCM (glcm.hpp) ----------------------------------------------------------------------

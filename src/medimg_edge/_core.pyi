@@ -81,6 +81,16 @@ def lbp(
     target: str = "",
     out: npt.NDArray[np.float64] | None = None,
 ) -> tuple[npt.NDArray[np.float64], bool]: ...
+def lbp_histogram(
+    image: npt.NDArray[np.generic],
+    P: int,
+    rp: npt.NDArray[np.float64],
+    cp: npt.NDArray[np.float64],
+    method: int,
+    mask: npt.NDArray[np.uint8] | None,
+    max_abs: float,
+    target: str = "",
+) -> tuple[npt.NDArray[np.uint32], bool]: ...
 
 # features: first-order statistics, gradients, quality (register_stats.cpp)
 def summary(
@@ -99,7 +109,7 @@ def gradient(
     image: F32, mask: npt.NDArray[np.uint8] | None, bins: int, target: str = ""
 ) -> tuple[F32, npt.NDArray[np.float64]]: ...
 def gradient_summary(
-    image: F32,
+    image: F32 | npt.NDArray[np.uint8],
     mask: npt.NDArray[np.uint8] | None,
     bins: int,
     q: npt.NDArray[np.float64],

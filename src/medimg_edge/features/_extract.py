@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .. import _core
 from .._errors import InvalidInputError
 from .._validation import as_image2d, check_float, check_int
 from ._firstorder import _QUANTILES as _FO_QUANTILES
@@ -25,8 +25,8 @@ from ._firstorder import (
     gradient_feature_names,
     gradient_histogram,
 )
-from ._glcm import GLCM_PROPS, glcm, glcm_props, quantize
-from ._lbp import lbp
+from ._glcm import _NEEDS, GLCM_PROPS, _offsets, glcm, quantize
+from ._lbp import _uniform_counts
 
 __all__ = ["extract", "feature_names"]
 
@@ -148,50 +148,65 @@ def _bbox(mask: npt.NDArray[np.uint8], margin: int) -> tuple[slice, slice]:
     return slice(r0, r1), slice(c0, c1)
 
 
+# All properties in one kernel call (GLCM_PROPS is the kernel's row order).
+_NEED_ALL = 0
+for _p in GLCM_PROPS:
+    _NEED_ALL |= _NEEDS.get(_p, 0)
+
+
 def _glcm_features(
     img: npt.NDArray[Any], mask: npt.NDArray[np.uint8] | None, params: _Params
 ) -> list[float]:
     levels = params.levels
+    nd, na = len(params.distances), len(params.angles)
     if mask is None:
         q = quantize(
             img, levels, out=_scratch("q", img.shape, np.uint8 if levels <= 256 else np.uint16)
         )
-        counts = _scratch(
-            "glcm", (levels, levels, len(params.distances), len(params.angles)), np.uint32
+        dr, dc = _offsets(
+            np.asarray(params.distances, np.float64),
+            np.asarray(params.angles, np.float64),
+            q.shape[0],
+            q.shape[1],
         )
-        P = glcm(q, params.distances, params.angles, levels=levels, symmetric=True, out=counts)
+        if levels <= 64:
+            # The kernel's own (K, L, L) counts (at most 66 KB: no fresh pages per call),
+            # read in place by the properties kernel.
+            P, _ = _core.glcm(q, levels, dr, dc, True, False)
+            assert P is not None  # quantize's levels are < levels
+        else:
+            counts = _scratch("glcm", (levels, levels, nd * na), np.uint32)
+            _core.glcm(q, levels, dr, dc, True, False, out=counts)
+            P = np.ascontiguousarray(counts.transpose(2, 0, 1))
     else:
         # Pixels outside the mask get an extra grey level; dropping its row and column
         # keeps exactly the pairs with both pixels inside the mask.
         q = quantize(img, levels, mask=mask)
         q = np.where(mask != 0, q, levels).astype(np.uint16 if levels > 255 else np.uint8)
-        P = glcm(q, params.distances, params.angles, levels=levels + 1, symmetric=True)
-        P = np.ascontiguousarray(P[:levels, :levels])
-    props = glcm_props(P, props=GLCM_PROPS)
+        full = glcm(q, params.distances, params.angles, levels=levels + 1, symmetric=True)
+        P = np.ascontiguousarray(full[:levels, :levels].transpose(2, 3, 0, 1)).reshape(
+            nd * na, levels, levels
+        )
+    ok, out = _core.glcm_props(P, _NEED_ALL)
+    if not ok:  # counts are finite and non-negative
+        raise RuntimeError("extract: glcm_props refused the counts")
     # (distance, angle) matrices without any pixel pair are left out of the angle mean.
-    has_pairs = P.sum(axis=(0, 1), dtype=np.uint64) > 0  # (n_dist, n_angle)
-    values = []
-    for prop in GLCM_PROPS:
-        per_angle = np.asarray(props[prop], dtype=np.float64)
-        for i in range(len(params.distances)):
-            keep = per_angle[i][has_pairs[i]]
-            values.append(float(keep.mean()) if keep.size else math.nan)
-    return values
+    has = (P.sum(axis=(1, 2), dtype=np.uint64) > 0).reshape(nd, na)
+    n = has.sum(axis=1)
+    vals = np.where(has, out.reshape(len(GLCM_PROPS), nd, na), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(n > 0, vals.sum(axis=2) / n, math.nan)
+    return [float(x) for x in means.ravel()]
 
 
-def _code_histogram(
-    codes: npt.NDArray[np.float64], mask: npt.NDArray[np.uint8] | None, n: int
+def _lbp_features(
+    image: npt.NDArray[Any], mask: npt.NDArray[np.uint8] | None, params: _Params
 ) -> list[float]:
-    """Normalised histogram of the integer codes 0 .. n-1 (n <= 34) inside the mask."""
-    small = _scratch("codes_u8", codes.shape, np.uint8)
-    np.copyto(small, codes, casting="unsafe")
-    count = small.size if mask is None else int(np.count_nonzero(mask))
-    if count < (1 << 24):  # OpenCV's float32 bin counts are exact
-        hist = cv2.calcHist([small], [0], mask, [n], [0, n]).ravel().astype(np.float64)
-    else:
-        picked = small if mask is None else small[mask != 0]
-        hist = np.bincount(picked.ravel(), minlength=n).astype(np.float64)
-    return [float(x) for x in hist / float(count)]
+    """Fractions of the uniform LBP codes 0 .. P + 1 inside the mask, counted by the
+    kernel (no codes image)."""
+    counts = _uniform_counts(image, params.lbp_points, params.lbp_radius, mask)
+    total = float(image.size if mask is None else int(counts.sum()))
+    return [float(x) for x in counts / total]
 
 
 def extract(
@@ -324,16 +339,11 @@ def extract(
     # GLCM.
     values.extend(_glcm_features(raw, m, params))
     # Uniform LBP histogram.
-    codes = lbp(
-        lbp_image,
-        params.lbp_points,
-        params.lbp_radius,
-        "uniform",
-        out=_scratch("lbp", lbp_image.shape, np.float64),
-    )
-    values.extend(_code_histogram(codes, lbp_mask, params.lbp_points + 2))
+    values.extend(_lbp_features(lbp_image, lbp_mask, params))
     # Gradients.
-    values.extend(gradient_histogram(img, m, bins=params.gradient_bins).values())
+    # A uint8 image takes the integer Sobel kernel (same magnitudes, no float copy).
+    grad_image = raw if raw.dtype == np.uint8 else img
+    values.extend(gradient_histogram(grad_image, m, bins=params.gradient_bins).values())
     names = _names(params)
     if len(names) != len(values):  # a peer function changed its output size
         raise RuntimeError(f"extract: {len(values)} values for {len(names)} names")

@@ -172,3 +172,20 @@ def lbp(
         raise _bad_values(img)
     result: F64 = res
     return result
+
+
+def _uniform_counts(
+    image: Any, P: int, R: float, mask: npt.NDArray[np.uint8] | None
+) -> npt.NDArray[np.uint32]:
+    """Counts of the uniform LBP codes ``0 .. P + 1`` (:func:`lbp`, ``method="uniform"``)
+    over the pixels where ``mask != 0`` (all without a mask), counted in the kernel
+    without a float64 codes image.  ``mask``: C-contiguous uint8 of the image's shape."""
+    img = _as_image(image)
+    P = check_int("P", P, 1, MAX_P)
+    R = check_float("R", R, 0.0, MAX_R, lo_open=True)
+    rp, cp = _offsets(P, R)
+    counts, ok = _core.lbp_histogram(img, P, rp, cp, LBP_METHODS["uniform"], mask, MAX_ABS_VALUE)
+    if not ok:
+        raise _bad_values(img)
+    result: npt.NDArray[np.uint32] = counts
+    return result
