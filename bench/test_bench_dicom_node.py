@@ -8,7 +8,7 @@ Little Endian.  Model: the ultrasound reference model.  Every case runs a fresh
 ``<id>.json`` exists:
 
 * ``folder``: every file hard-linked into the inbox (the peer: the folder daemon as
-  ``bench/test_bench_daemon.py`` measures it);
+  ``bench/test_bench_daemon.py`` measures it; no writer cost at all);
 * ``dcmtk``: dcmtk ``storescu`` sends every file in one association to ``--dicom-port``
   (each instance parsed, written with ``fsync`` and recorded before its response, then
   settled, claimed and diagnosed like a file);
@@ -61,12 +61,13 @@ def _base(k: int) -> np.ndarray:
     return frame
 
 
-def _dcmtk_storescu() -> str:
+def _dcmtk(tool: str) -> str:
+    """dcmtk's tool (pynetdicom installs scripts of the same names in the venv)."""
     for folder in ("/usr/bin", "/usr/local/bin"):
-        path = Path(folder) / "storescu"
+        path = Path(folder) / tool
         if path.is_file():
             return str(path)
-    raise AssertionError("dcmtk's storescu is needed: apt-get install dcmtk")
+    raise AssertionError(f"dcmtk's {tool} is needed: apt-get install dcmtk")
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +174,7 @@ def test_network_ingest_throughput(benchmark: Any, corpus: Any, role: str) -> No
             k = int(role.partition("-")[2] or 1)  # parallel associations
             procs = []
             for j in range(k):
-                cmd = [_dcmtk_storescu(), "-aet", "BENCH", "-aec", "MEDIMG"]
+                cmd = [_dcmtk("storescu"), "-aet", "BENCH", "-aec", "MEDIMG"]
                 cmd += ["127.0.0.1", str(node.port), *map(str, paths[j::k])]
                 procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
             assert all(p.wait(timeout=900) == 0 for p in procs)
