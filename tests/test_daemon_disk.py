@@ -151,9 +151,9 @@ def test_full_disk_mid_run_and_restart_on_it_never_exits(tmp_path: Path) -> None
                         assert len(str(e.get("msg", ""))) > 20, e
                 assert "crashed" not in _events(d)
         finally:
-            for d in (d1, d2):
-                if d is not None and d.proc is not None and d.proc.poll() is None:
-                    d.kill9()
+            for left in (d1, d2):
+                if left is not None and left.proc is not None and left.proc.poll() is None:
+                    left.kill9()
 
 
 def test_full_outbox_outputs_retried_never_quarantined(tmp_path: Path) -> None:
