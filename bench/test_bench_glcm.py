@@ -308,3 +308,61 @@ def test_props_all_skimage(benchmark: Any, size: int, levels: int) -> None:
         size=size,
         levels=levels,
     )
+
+
+# --------------------------------------------------------------------------------------
+# issue 17: the matrix build in a mixed workload (a NumPy neighbour that allocates and frees
+# frame-sized temporaries between calls) vs the same call in a tight loop, with out= (the
+# kernel counts in the thread's reusable scratch).  extra_info: kernel-only median
+# (kernel_ms) and minor page faults per call (faults_per_call).
+
+
+def _neighbour(img: np.ndarray) -> float:
+    t = img.astype(np.float32) * np.float32(2.0)
+    u = np.sqrt(t + np.float32(1.0))
+    big = np.ones(4 * img.size, np.float32)
+    return float(u[0, 0] + big[-1])
+
+
+@pytest.mark.parametrize(
+    ("levels", "mode"),
+    [
+        pytest.param(
+            lv, m, id=f"L{lv}-{m}", marks=pytest.mark.benchmark(group=f"mixed-glcm-512-L{lv}")
+        )
+        for lv in LEVELS
+        for m in ("steady", "mixed")
+    ],
+)
+def test_matrix_mixed_workload(benchmark: Any, levels: int, mode: str) -> None:
+    import resource
+    import time
+
+    img = image(512, levels)
+    dst = np.empty((levels, levels, len(DIST), len(ANGLES)), np.uint32)
+    times: list[float] = []
+    faults = [0, 0]
+
+    def once() -> np.ndarray:
+        if mode == "mixed":
+            _neighbour(img)
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        res = glcm(img, DIST, ANGLES, levels=levels, out=dst)
+        times.append(time.perf_counter() - t0)
+        faults[0] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+        faults[1] += 1
+        return res
+
+    P = benchmark(once)
+    assert np.array_equal(P, ref_matrix(512, levels))
+    record(
+        benchmark,
+        role="target",
+        target=me.simd.active_target(),
+        label=f"features.glcm(out=) {mode}",
+        size=512,
+        levels=levels,
+    )
+    benchmark.extra_info["kernel_ms"] = round(1e3 * float(np.median(times)), 4)
+    benchmark.extra_info["faults_per_call"] = round(faults[0] / max(faults[1], 1), 1)

@@ -165,3 +165,110 @@ def test_ror_histogram_mahotas(benchmark: Any, size: int) -> None:
         label=f"mahotas.features.lbp(radius=1, points=8) {mahotas.__version__}",
         size=size,
     )
+
+
+# --------------------------------------------------------------------------------------
+# issue 17: the uniform-code histogram (what features.extract uses), counted in the kernel
+# without a float64 codes image, vs the codes + numpy.bincount and vs scikit-image's codes
+# + numpy.bincount; and a mixed workload (a NumPy neighbour that allocates and frees
+# frame-sized temporaries between calls: lbp with out= and the histogram take no page
+# faults).  extra_info: kernel-only median (kernel_ms), minor faults per call.
+
+
+def _uniform_hist_kernel(img: np.ndarray) -> np.ndarray:
+    from medimg_edge.features._lbp import _uniform_counts
+
+    return _uniform_counts(img, 8, 1.0, None)
+
+
+def _uniform_hist_codes(img: np.ndarray) -> np.ndarray:
+    codes = me.features.lbp(img, 8, 1.0, "uniform")
+    return np.bincount(codes.astype(np.intp).ravel(), minlength=10)
+
+
+def _uniform_hist_skimage(img: np.ndarray) -> np.ndarray:
+    codes = skimage_lbp(img, 8, 1.0, "uniform")
+    return np.bincount(codes.astype(np.intp).ravel(), minlength=10)
+
+
+HIST_WAYS = {
+    "kernel": (_uniform_hist_kernel, "features._lbp._uniform_counts (kernel histogram)"),
+    "codes": (_uniform_hist_codes, 'features.lbp(8, 1, "uniform") + numpy.bincount'),
+    "skimage": (_uniform_hist_skimage, "local_binary_pattern(8, 1, uniform) + numpy.bincount"),
+}
+
+
+@pytest.mark.parametrize(
+    ("way", "size"),
+    [
+        pytest.param(w, s, id=f"{w}-{s}", marks=pytest.mark.benchmark(group=f"lbp-hist-{s}"))
+        for s in SIZES
+        for w in HIST_WAYS
+    ],
+)
+def test_uniform_histogram(benchmark: Any, way: str, size: int) -> None:
+    fn, label = HIST_WAYS[way]
+    img = image(size)
+    out = benchmark(fn, img)
+    want = np.bincount(expected("uniform-P8-R1", size).astype(np.intp).ravel(), minlength=10)
+    np.testing.assert_array_equal(out, want)
+    record(
+        benchmark,
+        role="peer" if way == "skimage" else "target",
+        target="scikit-image" if way == "skimage" else me.simd.active_target(),
+        label=label,
+        size=size,
+    )
+
+
+def _neighbour(img: np.ndarray) -> float:
+    t = img.astype(np.float32) * np.float32(2.0)
+    u = np.sqrt(t + np.float32(1.0))
+    big = np.ones(4 * img.size, np.float32)
+    return float(u[0, 0] + big[-1])
+
+
+@pytest.mark.parametrize(
+    ("what", "mode"),
+    [
+        pytest.param(w, m, id=f"{w}-{m}", marks=pytest.mark.benchmark(group=f"mixed-lbp-{w}-512"))
+        for w in ("codes-out", "hist")
+        for m in ("steady", "mixed")
+    ],
+)
+def test_lbp_mixed_workload(benchmark: Any, what: str, mode: str) -> None:
+    import resource
+    import time
+
+    img = image(512)
+    dst = np.empty(img.shape, np.float64)
+    times: list[float] = []
+    faults = [0, 0]
+
+    def call() -> np.ndarray:
+        if what == "hist":
+            return _uniform_hist_kernel(img)
+        return me.features.lbp(img, 8, 1.0, "uniform", out=dst)
+
+    def once() -> np.ndarray:
+        if mode == "mixed":
+            _neighbour(img)
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        res = call()
+        times.append(time.perf_counter() - t0)
+        faults[0] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+        faults[1] += 1
+        return res
+
+    out = benchmark(once)
+    want = expected("uniform-P8-R1", 512)
+    if what == "hist":
+        np.testing.assert_array_equal(out, np.bincount(want.astype(np.intp).ravel(), minlength=10))
+    else:
+        assert_identical(out, want, "mixed lbp")
+    record(
+        benchmark, role="target", target=me.simd.active_target(), label=f"{what} {mode}", size=512
+    )
+    benchmark.extra_info["kernel_ms"] = round(1e3 * float(np.median(times)), 4)
+    benchmark.extra_info["faults_per_call"] = round(faults[0] / max(faults[1], 1), 1)

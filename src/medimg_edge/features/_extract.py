@@ -3,6 +3,7 @@ tests/test_extract.py; benchmarks: bench/test_bench_extract.py."""
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import threading
@@ -106,6 +107,11 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 def _glcm_names(params: _Params) -> list[str]:
     return [f"glcm_{prop.lower()}_d{d}" for prop in GLCM_PROPS for d in params.distances]
+
+
+@functools.lru_cache(maxsize=64)
+def _names_of(params: _Params) -> tuple[str, ...]:
+    return tuple(_names(params))
 
 
 def _names(params: _Params) -> list[str]:
@@ -344,7 +350,7 @@ def extract(
     # A uint8 image takes the integer Sobel kernel (same magnitudes, no float copy).
     grad_image = raw if raw.dtype == np.uint8 else img
     values.extend(gradient_histogram(grad_image, m, bins=params.gradient_bins).values())
-    names = _names(params)
+    names = _names_of(params)
     if len(names) != len(values):  # a peer function changed its output size
         raise RuntimeError(f"extract: {len(values)} values for {len(names)} names")
     return dict(zip(names, values, strict=True))
