@@ -36,6 +36,7 @@ from skimage.feature import graycomatrix, graycoprops
 
 import medimg_edge as me
 from _images import camera_u8
+from _mixed import MixedLoop
 from medimg_edge.features._firstorder import FIRSTORDER_FEATURES
 
 TARGETS = me.simd.supported_targets()
@@ -277,35 +278,12 @@ def test_gradient_opencv(benchmark: Any) -> None:
 # (kernel_ms) and minor page faults per call (faults_per_call).
 
 
-def _neighbour(img: np.ndarray) -> float:
-    t = img.astype(np.float32) * np.float32(2.0)
-    u = np.sqrt(t + np.float32(1.0))
-    big = np.ones(4 * img.size, np.float32)
-    return float(u[0, 0] + big[-1])
-
-
 @pytest.mark.benchmark(group="mixed-extract-L32-512")
 @pytest.mark.parametrize("mode", ["steady", "mixed"])
 def test_extract_mixed_workload(benchmark: Any, mode: str) -> None:
-    import resource
-    import time
-
     img = image(512)
-    times: list[float] = []
-    faults = [0, 0]
-
-    def once() -> dict[str, float]:
-        if mode == "mixed":
-            _neighbour(img)
-        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        t0 = time.perf_counter()
-        res = me.features.extract(img, levels=32)
-        times.append(time.perf_counter() - t0)
-        faults[0] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
-        faults[1] += 1
-        return res
-
-    out = benchmark(once)
+    loop = MixedLoop(img, mode, lambda: me.features.extract(img, levels=32))
+    out = benchmark(loop.once)
     assert out == me.features.extract(img, levels=32)
     record(
         benchmark,
@@ -314,5 +292,4 @@ def test_extract_mixed_workload(benchmark: Any, mode: str) -> None:
         label=f"features.extract(levels=32) {mode}",
         image_name="camera-512",
     )
-    benchmark.extra_info["kernel_ms"] = round(1e3 * float(np.median(times)), 4)
-    benchmark.extra_info["faults_per_call"] = round(faults[0] / max(faults[1], 1), 1)
+    loop.record(benchmark)

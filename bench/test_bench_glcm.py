@@ -32,6 +32,7 @@ from skimage.feature import graycomatrix, graycoprops
 
 import medimg_edge as me
 from _images import camera_u8
+from _mixed import MixedLoop
 from medimg_edge.features import GLCM_PROPS, glcm, glcm_props
 
 try:  # optional peer
@@ -317,13 +318,6 @@ def test_props_all_skimage(benchmark: Any, size: int, levels: int) -> None:
 # (kernel_ms) and minor page faults per call (faults_per_call).
 
 
-def _neighbour(img: np.ndarray) -> float:
-    t = img.astype(np.float32) * np.float32(2.0)
-    u = np.sqrt(t + np.float32(1.0))
-    big = np.ones(4 * img.size, np.float32)
-    return float(u[0, 0] + big[-1])
-
-
 @pytest.mark.parametrize(
     ("levels", "mode"),
     [
@@ -335,26 +329,10 @@ def _neighbour(img: np.ndarray) -> float:
     ],
 )
 def test_matrix_mixed_workload(benchmark: Any, levels: int, mode: str) -> None:
-    import resource
-    import time
-
     img = image(512, levels)
     dst = np.empty((levels, levels, len(DIST), len(ANGLES)), np.uint32)
-    times: list[float] = []
-    faults = [0, 0]
-
-    def once() -> np.ndarray:
-        if mode == "mixed":
-            _neighbour(img)
-        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        t0 = time.perf_counter()
-        res = glcm(img, DIST, ANGLES, levels=levels, out=dst)
-        times.append(time.perf_counter() - t0)
-        faults[0] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
-        faults[1] += 1
-        return res
-
-    P = benchmark(once)
+    loop = MixedLoop(img, mode, lambda: glcm(img, DIST, ANGLES, levels=levels, out=dst))
+    P = benchmark(loop.once)
     assert np.array_equal(P, ref_matrix(512, levels))
     record(
         benchmark,
@@ -364,5 +342,4 @@ def test_matrix_mixed_workload(benchmark: Any, levels: int, mode: str) -> None:
         size=512,
         levels=levels,
     )
-    benchmark.extra_info["kernel_ms"] = round(1e3 * float(np.median(times)), 4)
-    benchmark.extra_info["faults_per_call"] = round(faults[0] / max(faults[1], 1), 1)
+    loop.record(benchmark)

@@ -25,6 +25,7 @@ from skimage.feature import local_binary_pattern
 
 import medimg_edge as me
 from _images import camera_u8
+from _mixed import MixedLoop
 
 TARGETS = me.simd.supported_targets()
 SIZES = (512, 1024)
@@ -221,13 +222,6 @@ def test_uniform_histogram(benchmark: Any, way: str, size: int) -> None:
     )
 
 
-def _neighbour(img: np.ndarray) -> float:
-    t = img.astype(np.float32) * np.float32(2.0)
-    u = np.sqrt(t + np.float32(1.0))
-    big = np.ones(4 * img.size, np.float32)
-    return float(u[0, 0] + big[-1])
-
-
 @pytest.mark.parametrize(
     ("what", "mode"),
     [
@@ -237,31 +231,16 @@ def _neighbour(img: np.ndarray) -> float:
     ],
 )
 def test_lbp_mixed_workload(benchmark: Any, what: str, mode: str) -> None:
-    import resource
-    import time
-
     img = image(512)
     dst = np.empty(img.shape, np.float64)
-    times: list[float] = []
-    faults = [0, 0]
 
     def call() -> np.ndarray:
         if what == "hist":
             return _uniform_hist_kernel(img)
         return me.features.lbp(img, 8, 1.0, "uniform", out=dst)
 
-    def once() -> np.ndarray:
-        if mode == "mixed":
-            _neighbour(img)
-        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        t0 = time.perf_counter()
-        res = call()
-        times.append(time.perf_counter() - t0)
-        faults[0] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
-        faults[1] += 1
-        return res
-
-    out = benchmark(once)
+    loop = MixedLoop(img, mode, call)
+    out = benchmark(loop.once)
     want = expected("uniform-P8-R1", 512)
     if what == "hist":
         np.testing.assert_array_equal(out, np.bincount(want.astype(np.intp).ravel(), minlength=10))
@@ -270,5 +249,4 @@ def test_lbp_mixed_workload(benchmark: Any, what: str, mode: str) -> None:
     record(
         benchmark, role="target", target=me.simd.active_target(), label=f"{what} {mode}", size=512
     )
-    benchmark.extra_info["kernel_ms"] = round(1e3 * float(np.median(times)), 4)
-    benchmark.extra_info["faults_per_call"] = round(faults[0] / max(faults[1], 1), 1)
+    loop.record(benchmark)
