@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .._modality import MODALITIES
 from ._common import HelpFormatter
 
 __all__ = ["WATCH_HELP", "add_parser", "cmd_watch", "main"]
@@ -75,7 +76,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="configuration file (TOML)")
     p.add_argument(
         "--modality",
-        choices=["ultrasound", "xray"],
+        choices=MODALITIES,
         help="modality of non-DICOM inputs and of DICOM without a usable Modality tag "
         "(a DICOM header decides for itself; CT/MR/... DICOM are refused)",
     )
