@@ -78,6 +78,14 @@ class Intake:
         One durable write (:meth:`Ledger.probe`) proves that the ledger can be written."""
         c = self._config()
         ledger = self.ledger
+        with contextlib.suppress(OSError):
+            if os.stat(c.inbox).st_dev != os.stat(c.failed_dir).st_dev:
+                log.warning(
+                    "failed/ is on another file system than the inbox: a quarantined file "
+                    "is copied, and a writer still writing into it cannot be followed "
+                    "(keep failed_dir on the inbox's file system)",
+                    extra={"event": "failed_dir_elsewhere"},
+                )
         with ledger.transaction():
             ledger.probe()
             now = time.time()
