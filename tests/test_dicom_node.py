@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -611,6 +612,10 @@ def test_config_keys(tmp_path: Path) -> None:
     assert c.forward[0].sc is False and c.forward[1].calling_ae == "EDGE2"
     c = load_config(None, {"inbox": inbox, "outbox": outbox, "forward": ["P@127.0.0.1:4242"]})
     assert c.forward[0].port == 4242
+    stow = {"url": "https://user:secret@pacs.local:8443/dicom-web/", "sc": False}
+    c = load_config(None, {"inbox": inbox, "outbox": outbox, "forward": [stow]})
+    assert c.forward[0].url == "https://user:secret@pacs.local:8443/dicom-web"
+    assert c.forward[0].name == "stow:https://pacs.local:8443/dicom-web"  # no credentials
     for bad, key in [
         ({"ae_title": "A" * 17}, "ae_title"),
         ({"ae_title": "A\\B"}, "ae_title"),
@@ -620,6 +625,8 @@ def test_config_keys(tmp_path: Path) -> None:
         ({"forward": ["PACS@host"]}, "forward"),
         ({"forward": [{"ae_title": "P", "host": "h", "port": 1, "colour": 1}]}, "forward"),
         ({"dicom_folder": "../x"}, "dicom_folder"),
+        ({"forward": [{"url": "ftp://pacs/dicom-web"}]}, "forward"),
+        ({"forward": [{"url": "https://pacs/dicom-web", "ae_title": "X"}]}, "forward"),
         ({"tls_key": str(cfg)}, "tls_key"),
         ({"tls_cert": str(tmp_path / "missing.pem")}, "tls_cert"),
     ]:
@@ -683,4 +690,97 @@ def test_forward_tls_and_refused_objects(tmp_path: Path) -> None:
     finally:
         secure.stop()
         picky.stop()
+        assert d.stop() == 0, d.log_text()[-3000:]
+
+
+class Orthanc:
+    """Orthanc (Debian packages ``orthanc``, ``orthanc-dicomweb``) as a PACS with a DICOM
+    port and a DICOMweb (STOW-RS) root, in a temporary folder."""
+
+    def __init__(self, folder: Path) -> None:
+        binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+        plugin = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+        assert Path(binary).is_file() and plugin.is_file(), (
+            "Orthanc is needed: apt-get install orthanc orthanc-dicomweb"
+        )
+        self.http, self.dicom = free_port(), free_port()
+        folder.mkdir()
+        cfg = {
+            "Name": "TEST",
+            "StorageDirectory": str(folder / "db"),
+            "IndexDirectory": str(folder / "db"),
+            "HttpPort": self.http,
+            "DicomPort": self.dicom,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "Plugins": [str(plugin)],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        }
+        (folder / "orthanc.json").write_text(json.dumps(cfg))
+        self.cmd = [binary, str(folder / "orthanc.json")]
+        self.log = folder / "orthanc.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Orthanc:
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(self.cmd, stdout=fh, stderr=fh)
+        wait_for(lambda: self._get("/system") is not None, "Orthanc up")
+        return self
+
+    def _get(self, path: str) -> Any:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=5) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def sop_uids(self) -> list[str]:
+        found = self._get("/instances?expand") or []
+        return sorted(i["MainDicomTags"]["SOPInstanceUID"] for i in found)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+            self.proc = None
+
+
+def test_forward_stow_rs_and_c_store_to_orthanc(tmp_path: Path) -> None:
+    """Orthanc as the PACS of two destinations: --forward-stow (DICOMweb STOW-RS) while it
+    is down, then up; and --forward by C-STORE to its DICOM port. Both deliver the same
+    SRs, and Orthanc, which keeps an instance it already holds, stores each SR once."""
+    orthanc = Orthanc(tmp_path / "orthanc")
+    stow = f"http://127.0.0.1:{orthanc.http}/dicom-web"
+    cfg = tmp_path / "watch.toml"
+    cfg.write_text("forward_retry_seconds = 0.1\nforward_backoff_max_seconds = 0.5\n")
+    d = node(
+        tmp_path,
+        "--config",
+        str(cfg),
+        "--forward-stow",
+        stow,
+        "--forward",
+        f"ORTHANC@127.0.0.1:{orthanc.dicom}",
+    ).start()
+    port = dicom_port(d)
+
+    def dest(prefix: str) -> dict[str, Any]:
+        _, body = d.http("/healthz")
+        return next(f for f in json.loads(body)["forward"] if f["destination"].startswith(prefix))
+
+    try:
+        send_all(port, phantoms(3, start=300))
+        wait_for(lambda: len(_sr_uids(d.outbox)) == 3, "3 SRs")
+        wait_for(lambda: dest("stow:")["consecutive_failures"] >= 2, "STOW-RS failing")
+        assert dest("stow:")["pending"] == 3
+        orthanc.start()
+        wait_for(lambda: dest("stow:")["sent"] == 3, "sent by STOW-RS")
+        wait_for(lambda: dest("ORTHANC@")["sent"] == 3, "sent by C-STORE")
+        assert orthanc.sop_uids() == sorted(_sr_uids(d.outbox))
+        assert dest("stow:")["destination"] == f"stow:{stow}"
+    finally:
+        orthanc.stop()
         assert d.stop() == 0, d.log_text()[-3000:]

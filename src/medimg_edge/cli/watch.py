@@ -202,6 +202,15 @@ def _add_dicom_arguments(p: argparse.ArgumentParser) -> None:
         help="send every SR (and SC with --sc) by C-STORE to this PACS; repeatable; "
         "queued durably, retried with back-off",
     )
+    g.add_argument(
+        "--forward-stow",
+        action="append",
+        metavar="URL",
+        dest="forward",
+        type=lambda url: {"url": url},
+        help="the same by DICOMweb STOW-RS to this service root (e.g. "
+        "https://pacs/dicom-web); repeatable",
+    )
 
 
 #: Parsed options that are not configuration overrides (``command`` and ``func`` are set

@@ -40,6 +40,7 @@ import sqlite3
 import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,19 +81,27 @@ _DEST = re.compile(r"^(?P<ae>[^@]{1,16})@(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\s]+):(
 class Destination:
     """A C-STORE destination (``--forward AE@HOST:PORT`` or a ``[[forward]]`` table:
     ``ae_title``, ``host``, ``port``, optional ``calling_ae``, ``sc`` (send the Secondary
-    Capture too, default true), ``tls`` and ``tls_ca``)."""
+    Capture too, default true), ``tls`` and ``tls_ca``) or a DICOMweb STOW-RS one
+    (``--forward-stow URL`` or a table with ``url``, optional ``sc`` and ``tls_ca``)."""
 
-    ae_title: str
-    host: str
-    port: int
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
     calling_ae: str | None = None
     sc: bool = True
     tls: bool = False
     tls_ca: str | None = None
+    url: str | None = None
 
     @property
     def name(self) -> str:
-        """``AE@HOST:PORT``: the queue key and the metrics label."""
+        """``AE@HOST:PORT`` or ``stow:<URL without user info>``: the queue key and the
+        metrics label."""
+        if self.url is not None:
+            parts = urllib.parse.urlsplit(self.url)
+            host = parts.hostname or ""
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            return "stow:" + urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
@@ -108,6 +117,8 @@ def parse_destination(value: object) -> Destination:
         value = {"ae_title": m["ae"], "host": m["host"].strip("[]"), "port": int(m["port"])}
     if not isinstance(value, dict):
         raise ValueError("config key 'forward': expected AE@HOST:PORT or a [[forward]] table")
+    if "url" in value:
+        return _parse_stow(value)
     known = {"ae_title", "host", "port", "calling_ae", "sc", "tls", "tls_ca"}
     unknown = set(value) - known
     if unknown:
@@ -137,6 +148,22 @@ def parse_destination(value: object) -> Destination:
         tls=bool(value.get("tls", False)),
         tls_ca=ca,
     )
+
+
+def _parse_stow(value: dict[str, Any]) -> Destination:
+    unknown = set(value) - {"url", "sc", "tls_ca"}
+    if unknown:
+        raise ValueError(f"config key 'forward' (STOW-RS): unknown key(s) {sorted(unknown)}")
+    url = value["url"]
+    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"config key 'forward.url': expected an http(s) URL, got {url!r}")
+    if not isinstance(value.get("sc", True), bool):
+        raise ValueError("config key 'forward.sc': must be true or false")
+    ca = value.get("tls_ca")
+    if ca is not None and (not isinstance(ca, str) or not Path(ca).is_file()):
+        raise ValueError(f"config key 'forward.tls_ca': {ca!r} is not a readable file")
+    return Destination(url=url.rstrip("/"), sc=bool(value.get("sc", True)), tls_ca=ca)
 
 
 def _read_ids(path: Path) -> tuple[str, str] | None:
@@ -464,11 +491,6 @@ class Forwarder:
         import pydicom
         from pynetdicom import AE
 
-        ae = AE(ae_title=d.calling_ae or self._calling_ae)
-        ae.acse_timeout = 15
-        ae.dimse_timeout = 60
-        ae.network_timeout = 30
-        ae.connection_timeout = 10
         datasets: list[tuple[str, str, int, Any]] = []
         for uid, _sop_class, name, attempts in due:
             try:
@@ -483,6 +505,14 @@ class Forwarder:
             datasets.append((uid, name, attempts, ds))
         if not datasets:
             return
+        if d.url is not None:
+            self._send_stow(d, datasets)
+            return
+        ae = AE(ae_title=d.calling_ae or self._calling_ae)
+        ae.acse_timeout = 15
+        ae.dimse_timeout = 60
+        ae.network_timeout = 30
+        ae.connection_timeout = 10
         syntaxes = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
         for sop_class in dict.fromkeys(str(ds.SOPClassUID) for _, _, _, ds in datasets):
             ae.add_requested_context(sop_class, syntaxes)
@@ -526,6 +556,60 @@ class Forwarder:
         finally:
             if assoc.is_established:
                 assoc.release()
+            with self._lock:
+                self._refresh_counts(d.name)
+
+    def _send_stow(self, d: Destination, datasets: list[tuple[str, str, int, Any]]) -> None:
+        """STOW-RS (dicomweb-client), one request per object: a 2xx response listing the
+        SOP Instance UID under Referenced SOP Sequence marks it sent; a connection error,
+        a 5xx, 408 or 429 backs the destination off; another 4xx or a Failed SOP Sequence
+        entry is a refusal of that object."""
+        import requests
+        from dicomweb_client.api import DICOMwebClient
+
+        assert d.url is not None
+        session = requests.Session()
+        session.verify = d.tls_ca if d.tls_ca else True
+        client = DICOMwebClient(url=d.url, session=session)
+        client.set_http_retry_params(retry=False)  # our back-off, not the client's own
+        try:
+            for uid, name, attempts, ds in datasets:
+                if self._stop.is_set():
+                    break
+                try:
+                    rsp = client.store_instances([ds])
+                except requests.HTTPError as exc:
+                    code = exc.response.status_code if exc.response is not None else 0
+                    if code >= 500 or code in (408, 429) or code == 0:
+                        self._down(d, f"http_{code}")
+                        return
+                    self._refused(d, uid, attempts, f"http_{code}")
+                    continue
+                except (requests.RequestException, OSError) as exc:
+                    self._down(d, f"connect:{type(exc).__name__}")
+                    return
+                stored = {
+                    str(item.get("ReferencedSOPInstanceUID", ""))
+                    for item in (rsp.get("ReferencedSOPSequence") or [])
+                }
+                if uid in stored:
+                    self._mark(d, uid, "sent", "stored")
+                    self._metrics.forward_sent.labels(destination=d.name).inc()
+                    log.info(
+                        "forwarded",
+                        extra={"event": "forwarded", "destination": d.name, "file": name},
+                    )
+                else:
+                    failed = [
+                        int(item.get("FailureReason", 0) or 0)
+                        for item in (rsp.get("FailedSOPSequence") or [])
+                    ]
+                    reason = f"0x{failed[0]:04X}" if failed else "not_stored"
+                    self._refused(d, uid, attempts, reason)
+            st = self._state[d.name]
+            st["failures"], st["last_error"] = 0, None
+        finally:
+            session.close()
             with self._lock:
                 self._refresh_counts(d.name)
 
