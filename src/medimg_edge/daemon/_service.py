@@ -551,6 +551,12 @@ class Daemon:
             except sqlite3.DatabaseError as exc:
                 if is_damage(exc):
                     raise LedgerDamaged(path, str(exc)) from None
+                name = str(getattr(exc, "sqlite_errorname", ""))
+                if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")):
+                    raise ConfigError(
+                        f"the ledger {path} cannot be opened for writing ({exc}): make its "
+                        "folder writable by the daemon's user (state_dir)"
+                    ) from None
                 if delay == _LEDGER_RETRY_FIRST:
                     log.error(
                         f"the ledger cannot be opened or written ({exc}): waiting for room "
