@@ -478,12 +478,16 @@ def _sr_uids(outbox: Path) -> dict[str, str]:
     return out
 
 
-def _forward_status(d: DaemonProc) -> dict[str, Any]:
+def _forward_status(d: DaemonProc, prefix: str | None = None) -> dict[str, Any]:
+    """The /healthz entry of the destination whose name starts with ``prefix`` (None: the
+    only destination)."""
     code, body = d.http("/healthz")
     assert code == 200
     fwd = json.loads(body)["forward"]
-    assert len(fwd) == 1
-    return dict(fwd[0])
+    if prefix is None:
+        assert len(fwd) == 1
+        return dict(fwd[0])
+    return dict(next(f for f in fwd if f["destination"].startswith(prefix)))
 
 
 def _config(tmp_path: Path, pacs_port: int, extra: str = "") -> Path:
@@ -669,18 +673,17 @@ def test_forward_tls_and_refused_objects(tmp_path: Path) -> None:
     d = node(tmp_path, "--config", str(cfg)).start()
     port = dicom_port(d)
 
-    def dest(name: str) -> dict[str, Any]:
-        _, body = d.http("/healthz")
-        return next(f for f in json.loads(body)["forward"] if f["destination"].startswith(name))
-
     try:
         send_all(port, phantoms(2, start=200))
-        wait_for(lambda: dest("SECURE")["sent"] == 2, "sent over TLS")
-        wait_for(lambda: dest("PICKY")["failed"] == 2, "refused objects given up")
+        wait_for(lambda: _forward_status(d, "SECURE")["sent"] == 2, "sent over TLS")
+        wait_for(lambda: _forward_status(d, "PICKY")["failed"] == 2, "refused objects given up")
         srs = _sr_uids(d.outbox)
         assert secure.received == Counter(dict.fromkeys(srs, 1))
         assert picky.received == Counter(dict.fromkeys(srs, 2))  # forward_max_attempts
-        assert dest("PICKY")["pending"] == 0 and dest("SECURE")["failed"] == 0
+        assert (
+            _forward_status(d, "PICKY")["pending"] == 0
+            and _forward_status(d, "SECURE")["failed"] == 0
+        )
         _, body = d.http("/metrics")
         assert (
             f'medimg_edge_forward_failures_total{{destination="PICKY@127.0.0.1:{bad}",'
@@ -767,20 +770,18 @@ def test_forward_stow_rs_and_c_store_to_orthanc(tmp_path: Path) -> None:
     ).start()
     port = dicom_port(d)
 
-    def dest(prefix: str) -> dict[str, Any]:
-        _, body = d.http("/healthz")
-        return next(f for f in json.loads(body)["forward"] if f["destination"].startswith(prefix))
-
     try:
         send_all(port, phantoms(3, start=300))
         wait_for(lambda: len(_sr_uids(d.outbox)) == 3, "3 SRs")
-        wait_for(lambda: dest("stow:")["consecutive_failures"] >= 2, "STOW-RS failing")
-        assert dest("stow:")["pending"] == 3
+        wait_for(
+            lambda: _forward_status(d, "stow:")["consecutive_failures"] >= 2, "STOW-RS failing"
+        )
+        assert _forward_status(d, "stow:")["pending"] == 3
         orthanc.start()
-        wait_for(lambda: dest("stow:")["sent"] == 3, "sent by STOW-RS")
-        wait_for(lambda: dest("ORTHANC@")["sent"] == 3, "sent by C-STORE")
+        wait_for(lambda: _forward_status(d, "stow:")["sent"] == 3, "sent by STOW-RS")
+        wait_for(lambda: _forward_status(d, "ORTHANC@")["sent"] == 3, "sent by C-STORE")
         assert orthanc.sop_uids() == sorted(_sr_uids(d.outbox))
-        assert dest("stow:")["destination"] == f"stow:{stow}"
+        assert _forward_status(d, "stow:")["destination"] == f"stow:{stow}"
     finally:
         orthanc.stop()
         assert d.stop() == 0, d.log_text()[-3000:]
