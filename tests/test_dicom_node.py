@@ -785,3 +785,40 @@ def test_forward_stow_rs_and_c_store_to_orthanc(tmp_path: Path) -> None:
     finally:
         orthanc.stop()
         assert d.stop() == 0, d.log_text()[-3000:]
+
+
+def test_resent_after_its_file_was_deleted_is_taken_again(tmp_path: Path) -> None:
+    """A received file deleted from the inbox before it was processed (the ledger says
+    gone): the modality's re-send is written again and diagnosed, one result."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    d = DaemonProc(
+        inbox,
+        tmp_path / "outbox",
+        "--modality",
+        "ultrasound",
+        "--settle",
+        "30",
+        "--rescan",
+        "0.2",
+        "--workers",
+        "1",
+        "--dicom-port",
+        "0",
+    ).start()
+    port = dicom_port(d)
+    try:
+        (ds,) = phantoms(1, start=400)
+        send_all(port, [ds])
+        (received,) = list((inbox / "dicom").glob("*.dcm"))
+        time.sleep(0.5)  # seen by a scan, still settling
+        received.unlink()
+        time.sleep(1.0)  # the next scans record it gone
+        assert results(d.outbox) == []
+        send_all(port, [ds])
+        assert received.exists()
+        assert d.stop() == 0
+        d = DaemonProc(inbox, tmp_path / "outbox", *FAST, "--workers", "1").start()
+        assert wait_outcomes(d, 1) == Counter({received_key(str(ds.SOPInstanceUID)): 1})
+    finally:
+        assert d.stop() == 0, d.log_text()[-3000:]

@@ -226,6 +226,7 @@ class Receiver:
         self._stripes = [threading.Lock() for _ in range(64)]
         self._put(self._connect())
         self._server: Any = None
+        self._ae: Any = None
         self.port: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -307,6 +308,7 @@ class Receiver:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ESTABLISHED, self._on_established),
         ]
+        self._ae = ae
         self._server = ae.start_server(
             (c.dicom_host, c.dicom_port or 0),
             block=False,
@@ -335,9 +337,9 @@ class Receiver:
     def close(self) -> None:
         """Stop accepting, abort open associations (their unanswered instances are sent
         again by the peer), close the database connection."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        if self._ae is not None:
+            self._ae.shutdown()  # aborts the open associations, stops the server
+            self._ae = self._server = None
         with self._pool_lock:
             for db in self._all:
                 db.close()
@@ -386,11 +388,14 @@ class Receiver:
     def _write(self, db: sqlite3.Connection, key: str, path: Path, data: bytes) -> bool:
         """Write and record one instance; False when its key was received before."""
         if db.execute("SELECT 1 FROM scp_received WHERE key = ?", (key,)).fetchone():
-            log.info(
-                "duplicate instance acknowledged",
-                extra={"event": "dicom_duplicate", "key": key[:16]},
-            )
-            return False
+            if path.exists() or not self._vanished(db, key):
+                log.info(
+                    "duplicate instance acknowledged",
+                    extra={"event": "dicom_duplicate", "key": key[:16]},
+                )
+                return False
+            # received before, but its file left the inbox unprocessed (deleted): again
+            db.execute("DELETE FROM scp_received WHERE key = ?", (key,))
         try:
             atomic_write(path, data)
         except OSError as exc:
@@ -405,6 +410,16 @@ class Receiver:
             fsync_dir(self.folder, best_effort=True)
             raise _Refused(OUT_OF_RESOURCES, "cannot record the instance (ledger)") from None
         return True
+
+    def _vanished(self, db: sqlite3.Connection, key: str) -> bool:
+        """Whether the received file of ``key`` left the inbox without being processed:
+        the ledger's newest row for it is ``gone``, or there is none (a file is in the
+        inbox until its row is finished).  Only asked for re-sent instances."""
+        row = db.execute(
+            "SELECT state FROM files WHERE path = ? ORDER BY rowid DESC LIMIT 1",
+            (f"{self.config.dicom_folder}/{key}.dcm",),
+        ).fetchone()
+        return row is None or row[0] == "gone"
 
     def _store(self, event: Any) -> int:
         if self._paused() or self._low_disk():

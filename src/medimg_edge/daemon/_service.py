@@ -478,6 +478,8 @@ class Daemon:
                 extra={"event": "reload_partial", "keys": kept},
             )
         self.config = new
+        if self._scp is not None:
+            self._scp.config = new  # min_free_mb
         logging.getLogger("medimg_edge").setLevel(new.log_level)
         self._next_disk = 0.0
         if self._intake is not None:
