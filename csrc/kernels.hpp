@@ -332,6 +332,10 @@ struct KernelTable {
   // Moments, histogram, quantiles, MAD of the (masked) values. scratch: summary_scratch(n).
   void (*summary)(const float* in, ptrdiff_t n, const SummaryRequest* req, Summary* out,
                   uint32_t* scratch);
+  // summary() of uint8 values (the counting path from a byte histogram; the results are
+  // summary()'s on the float32 copy).  scratch: 4 * 257 words.
+  void (*summary_u8)(const uint8_t* in, ptrdiff_t n, const SummaryRequest* req, Summary* out,
+                     uint32_t* scratch);
   // Sobel (3x3, reflect-101) magnitude of every pixel into magnitude; magnitude-weighted
   // histogram of the orientation folded into [0, pi) over the masked pixels (mask may be
   // nullptr) into hist[bins].  scratch: gradient_scratch().

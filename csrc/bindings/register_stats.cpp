@@ -101,9 +101,18 @@ SummaryRequest quantile_request(const f64array& qa, py::array_t<double>& qout) {
 std::tuple<py::dict, py::array_t<uint32_t>, py::array_t<double>> summary(
     const py::array& values, const py::object& mask, int bins, const py::array& q, bool mad,
     double rmad_lo, double rmad_hi, float below, float above, const std::string& target) {
-  auto in = checked(values, -1, "values");
+  // uint8 values (C-contiguous) take the byte-histogram kernel, float32 the general one.
+  const bool u8 = values.dtype().kind() == 'u' && values.itemsize() == 1;
+  py::array_t<float> in;
+  if (u8) {
+    if (!(values.flags() & py::array::c_style))
+      throw std::invalid_argument("values: expected a C-contiguous array");
+  } else {
+    in = checked(values, -1, "values");
+  }
+  const ptrdiff_t n = values.size();
   u8array keep;
-  const uint8_t* m = checked_mask(mask, in.size(), &keep);
+  const uint8_t* m = checked_mask(mask, n, &keep);
   check_bins(bins, 0, kStatsMaxBins);
   const f64array qa = checked_quantiles(q);
   if (std::isnan(rmad_lo) || std::isnan(rmad_hi))
@@ -124,11 +133,15 @@ std::tuple<py::dict, py::array_t<uint32_t>, py::array_t<double>> summary(
   rq.below = below;
   rq.above = above;
   Summary s{};
-  const float* src = in.data();
-  const ptrdiff_t n = in.size();
-  std::unique_ptr<uint32_t[]> fallback;
-  uint32_t* scratch = reuse<uint32_t, 0>(summary_scratch(n), &fallback);
-  {
+  if (u8) {
+    const uint8_t* src = static_cast<const uint8_t*>(values.data());
+    uint32_t scratch[4 * 257];
+    ReleaseGilIfLarge release(n);
+    t->summary_u8(src, n, &rq, &s, scratch);
+  } else {
+    const float* src = in.data();
+    std::unique_ptr<uint32_t[]> fallback;
+    uint32_t* scratch = reuse<uint32_t, 0>(summary_scratch(n), &fallback);
     py::gil_scoped_release release;
     t->summary(src, n, &rq, &s, scratch);
   }

@@ -581,6 +581,108 @@ static void stats_hist(const float* in, const uint8_t* mask, ptrdiff_t n, const 
 
 // ---- the summary kernel -------------------------------------------------------------------
 
+// The order statistics a summary request needs (every quantile, the median pair for
+// MAD, the rMAD window bounds), as ranks among N values.
+struct SummaryPlan {
+  RankSet rs;
+  int64_t qlo[medimg::kStatsMaxQuantiles + 3], qhi[medimg::kStatsMaxQuantiles + 3];
+  double qg[medimg::kStatsMaxQuantiles + 3];
+  int i_rmad = 0;
+  bool want_rmad = false;
+  int64_t med1 = 0, med2 = 0;
+};
+static void plan_ranks(double N, const medimg::SummaryRequest* rq, SummaryPlan* p) {
+  p->want_rmad = rq->rmad_lo >= 0.0 && rq->rmad_lo <= rq->rmad_hi && rq->rmad_hi <= 1.0;
+  double qs[medimg::kStatsMaxQuantiles + 3];
+  int nqs = 0;
+  for (int i = 0; i < rq->nq; ++i) qs[nqs++] = rq->q[i];
+  p->i_rmad = nqs;
+  if (p->want_rmad) {
+    qs[nqs++] = rq->rmad_lo;
+    qs[nqs++] = rq->rmad_hi;
+  }
+  for (int i = 0; i < nqs; ++i) {
+    percentile_ranks(N, qs[i], &p->qlo[i], &p->qhi[i], &p->qg[i]);
+    p->rs.add(p->qlo[i]);
+    p->rs.add(p->qhi[i]);
+  }
+  const int64_t total = static_cast<int64_t>(N);
+  p->med1 = (total - 1) / 2;  // numpy.median's middle pair
+  p->med2 = total / 2;
+  if (rq->mad) {
+    p->rs.add(p->med1);
+    p->rs.add(p->med2);
+  }
+}
+
+// The counting path from the counts (counts[v] of the value base + v, v < span; N of them):
+// moments, histogram, order statistics (the ranks of rs), MAD and rMAD, as summary_impl
+// documents.  Shared by summary_kernel (float input) and summary_u8_kernel.
+static void summary_from_counts(const uint32_t* counts, int32_t span, double base, double N,
+                                const medimg::SummaryRequest* rq, const HistSpec& hs,
+                                SummaryPlan& plan, medimg::Summary* out) {
+  RankSet& rs = plan.rs;
+  const int64_t *qlo = plan.qlo, *qhi = plan.qhi;
+  const double* qg = plan.qg;
+  const int i_rmad = plan.i_rmad;
+  const bool want_rmad = plan.want_rmad;
+  const int64_t med1 = plan.med1, med2 = plan.med2;
+  const bool need_order = rs.n > 0;
+  // Sums of integers (exact in double below 2^53).
+  double s1 = 0.0, sq = 0.0;
+  for (int32_t v = 0; v < span; ++v) {
+    const double x = base + v;
+    s1 += counts[v] * x;
+    sq += counts[v] * (x * x);
+  }
+  const double mean = s1 / N;
+  out->mean = mean;
+  out->sumsq = sq;
+  double s2 = 0.0, s3 = 0.0, s4 = 0.0, sa = 0.0;
+  for (int32_t v = 0; v < span; ++v) {
+    if (counts[v] == 0) continue;
+    const double c = counts[v];
+    const double d = (base + v) - mean;
+    const double d2 = d * d;
+    s2 += c * d2;
+    s3 += c * d2 * d;
+    s4 += c * d2 * d2;
+    sa += c * (d < 0.0 ? -d : d);
+    if (rq->bins > 0) rq->hist[hist_bin(hs, base + v)] += counts[v];
+  }
+  out->m2 = s2 / N;
+  out->m3 = s3 / N;
+  out->m4 = s4 / N;
+  out->absdev = sa / N;
+  if (need_order) counted_order_stats(counts, span, base, &rs);
+  if (rq->mad) {
+    const double center = (rs.get(med1) + rs.get(med2)) / 2.0;
+    double d1 = 0.0, d2 = 0.0;
+    counted_deviations(counts, span, base, center, med1, med2, &d1, &d2);
+    out->mad = (d1 + d2) / 2.0;
+  }
+  if (want_rmad) {
+    const double lo = np_lerp(rs.get(qlo[i_rmad]), rs.get(qhi[i_rmad]), qg[i_rmad]);
+    const double hi = np_lerp(rs.get(qlo[i_rmad + 1]), rs.get(qhi[i_rmad + 1]), qg[i_rmad + 1]);
+    double c = 0.0, s = 0.0;
+    for (int32_t v = 0; v < span; ++v) {
+      const double x = base + v;
+      if (counts[v] == 0 || x < lo || x > hi) continue;
+      c += counts[v];
+      s += counts[v] * x;
+    }
+    // No value in [Q(lo), Q(hi)] (only possible with 2 values): 0.
+    const double m = c > 0.0 ? s / c : 0.0;
+    double a = 0.0;
+    for (int32_t v = 0; v < span; ++v) {
+      const double x = base + v;
+      if (counts[v] == 0 || x < lo || x > hi) continue;
+      a += counts[v] * (x > m ? x - m : m - x);
+    }
+    out->rmad = c > 0.0 ? a / c : 0.0;
+  }
+}
+
 template <bool kMasked>
 static void summary_impl(const float* in, ptrdiff_t n, const medimg::SummaryRequest* rq,
                          medimg::Summary* out, uint32_t* scratch) {
@@ -599,30 +701,14 @@ static void summary_impl(const float* in, ptrdiff_t n, const medimg::SummaryRequ
   out->min = p1.min;
   out->max = p1.max;
 
-  // Ranks needed: every quantile, the median (for MAD), the rMAD window bounds.
-  const bool want_rmad = rq->rmad_lo >= 0.0 && rq->rmad_lo <= rq->rmad_hi && rq->rmad_hi <= 1.0;
-  RankSet rs;
-  int64_t qlo[medimg::kStatsMaxQuantiles + 3], qhi[medimg::kStatsMaxQuantiles + 3];
-  double qg[medimg::kStatsMaxQuantiles + 3];
-  double qs[medimg::kStatsMaxQuantiles + 3];
-  int nqs = 0;
-  for (int i = 0; i < rq->nq; ++i) qs[nqs++] = rq->q[i];
-  const int i_rmad = nqs;
-  if (want_rmad) {
-    qs[nqs++] = rq->rmad_lo;
-    qs[nqs++] = rq->rmad_hi;
-  }
-  for (int i = 0; i < nqs; ++i) {
-    percentile_ranks(N, qs[i], &qlo[i], &qhi[i], &qg[i]);
-    rs.add(qlo[i]);
-    rs.add(qhi[i]);
-  }
-  const int64_t total = static_cast<int64_t>(N);
-  const int64_t med1 = (total - 1) / 2, med2 = total / 2;  // numpy.median's middle pair
-  if (rq->mad) {
-    rs.add(med1);
-    rs.add(med2);
-  }
+  SummaryPlan plan;
+  plan_ranks(N, rq, &plan);
+  RankSet& rs = plan.rs;
+  const int64_t *qlo = plan.qlo, *qhi = plan.qhi;
+  const double* qg = plan.qg;
+  const int i_rmad = plan.i_rmad;
+  const bool want_rmad = plan.want_rmad;
+  const int64_t med1 = plan.med1, med2 = plan.med2;
   const bool need_order = rs.n > 0;
   const HistSpec hs = hist_spec(p1.min, p1.max, rq->bins > 0 ? rq->bins : 1);
   const bool counting = p1.integral && (p1.max - p1.min) < 65536.0;
@@ -630,62 +716,9 @@ static void summary_impl(const float* in, ptrdiff_t n, const medimg::SummaryRequ
 
   if (counting) {
     const int32_t span = static_cast<int32_t>(p1.max - p1.min) + 1;
-    const double base = p1.min;
     uint32_t* counts = scratch;
     count_values<kMasked>(in, mask, n, p1.min, span, counts);
-    // Sums of integers (exact in double below 2^53).
-    double s1 = 0.0, sq = 0.0;
-    for (int32_t v = 0; v < span; ++v) {
-      const double x = base + v;
-      s1 += counts[v] * x;
-      sq += counts[v] * (x * x);
-    }
-    const double mean = s1 / N;
-    out->mean = mean;
-    out->sumsq = sq;
-    double s2 = 0.0, s3 = 0.0, s4 = 0.0, sa = 0.0;
-    for (int32_t v = 0; v < span; ++v) {
-      if (counts[v] == 0) continue;
-      const double c = counts[v];
-      const double d = (base + v) - mean;
-      const double d2 = d * d;
-      s2 += c * d2;
-      s3 += c * d2 * d;
-      s4 += c * d2 * d2;
-      sa += c * (d < 0.0 ? -d : d);
-      if (rq->bins > 0) rq->hist[hist_bin(hs, base + v)] += counts[v];
-    }
-    out->m2 = s2 / N;
-    out->m3 = s3 / N;
-    out->m4 = s4 / N;
-    out->absdev = sa / N;
-    if (need_order) counted_order_stats(counts, span, base, &rs);
-    if (rq->mad) {
-      const double center = (rs.get(med1) + rs.get(med2)) / 2.0;
-      double d1 = 0.0, d2 = 0.0;
-      counted_deviations(counts, span, base, center, med1, med2, &d1, &d2);
-      out->mad = (d1 + d2) / 2.0;
-    }
-    if (want_rmad) {
-      const double lo = np_lerp(rs.get(qlo[i_rmad]), rs.get(qhi[i_rmad]), qg[i_rmad]);
-      const double hi = np_lerp(rs.get(qlo[i_rmad + 1]), rs.get(qhi[i_rmad + 1]), qg[i_rmad + 1]);
-      double c = 0.0, s = 0.0;
-      for (int32_t v = 0; v < span; ++v) {
-        const double x = base + v;
-        if (counts[v] == 0 || x < lo || x > hi) continue;
-        c += counts[v];
-        s += counts[v] * x;
-      }
-      // No value in [Q(lo), Q(hi)] (only possible with 2 values): 0.
-      const double m = c > 0.0 ? s / c : 0.0;
-      double a = 0.0;
-      for (int32_t v = 0; v < span; ++v) {
-        const double x = base + v;
-        if (counts[v] == 0 || x < lo || x > hi) continue;
-        a += counts[v] * (x > m ? x - m : m - x);
-      }
-      out->rmad = c > 0.0 ? a / c : 0.0;
-    }
+    summary_from_counts(counts, span, p1.min, N, rq, hs, plan, out);
   } else {
     RadixScratch sc;
     sc.hist = scratch;
@@ -749,6 +782,64 @@ static void summary_kernel(const float* in, ptrdiff_t n, const medimg::SummaryRe
     summary_impl<true>(in, n, rq, out, scratch);
   else
     summary_impl<false>(in, n, rq, out, scratch);
+}
+
+// summary() of uint8 values: one pass counts the bytes (four interleaved sub-histograms);
+// count, min, max, the threshold counts and everything else then come from the 256 counts
+// (the counting path of summary_impl, so the results are those of the float32 copy).
+static void summary_u8_kernel(const uint8_t* in, ptrdiff_t n, const medimg::SummaryRequest* rq,
+                              medimg::Summary* out, uint32_t* scratch) {
+  // Four interleaved sub-histograms of 257 words (the last one counts the unselected
+  // values, so the masked loop has no branch), summed into the first.
+  uint32_t* c = scratch;
+  constexpr int kW = 257;
+  zero_u32(c, 4 * kW);
+  const uint8_t* mask = rq->mask;
+  ptrdiff_t i = 0;
+  if (mask == nullptr) {
+    for (; i + 4 <= n; i += 4) {
+      ++c[in[i]];
+      ++c[kW + in[i + 1]];
+      ++c[2 * kW + in[i + 2]];
+      ++c[3 * kW + in[i + 3]];
+    }
+  } else {
+    for (; i + 4 <= n; i += 4) {
+      ++c[mask[i] != 0 ? in[i] : 256];
+      ++c[kW + (mask[i + 1] != 0 ? in[i + 1] : 256)];
+      ++c[2 * kW + (mask[i + 2] != 0 ? in[i + 2] : 256)];
+      ++c[3 * kW + (mask[i + 3] != 0 ? in[i + 3] : 256)];
+    }
+  }
+  for (; i < n; ++i)
+    if (mask == nullptr || mask[i] != 0) ++c[in[i]];
+  for (int v = 0; v < 256; ++v) c[v] += c[kW + v] + c[2 * kW + v] + c[3 * kW + v];
+  *out = medimg::Summary{};
+  double N = 0.0, below = 0.0, above = 0.0;
+  int lo = 256, hi = -1;
+  for (int v = 0; v < 256; ++v) {
+    if (c[v] == 0) continue;
+    N += c[v];
+    lo = v < lo ? v : lo;
+    hi = v;
+    if (static_cast<float>(v) <= rq->below) below += c[v];
+    if (static_cast<float>(v) >= rq->above) above += c[v];
+  }
+  out->count = N;
+  out->n_below = below;
+  out->n_above = above;
+  for (int b = 0; b < rq->bins; ++b) rq->hist[b] = 0u;
+  for (int k = 0; k < rq->nq; ++k) rq->qout[k] = 0.0;
+  if (N == 0.0) return;
+  out->min = lo;
+  out->max = hi;
+  out->counting = 1;
+  SummaryPlan plan;
+  plan_ranks(N, rq, &plan);
+  const HistSpec hs = hist_spec(lo, hi, rq->bins > 0 ? rq->bins : 1);
+  summary_from_counts(c + lo, hi - lo + 1, lo, N, rq, hs, plan, out);
+  for (int k = 0; k < rq->nq; ++k)
+    rq->qout[k] = np_lerp(plan.rs.get(plan.qlo[k]), plan.rs.get(plan.qhi[k]), plan.qg[k]);
 }
 
 // ---- gradient: Sobel magnitude and orientation histogram --------------------------------

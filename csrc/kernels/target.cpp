@@ -63,6 +63,7 @@ KernelTable make_table() {
   t.lbp = lbp_kernel;
   // features: first-order statistics, gradients, quality (stats.hpp)
   t.summary = summary_kernel;
+  t.summary_u8 = summary_u8_kernel;
   t.gradient = gradient_kernel;
   t.gradient_u8 = gradient_u8_kernel;
   t.sharpness = sharpness_kernel;

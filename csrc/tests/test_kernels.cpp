@@ -1302,7 +1302,8 @@ struct StatsRun {
 };
 
 StatsRun stats_run(const KernelTable& t, const StatsCase& c, int bins,
-                   const std::vector<double>& qs, float below, float above, bool garbage) {
+                   const std::vector<double>& qs, float below, float above, bool garbage,
+                   bool as_u8 = false) {
   StatsRun r;
   r.hist.assign(size_t(bins), 0xdeadbeefu);
   r.q.assign(qs.size(), std::nan(""));
@@ -1322,7 +1323,12 @@ StatsRun stats_run(const KernelTable& t, const StatsCase& c, int bins,
   rq.rmad_hi = 0.9;
   rq.below = below;
   rq.above = above;
-  t.summary(c.px.data(), n, &rq, &r.s, scratch.data());
+  if (as_u8) {
+    std::vector<uint8_t> bytes(c.px.begin(), c.px.end());
+    t.summary_u8(bytes.data(), n, &rq, &r.s, scratch.data());
+  } else {
+    t.summary(c.px.data(), n, &rq, &r.s, scratch.data());
+  }
   return r;
 }
 
@@ -1366,6 +1372,24 @@ void test_summary(const Targets& T, const StatsCase& c) {
   const bool same_scratch = s2.hist == s.hist && s2.q == s.q && s2.s.mad == s.s.mad &&
                             s2.s.m2 == s.s.m2 && s2.s.rmad == s.s.rmad;
   record(same_scratch, "scalar summary " + where + " independent of scratch contents");
+  // summary_u8 (byte histogram) on every target: everything equal to the float kernel's
+  // on the same values (the same counting path), when the values are bytes.
+  bool bytes = true;
+  for (float v : c.px) bytes = bytes && v >= 0.0f && v <= 255.0f && v == std::floor(v);
+  if (bytes) {
+    std::vector<const KernelTable*> all{T.scalar};
+    all.insert(all.end(), T.others.begin(), T.others.end());
+    for (const KernelTable* t : all) {
+      const StatsRun u = stats_run(*t, c, bins, qs, below, above, true, true);
+      const bool same = u.hist == s.hist && u.q == s.q && u.s.count == s.s.count &&
+                        u.s.min == s.s.min && u.s.max == s.s.max && u.s.mad == s.s.mad &&
+                        u.s.rmad == s.s.rmad && u.s.mean == s.s.mean && u.s.sumsq == s.s.sumsq &&
+                        u.s.m2 == s.s.m2 && u.s.m3 == s.s.m3 && u.s.m4 == s.s.m4 &&
+                        u.s.absdev == s.s.absdev && u.s.n_below == s.s.n_below &&
+                        u.s.n_above == s.s.n_above && u.s.counting == 1;
+      record(same, std::string(t->name) + " summary_u8 " + where + " == scalar float summary");
+    }
+  }
   for (const KernelTable* t : T.others) {
     const StatsRun o = stats_run(*t, c, bins, qs, below, above, true);
     const bool exact = o.hist == s.hist && o.q == s.q && o.s.count == s.s.count &&

@@ -94,7 +94,7 @@ def lbp_histogram(
 
 # features: first-order statistics, gradients, quality (register_stats.cpp)
 def summary(
-    values: F32,
+    values: F32 | npt.NDArray[np.uint8],
     mask: npt.NDArray[np.uint8] | None,
     bins: int,
     q: npt.NDArray[np.float64],

@@ -16,13 +16,14 @@ import numpy.typing as npt
 
 from .. import _core
 from .._errors import InvalidInputError
-from .._validation import as_image2d, check_float, check_int
+from .._validation import check_float, check_int
 from ._firstorder import _QUANTILES as _FO_QUANTILES
 from ._firstorder import (
     FIRSTORDER_FEATURES,
     _as_mask,
     _firstorder_from,
     _summary,
+    _u8_or_float,
     gradient_feature_names,
     gradient_histogram,
 )
@@ -313,19 +314,14 @@ def extract(
     params = _params(
         levels, distances, angles, lbp_points, lbp_radius, firstorder_bins, gradient_bins
     )
-    img = as_image2d(image)
-    # The validated input in its own type (uint8 / uint16 take faster paths in quantize
-    # and lbp), or its float32 copy.
-    raw: npt.NDArray[Any] = (
-        image
-        if isinstance(image, np.ndarray)
-        and image.dtype
-        in (
-            np.dtype(np.uint8),
-            np.dtype(np.uint16),
-        )
-        else img
-    )
+    # The validated input in its own type (uint8 takes the integer paths of every family
+    # and needs no float copy; uint16 the faster paths of quantize and lbp), or its
+    # float32 copy.
+    img: npt.NDArray[Any]
+    raw: npt.NDArray[Any]
+    img = _u8_or_float(image)
+    is_u16 = isinstance(image, np.ndarray) and image.dtype == np.dtype(np.uint16)
+    raw = image if is_u16 else img
     m = _as_mask(mask, img.shape)
     # LBP runs on the whole image: scikit-image's bilinear sampling rounds differently at
     # other absolute coordinates, so a crop could change some codes.
@@ -347,9 +343,7 @@ def extract(
     # Uniform LBP histogram.
     values.extend(_lbp_features(lbp_image, lbp_mask, params))
     # Gradients.
-    # A uint8 image takes the integer Sobel kernel (same magnitudes, no float copy).
-    grad_image = raw if raw.dtype == np.uint8 else img
-    values.extend(gradient_histogram(grad_image, m, bins=params.gradient_bins).values())
+    values.extend(gradient_histogram(img, m, bins=params.gradient_bins).values())
     names = _names_of(params)
     if len(names) != len(values):  # a peer function changed its output size
         raise RuntimeError(f"extract: {len(values)} values for {len(names)} names")

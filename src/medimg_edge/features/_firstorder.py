@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from .. import _core
 from .._errors import InvalidInputError
-from .._validation import as_float_array, as_image2d, check_int
+from .._validation import as_float_array, check_int, checked_array
 
 __all__ = [
     "FIRSTORDER_FEATURES",
@@ -84,8 +84,17 @@ def _as_mask(mask: Any, shape: tuple[int, ...]) -> U8 | None:
     return out
 
 
+def _u8_or_float(image: Any, ndims: tuple[int, ...] = (2,)) -> np.ndarray:
+    """A uint8 ndarray validated (:func:`checked_array`: type, dimensions, size) and made
+    C-contiguous, kept as uint8 (the integer kernels take it; every uint8 value is finite),
+    anything else as its validated float32 copy (:func:`as_float_array`)."""
+    if isinstance(image, np.ndarray) and image.dtype == np.dtype(np.uint8):
+        return np.ascontiguousarray(checked_array(image, ndims=ndims))
+    return as_float_array(image, ndims=ndims)
+
+
 def _summary(
-    values: npt.NDArray[np.float32],
+    values: npt.NDArray[np.float32] | npt.NDArray[np.uint8],
     mask: U8 | None,
     *,
     bins: int = 0,
@@ -182,7 +191,8 @@ def firstorder(image: Any, mask: Any = None, *, bins: int = 64) -> dict[str, flo
        American Statistician 50(4):361-365, 1996 (definition 7: the "linear" method).
     """
     bins = check_int("bins", bins, 1, _MAX_BINS)
-    img = as_float_array(image, ndims=(1, 2, 3))
+    # uint8: counted from a byte histogram (the same results as its float32 copy's).
+    img = _u8_or_float(image, ndims=(1, 2, 3))
     m = _as_mask(mask, img.shape)
     s, hist, q = _summary(img, m, bins=bins, q=_QUANTILES, mad=True, rmad=(0.1, 0.9))
     return _firstorder_from(s, hist, q)
@@ -274,13 +284,8 @@ def gradient_histogram(image: Any, mask: Any = None, *, bins: int = 8) -> dict[s
        processing," Stanford AI Project, 1968.
     """
     names = gradient_feature_names(bins)
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 2:
-        # The integer kernel: the same magnitudes and histogram without a float copy.
-        img = np.ascontiguousarray(image)
-        if img.size == 0:
-            as_image2d(image)  # raises the usual error
-    else:
-        img = as_image2d(image)
+    # uint8: the integer kernel (the same magnitudes and histogram, no float copy).
+    img = _u8_or_float(image)
     m = _as_mask(mask, img.shape)
     s, hist, q = _core.gradient_summary(img, m, bins, _P90)
     total = float(hist.sum())
