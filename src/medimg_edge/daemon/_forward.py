@@ -167,16 +167,27 @@ def _parse_stow(value: dict[str, Any]) -> Destination:
 
 
 def _read_ids(path: Path) -> tuple[str, str] | None:
-    """``(SOP Instance UID, SOP Class UID)`` of an output file; None if it is missing."""
+    """``(SOP Instance UID, SOP Class UID)`` of an output file; None if it is missing or
+    cannot be read (logged: an output the daemon wrote should always read)."""
     import pydicom
 
     try:
         ds = pydicom.dcmread(
             path, stop_before_pixels=True, specific_tags=["SOPInstanceUID", "SOPClassUID"]
         )
+        return str(ds.SOPInstanceUID), str(ds.SOPClassUID)
     except FileNotFoundError:
         return None
-    return str(ds.SOPInstanceUID), str(ds.SOPClassUID)
+    except Exception as exc:  # a damaged output: never stop the feeder for it
+        log.error(
+            "an output to forward cannot be read; it is not forwarded",
+            extra={
+                "event": "forward_unreadable",
+                "file": path.name,
+                "exc_type": type(exc).__name__,
+            },
+        )
+        return None
 
 
 class Forwarder:
@@ -326,7 +337,7 @@ class Forwarder:
         while not self._stop.is_set():
             try:
                 self.feed()
-            except (sqlite3.Error, OSError) as exc:  # disk full, busy: next round
+            except Exception as exc:  # disk full, busy, ...: next round, never stop
                 log.warning(
                     "forward queue not updated, will retry",
                     extra={"event": "forward_feed_failed", "exc_type": type(exc).__name__},
@@ -458,6 +469,8 @@ class Forwarder:
                 )
                 wake.wait(1.0)
                 wake.clear()
+            except Exception as exc:  # never let the sender thread die: back off, retry
+                self._down(d, f"error:{type(exc).__name__}")
 
     def _down(self, d: Destination, reason: str) -> None:
         st = self._state[d.name]
@@ -495,10 +508,11 @@ class Forwarder:
         for uid, _sop_class, name, attempts in due:
             try:
                 ds = pydicom.dcmread(self.outbox / name)
-            except FileNotFoundError:
-                self._mark(d, uid, "failed", "missing")
+            except Exception as exc:  # missing (deleted by hand) or damaged
+                why = "missing" if isinstance(exc, FileNotFoundError) else "unreadable"
+                self._mark(d, uid, "failed", why)
                 log.error(
-                    "output to forward is missing from the outbox",
+                    f"output to forward is {why}; given up",
                     extra={"event": "forward_missing", "destination": d.name, "file": name},
                 )
                 continue
