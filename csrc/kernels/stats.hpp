@@ -622,12 +622,6 @@ static void summary_from_counts(const uint32_t* counts, int32_t span, double bas
                                 const medimg::SummaryRequest* rq, const HistSpec& hs,
                                 SummaryPlan& plan, medimg::Summary* out) {
   RankSet& rs = plan.rs;
-  const int64_t *qlo = plan.qlo, *qhi = plan.qhi;
-  const double* qg = plan.qg;
-  const int i_rmad = plan.i_rmad;
-  const bool want_rmad = plan.want_rmad;
-  const int64_t med1 = plan.med1, med2 = plan.med2;
-  const bool need_order = rs.n > 0;
   // Sums of integers (exact in double below 2^53).
   double s1 = 0.0, sq = 0.0;
   for (int32_t v = 0; v < span; ++v) {
@@ -654,16 +648,18 @@ static void summary_from_counts(const uint32_t* counts, int32_t span, double bas
   out->m3 = s3 / N;
   out->m4 = s4 / N;
   out->absdev = sa / N;
-  if (need_order) counted_order_stats(counts, span, base, &rs);
+  if (rs.n > 0) counted_order_stats(counts, span, base, &rs);
   if (rq->mad) {
-    const double center = (rs.get(med1) + rs.get(med2)) / 2.0;
+    const double center = (rs.get(plan.med1) + rs.get(plan.med2)) / 2.0;
     double d1 = 0.0, d2 = 0.0;
-    counted_deviations(counts, span, base, center, med1, med2, &d1, &d2);
+    counted_deviations(counts, span, base, center, plan.med1, plan.med2, &d1, &d2);
     out->mad = (d1 + d2) / 2.0;
   }
-  if (want_rmad) {
-    const double lo = np_lerp(rs.get(qlo[i_rmad]), rs.get(qhi[i_rmad]), qg[i_rmad]);
-    const double hi = np_lerp(rs.get(qlo[i_rmad + 1]), rs.get(qhi[i_rmad + 1]), qg[i_rmad + 1]);
+  if (plan.want_rmad) {
+    const double lo =
+        np_lerp(rs.get(plan.qlo[plan.i_rmad]), rs.get(plan.qhi[plan.i_rmad]), plan.qg[plan.i_rmad]);
+    const double hi = np_lerp(rs.get(plan.qlo[plan.i_rmad + 1]), rs.get(plan.qhi[plan.i_rmad + 1]),
+                              plan.qg[plan.i_rmad + 1]);
     double c = 0.0, s = 0.0;
     for (int32_t v = 0; v < span; ++v) {
       const double x = base + v;
