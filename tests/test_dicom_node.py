@@ -317,6 +317,7 @@ def test_statuses_refusals_and_duplicates(tmp_path: Path) -> None:
         with pytest.raises(ValueError):  # no presentation context for CT
             a.send_c_store(pydicom.dcmread(bundled("CT_small.dcm")))
         a.release()
+        assert not assoc(port, [CT], called="EDGE1").is_established  # nothing served
         assert assoc(port, [US], calling="INTRUDER", called="EDGE1").is_rejected
         assert assoc(port, [US], called="MEDIMG").is_rejected  # not our AE title
         keys = wait_outcomes(d, 1)

@@ -347,6 +347,13 @@ class Receiver:
 
     # -- events ----------------------------------------------------------------------------
     def _on_established(self, event: Any) -> None:
+        if not event.assoc.accepted_contexts:  # only SOP classes we do not serve
+            log.info(
+                "association without a served SOP class: aborted",
+                extra={"event": "dicom_no_context", "calling_ae": event.assoc.requestor.ae_title},
+            )
+            event.assoc.abort()
+            return
         log.info(
             "association",
             extra={
