@@ -267,6 +267,57 @@ static inline size_t noise_tiles_scratch(ptrdiff_t cols, int block) {
   return static_cast<size_t>(2 * ((cols - 2) / block) * block);
 }
 
+// ---- quality gate (quality.hpp) --------------------------------------------------------
+// The region and edge passes of medimg_edge.quality.assess on the analysis image (see
+// csrc/kernels/quality.hpp and the docstring of assess for the rules).
+constexpr int kQualityHistBins = 1024;  // quantile histogram on [0, 1 + 1e-6)
+constexpr int kQualityEdgeBins = 256;   // |g_b| histogram of the edge points
+constexpr int kQualityMaxRadius = 15;   // largest Gaussian radius (taps 2 r + 1)
+struct QualityRegionArgs {
+  const float* a;  // rows x cols analysis image u
+  ptrdiff_t rows, cols;
+  uint8_t* fov;     // rows x cols, 0 / 255: read if fov_given, else written (border bands)
+  int fov_given;    // non-zero: fov is the caller's (ultrasound imaged region)
+  double band_tol;  // border bands: largest std / step of a uniform line
+  float stroke_tophat, stroke_level;  // strokes: u - opening_5x5(u) > tophat and u > level
+  int inner_margin;                   // the FOV eroded by a (2 m + 1)^2 window (zero border)
+  int stroke_margin;                  // edge points keep this many px from strokes
+  float sat_lo, sat_hi;               // underexposed: u <= sat_lo; saturated: u >= sat_hi
+  int nq;                             // 0 .. kStatsMaxQuantiles quantiles q[] of u
+  const double* q;
+  uint8_t* allowed;  // rows x cols out, 0 / 255: where edge points may lie
+};
+struct QualityRegion {
+  double band[4];  // top, bottom, left, right of the band rectangle [t, b) x [l, r)
+  double n_fov, n_strokes, n_stat, n_inner;
+  double noise_sigma, mean, std;  // Immerkaer sigma; mean, std of u over the stat mask
+  double quantiles[kStatsMaxQuantiles];
+  double n_sat, n_under;
+};
+struct QualityEdgeArgs {
+  const float* a;  // rows x cols analysis image u
+  ptrdiff_t rows, cols;
+  const uint8_t* allowed;  // non-zero: an edge point may lie here
+  const float* taps_a;     // blur A: taps_a[0] (centre) .. taps_a[radius_a]
+  int radius_a;            // 0 .. kQualityMaxRadius
+  const float* taps_b;     // blur B, applied to the result of blur A
+  int radius_b;
+  float threshold;      // edge points: |g_b| > threshold
+  double top_fraction;  // the strongest fraction of them is used
+  int min_edges;        // fewer edge points: not measured (n_used = 0)
+};
+struct QualityEdges {
+  double n_all, n_used, mean_a2, mean_b2;  // edge points; used ones; mean |g_a|^2, |g_b|^2
+};
+// Floats of scratch for quality_region and quality_edges (either).
+static inline size_t quality_scratch(ptrdiff_t rows, ptrdiff_t cols) {
+  return static_cast<size_t>(8 * rows * cols + 16 * (rows + cols) + 4096);
+}
+// Doubles of scratch for quality_bands.
+static inline size_t quality_bands_scratch(ptrdiff_t rows, ptrdiff_t cols) {
+  return static_cast<size_t>(6 * (rows > cols ? rows : cols) + 64);
+}
+
 struct KernelTable {
   const char* name;
   // Speckle Reducing Anisotropic Diffusion (Yu & Acton 2002). scratch: srad_scratch().
@@ -351,6 +402,16 @@ struct KernelTable {
   // Sharpness sums (see Sharpness).  scratch: sharpness_scratch().
   void (*sharpness)(const float* in, ptrdiff_t rows, ptrdiff_t cols, Sharpness* out,
                     float* scratch);
+  // ---- quality gate (quality.hpp) ----
+  // Border bands of u: out = top, bottom, left, right ([t, b) x [l, r)).  scratch:
+  // quality_bands_scratch() doubles.
+  void (*quality_bands)(const float* a, ptrdiff_t rows, ptrdiff_t cols, double tol, ptrdiff_t* out,
+                        double* scratch);
+  // Field of view, strokes, masks, noise, moments, quantiles, exposure counts and the
+  // allowed edge-point mask.  scratch: quality_scratch() floats.
+  void (*quality_region)(const QualityRegionArgs& a, QualityRegion* out, float* scratch);
+  // Two-scale gradient-ratio edge statistics.  scratch: quality_scratch() floats.
+  void (*quality_edges)(const QualityEdgeArgs& a, QualityEdges* out, float* scratch);
 };
 
 }  // namespace medimg

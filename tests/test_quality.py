@@ -599,3 +599,107 @@ def test_fused_quality_stats_equal_the_separate_kernels(frames):
         assert noise == _core.immerkaer_abs_sum(img), name
     with pytest.raises(ValueError):
         _core.quality_stats(np.zeros((2, 9), np.float32), quantiles, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# The fused C++ kernels (csrc/kernels/quality.hpp) against the OpenCV reference
+# (tests/quality_helpers.py: the gate's previous implementation), every SIMD target.
+# ---------------------------------------------------------------------------------------
+
+
+def _reference_frames(real_images):
+    from skimage import data
+
+    out = []
+    for seed, size in ((0, 256), (1, 512), (2, 1024)):
+        x = me.synth.chest_xray(seed, size=size, dose=(2e3, 1e4, 1e5)[seed]).image
+        out.append(("xray", f"chest_xray {size}", x, None))
+        collimated = x.copy()
+        collimated[: size // 8] = 0
+        collimated[:, -size // 6 :] = 0
+        out.append(("xray", f"collimated chest_xray {size}", collimated, None))
+        us = me.synth.ultrasound(seed, size=size, geometry=("convex", "linear", "convex")[seed])
+        out.append(("ultrasound", f"ultrasound {size}", us.image, None))
+        out.append(("ultrasound", f"ultrasound {size} + text", burn_in_text(us.image), None))
+    blur = cv2.GaussianBlur(me.synth.chest_xray(4, size=512).image.astype(np.float32), (0, 0), 6)
+    out.append(("xray", "blurred chest_xray 512", np.rint(blur).astype(np.uint16), None))
+    out.append(("generic", "camera", data.camera(), None))
+    out.append(("generic", "coins", data.coins(), None))
+    out.append(("generic", "ct float", real_images["ct"].astype(np.float32), (0.0, 4095.0)))
+    out.append(("xray", "constant", np.full((64, 80), 700, np.uint16), None))
+    out.append(("generic", "tiny", np.arange(12, dtype=np.uint8).reshape(3, 4) * 20, None))
+    return out
+
+
+@pytest.mark.parametrize("target", me.simd.supported_targets())
+def test_fused_kernels_equal_the_opencv_reference(real_images, target):
+    """``assess`` (the C++ region and edge passes) gives the previous OpenCV / NumPy
+    implementation's measures within the tolerances documented in ``assess`` (0 for
+    masks, counts and quantiles; 1e-6 for mean / contrast; 2e-3 model px for the edge
+    width), and the same field-of-view mask, on every SIMD target."""
+    from quality_helpers import TOLERANCE, reference_measures
+
+    with me.simd.use_target(target):
+        for mod, name, img, vr in _reference_frames(real_images):
+            report = Q.assess(img, modality=None if mod == "generic" else mod, value_range=vr)
+            ref, fov = reference_measures(img, mod, vr)
+            assert report.fov is not None and np.array_equal(report.fov, fov), name
+            for key, want in ref.items():
+                got = report.measures[key]
+                if key == "edge_count":
+                    assert abs(got - want) <= TOLERANCE[key] * max(want, 1.0), (name, key)
+                else:
+                    assert abs(got - want) <= TOLERANCE[key], (name, key, got, want)
+
+
+def test_border_bands_kernel_equals_the_reference():
+    from quality_helpers import border_bands
+
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        h, w = rng.integers(3, 90, 2)
+        a = (0.3 + 0.2 * rng.random((h, w))).astype(np.float32)
+        t, b, left, r = (int(v) for v in rng.integers(0, 12, 4))
+        a[: min(t, h)] = 0.0
+        a[h - min(b, h) :] = 0.9
+        a[:, : min(left, w)] = 0.1 * (trial % 3)
+        a[:, w - min(r, w) :] = 1.0
+        assert Q._border_bands(a) == border_bands(a), trial
+
+
+def test_quality_measures_binding_refuses_bad_arguments():
+    from medimg_edge import _core
+
+    a = np.zeros((16, 16), np.float32)
+    fov = np.zeros((16, 16), np.uint8)
+    taps = Q._TAPS
+
+    def call(**kw):
+        args = dict(
+            a=a, fov=fov, fov_given=False, band_tol=1e-3, stroke_tophat=0.25,
+            stroke_level=0.6, inner_margin=7, stroke_margin=3, sat_lo=0.0, sat_hi=1.0,
+            q=Q._QUANTILES, taps_a=taps[0], taps_b=taps[1], edge_factor=1.0,
+            min_threshold=1e-3, top_fraction=0.25, min_edges=16,
+        )  # fmt: skip
+        args.update(kw)
+        return _core.quality_measures(**args)
+
+    call()  # the valid call works
+    ro = fov.copy()
+    ro.setflags(write=False)
+    for bad in (
+        {"a": a.astype(np.float64)},
+        {"a": np.zeros((2, 16), np.float32)},
+        {"fov": np.zeros((16, 15), np.uint8)},
+        {"fov": fov.astype(np.int16)},
+        {"fov": ro},
+        {"taps_a": np.ones(4, np.float32)},
+        {"taps_b": np.ones(33, np.float32)},
+        {"q": np.array([0.5, 1.5])},
+        {"top_fraction": 0.0},
+        {"inner_margin": 0},
+    ):
+        with pytest.raises(ValueError):
+            call(**bad)
+    with pytest.raises(ValueError):
+        _core.quality_bands(np.zeros((3, 2), np.float32), 1e-3)

@@ -121,5 +121,6 @@ void register_glcm(py::module_& m);
 void register_lbp(py::module_& m);
 void register_stats(py::module_& m);
 void register_runtime(py::module_& m);
+void register_quality(py::module_& m);
 
 }  // namespace medimg::bind

@@ -92,4 +92,5 @@ PYBIND11_MODULE(_core, m) {
   medimg::bind::register_lbp(m);
   medimg::bind::register_stats(m);
   medimg::bind::register_runtime(m);
+  medimg::bind::register_quality(m);
 }

@@ -7,6 +7,7 @@
 #include "glcm.hpp"
 #include "lbp.hpp"
 #include "noise.hpp"
+#include "quality.hpp"
 #include "quant.hpp"
 #include "scan.hpp"
 #include "speckle.hpp"
@@ -67,6 +68,10 @@ KernelTable make_table() {
   t.gradient = gradient_kernel;
   t.gradient_u8 = gradient_u8_kernel;
   t.sharpness = sharpness_kernel;
+  // quality gate (quality.hpp)
+  t.quality_bands = quality_bands_kernel;
+  t.quality_region = quality_region_kernel;
+  t.quality_edges = quality_edges_kernel;
   return t;
 }
 }  // namespace

@@ -2045,6 +2045,207 @@ void test_dispatch(const Targets& T) {
   medimg::set_target_cap(saved);
 }
 
+// ---- quality gate (quality.hpp) ----------------------------------------------------------
+// Every target against scalar: masks, counts, quantiles and the edge statistics exactly (the
+// blurs, gradients and comparisons use no FMA, so every lane computes the scalar floats);
+// noise, mean and std within kTolQualitySum (float lane partial sums differ in order).  The
+// scalar path against float64 re-implementations: the band rectangle of a frame with known
+// bands, the unmasked Immerkaer sigma, the masked mean / std.  The Python tests compare the
+// whole gate with the OpenCV reference (tests/quality_helpers.py).
+constexpr double kTolQualitySum = 1e-5;
+
+struct QualityRun {
+  medimg::QualityRegion reg{};
+  medimg::QualityEdges edges{};
+  std::vector<uint8_t> fov, allowed;
+};
+
+// The Gaussian taps of sigma s, radius ceil(3 s) (what cv2.getGaussianKernel gives, in
+// float: centre first).
+std::vector<float> gauss_half(double s) {
+  const int r = static_cast<int>(std::ceil(3.0 * s));
+  std::vector<double> w(static_cast<size_t>(r + 1));
+  double total = 0.0;
+  for (int k = 0; k <= r; ++k) {
+    w[static_cast<size_t>(k)] = std::exp(-0.5 * k * k / (s * s));
+    total += k == 0 ? w[0] : 2.0 * w[static_cast<size_t>(k)];
+  }
+  std::vector<float> out;
+  for (double v : w) out.push_back(static_cast<float>(v / total));
+  return out;
+}
+
+QualityRun quality_run(const KernelTable& t, const Image& im, const std::vector<uint8_t>* given,
+                       float threshold, bool garbage) {
+  QualityRun q;
+  const size_t n = im.size();
+  q.fov = given ? *given : std::vector<uint8_t>(n, 7);
+  q.allowed.assign(n, 7);
+  std::vector<float> scratch(medimg::quality_scratch(im.rows, im.cols) + 16);
+  if (garbage)
+    fill_garbage(scratch);
+  else
+    fill_nan(scratch);
+  static const double qs[4] = {0.01, 0.05, 0.95, 0.99};
+  medimg::QualityRegionArgs r{};
+  r.a = im.px.data();
+  r.rows = im.rows;
+  r.cols = im.cols;
+  r.fov = q.fov.data();
+  r.fov_given = given ? 1 : 0;
+  r.band_tol = 1.0 / 1024.0;
+  r.stroke_tophat = 0.25f;
+  r.stroke_level = 0.6f;
+  r.inner_margin = 7;
+  r.stroke_margin = 3;
+  r.sat_lo = 0.5f / 4095.0f;
+  r.sat_hi = 1.0f - 0.5f / 4095.0f;
+  r.nq = 4;
+  r.q = qs;
+  r.allowed = q.allowed.data();
+  t.quality_region(r, &q.reg, scratch.data());
+  static const std::vector<float> ta = gauss_half(1.0), tb = gauss_half(std::sqrt(3.0));
+  medimg::QualityEdgeArgs e{};
+  e.a = im.px.data();
+  e.rows = im.rows;
+  e.cols = im.cols;
+  e.allowed = q.allowed.data();
+  e.taps_a = ta.data();
+  e.radius_a = static_cast<int>(ta.size()) - 1;
+  e.taps_b = tb.data();
+  e.radius_b = static_cast<int>(tb.size()) - 1;
+  e.threshold = threshold;
+  e.top_fraction = 0.25;
+  e.min_edges = 16;
+  t.quality_edges(e, &q.edges, scratch.data());
+  return q;
+}
+
+void compare_quality(const Targets& T, const Image& im, const std::vector<uint8_t>* given,
+                     float threshold, const std::string& where) {
+  const QualityRun s = quality_run(*T.scalar, im, given, threshold, false);
+  const QualityRun s2 = quality_run(*T.scalar, im, given, threshold, true);
+  record(s.fov == s2.fov && s.allowed == s2.allowed && s.edges.n_all == s2.edges.n_all &&
+             s.edges.mean_b2 == s2.edges.mean_b2 && s.reg.noise_sigma == s2.reg.noise_sigma,
+         "scalar " + where + " does not depend on the scratch contents");
+  const medimg::QualityRegion& a = s.reg;
+  for (const KernelTable* t : T.others) {
+    const QualityRun o = quality_run(*t, im, given, threshold, true);
+    const medimg::QualityRegion& b = o.reg;
+    bool same = o.fov == s.fov && o.allowed == s.allowed;
+    for (int i = 0; i < 4; ++i)
+      same = same && a.band[i] == b.band[i] && a.quantiles[i] == b.quantiles[i];
+    same = same && a.n_fov == b.n_fov && a.n_strokes == b.n_strokes && a.n_stat == b.n_stat &&
+           a.n_inner == b.n_inner && a.n_sat == b.n_sat && a.n_under == b.n_under;
+    same = same && o.edges.n_all == s.edges.n_all && o.edges.n_used == s.edges.n_used &&
+           o.edges.mean_a2 == s.edges.mean_a2 && o.edges.mean_b2 == s.edges.mean_b2;
+    record(same, std::string(t->name) + " " + where + " masks, counts, quantiles, edges == scalar",
+           fmt("n_edges %g vs %g, mean_b2 %.9g vs %.9g", o.edges.n_all, s.edges.n_all,
+               o.edges.mean_b2, s.edges.mean_b2));
+    double worst = 0.0;
+    const double pairs[3][2] = {{a.noise_sigma, b.noise_sigma}, {a.mean, b.mean}, {a.std, b.std}};
+    for (const auto& p : pairs)
+      worst = std::max(worst, std::fabs(p[0] - p[1]) / (kTolQualitySum * (1e-3 + std::fabs(p[0]))));
+    note_margin("quality noise/mean/std target vs scalar", worst);
+    record(worst <= 1.0, std::string(t->name) + " " + where + " noise, mean, std vs scalar",
+           fmt("worst error / tolerance %.3g", worst));
+  }
+}
+
+void test_quality_image(const Targets& T, const Image& im) {
+  if (im.rows < 3 || im.cols < 3) return;
+  const std::string where = im.name + " " + dims(im) + " quality";
+  compare_quality(T, im, nullptr, 1e-3f, where + " (bands)");
+  std::vector<uint8_t> disc(im.size());
+  for (ptrdiff_t y = 0; y < im.rows; ++y)
+    for (ptrdiff_t x = 0; x < im.cols; ++x) {
+      const double dy = (y - im.rows / 2.0) / im.rows, dx = (x - im.cols / 2.0) / im.cols;
+      disc[static_cast<size_t>(y * im.cols + x)] = dy * dy + dx * dx < 0.16 ? 255 : 0;
+    }
+  compare_quality(T, im, &disc, 1e-3f, where + " (given FOV)");
+}
+
+// A 160 x 200 frame in [0, 1]: uniform bands (top 9, bottom 5, left 12, right 0 rows /
+// columns) around noisy smooth anatomy with blurred steps and a few bright strokes.
+Image quality_phantom(uint32_t seed) {
+  Image im;
+  im.name = "quality phantom";
+  im.rows = 160;
+  im.cols = 200;
+  im.px.assign(static_cast<size_t>(im.rows * im.cols), 0.0f);
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> noise(0.0, 0.004);
+  for (ptrdiff_t y = 0; y < im.rows; ++y)
+    for (ptrdiff_t x = 0; x < im.cols; ++x) {
+      float& p = im.px[static_cast<size_t>(y * im.cols + x)];
+      if (y < 9) {
+        p = 0.0f;
+      } else if (y >= im.rows - 5 || x < 12) {
+        p = 0.9f;
+      } else {
+        const double step = 0.5 * std::erfc(-(x - 90.0) / (std::sqrt(2.0) * 1.5));
+        const double ring = std::hypot(y - 80.0, x - 140.0) < 25.0 ? 0.15 : 0.0;
+        double v = 0.2 + 0.3 * step + ring + 0.05 * std::sin(y / 9.0) + noise(rng);
+        if (y == 40 && x > 20 && x < 60) v = 0.95;  // a caliper line
+        p = static_cast<float>(std::min(std::max(v, 0.0), 1.0));
+      }
+    }
+  return im;
+}
+
+void test_quality(const Targets& T) {
+  const Image im = quality_phantom(11);
+  compare_quality(T, im, nullptr, 0.01f, "quality phantom (bands)");
+  const QualityRun s = quality_run(*T.scalar, im, nullptr, 0.01f, false);
+  const medimg::QualityRegion& g = s.reg;
+  record(g.band[0] == 9 && g.band[1] == im.rows - 5 && g.band[2] == 12 && g.band[3] == im.cols,
+         "scalar quality_region finds the phantom's border bands",
+         fmt("got [%g, %g) x [%g, ...)", g.band[0], g.band[1], g.band[2]));
+  ptrdiff_t box[4];
+  std::vector<double> ds(medimg::quality_bands_scratch(im.rows, im.cols));
+  T.scalar->quality_bands(im.px.data(), im.rows, im.cols, 1.0 / 1024.0, box, ds.data());
+  record(box[0] == 9 && box[1] == im.rows - 5 && box[2] == 12 && box[3] == im.cols,
+         "scalar quality_bands == quality_region's bands");
+  record(g.n_strokes >= 30 && g.n_strokes <= 45, "scalar quality_region finds the caliper line",
+         fmt("%g stroke pixels", g.n_strokes));
+  // float64 references over the statistics mask / the interior
+  double s1 = 0.0, s2 = 0.0, cnt = 0.0, inner_abs = 0.0, inner_n = 0.0;
+  for (ptrdiff_t y = 0; y < im.rows; ++y)
+    for (ptrdiff_t x = 0; x < im.cols; ++x) {
+      const size_t i = static_cast<size_t>(y * im.cols + x);
+      const bool in_fov = s.fov[i] != 0;
+      const bool stroke = in_fov && y == 40 && x > 20 && x < 60;
+      if (in_fov && !stroke) {
+        s1 += im.px[i];
+        s2 += static_cast<double>(im.px[i]) * im.px[i];
+        cnt += 1.0;
+      }
+      const bool inner = y >= 9 + 7 && y < im.rows - 5 - 7 && x >= 12 + 7 && x < im.cols - 7;
+      if (inner) {
+        double v = 0.0;
+        const int k[3][3] = {{1, -2, 1}, {-2, 4, -2}, {1, -2, 1}};
+        for (int dy = -1; dy <= 1; ++dy)
+          for (int dx = -1; dx <= 1; ++dx) v += k[dy + 1][dx + 1] * at(im, y + dy, x + dx);
+        inner_abs += std::fabs(v);
+        inner_n += 1.0;
+      }
+    }
+  const double mean = s1 / cnt, sd = std::sqrt(s2 / cnt - mean * mean);
+  const double sigma = std::sqrt(std::acos(-1.0) / 2.0) * inner_abs / inner_n / 6.0;
+  record(std::fabs(g.mean - mean) < 1e-6 && std::fabs(g.std - sd) < 1e-6 && g.n_stat == cnt,
+         "scalar quality_region mean / std vs float64",
+         fmt("mean %.9g vs %.9g, std %.9g vs %.9g", g.mean, mean, g.std, sd));
+  record(std::fabs(g.noise_sigma - sigma) <= 1e-6 * sigma && g.n_inner == inner_n,
+         "scalar quality_region Immerkaer sigma vs float64",
+         fmt("%.9g vs %.9g", g.noise_sigma, sigma));
+  record(s.edges.n_all >= 16 && s.edges.n_used > 0 && s.edges.mean_a2 > s.edges.mean_b2,
+         "scalar quality_edges measures the phantom's steps (|g_a| > |g_b| at a blurred step)",
+         fmt("n %g, mean_a2 %g, mean_b2 %g", s.edges.n_all, s.edges.mean_a2, s.edges.mean_b2));
+  for (uint32_t seed = 1; seed < 4; ++seed)
+    compare_quality(T, quality_phantom(seed), nullptr, 0.005f,
+                    "quality phantom seed " + std::to_string(seed));
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> required;
   for (int i = 1; i < argc; ++i) {
@@ -2110,6 +2311,7 @@ int main(int argc, char** argv) {
       test_immerkaer(T, im);
       test_scan(T, im);
       test_estimate(T, im);
+      test_quality_image(T, im);
     }
   }
 
@@ -2118,6 +2320,7 @@ int main(int argc, char** argv) {
   test_quantize(T);
   test_stats(T);
   test_glcm(T);
+  test_quality(T);
   test_dispatch(T);
 
   std::printf("worst error / tolerance observed (1.0 = at the tolerance):\n");

@@ -139,3 +139,31 @@ def glcm_props(
 ) -> tuple[bool, npt.NDArray[np.float64]]: ...
 def glcm_need_bits() -> tuple[int, int, int]: ...
 def glcm_prop_names() -> list[str]: ...
+
+# quality gate (register_quality.cpp, csrc/kernels/quality.hpp)
+def quality_measures(
+    a: F32,
+    fov: npt.NDArray[np.uint8],
+    fov_given: bool,
+    band_tol: float,
+    stroke_tophat: float,
+    stroke_level: float,
+    inner_margin: int,
+    stroke_margin: int,
+    sat_lo: float,
+    sat_hi: float,
+    q: npt.NDArray[np.float64],
+    taps_a: F32,
+    taps_b: F32,
+    edge_factor: float,
+    min_threshold: float,
+    top_fraction: float,
+    min_edges: int,
+    target: str = "",
+) -> tuple[
+    tuple[float, float, float, float, float, float, float, float, float],
+    tuple[float, ...],
+    tuple[float, float, float, float],
+    tuple[float, float, float, float],
+]: ...
+def quality_bands(a: F32, tol: float, target: str = "") -> tuple[int, int, int, int]: ...
