@@ -56,6 +56,9 @@ BUNDLED = {
     "SC_rgb_rle.dcm": "-xr",  # SC, RLE lossless
     "SC_rgb_jpeg_gdcm.dcm": "-xs",  # SC, JPEG lossless SV1
     "SC_rgb_jls_lossy_line.dcm": "-xu",  # SC, JPEG-LS near-lossless
+    "image_dfl.dcm": "-xd",  # SC, Deflated Explicit VR Little Endian
+    "JPEG2000.dcm": "-xw",  # SC of an NM image, JPEG 2000 (lossy): unsupported_modality
+    "JPGExtended.dcm": "-xx",  # SC of an NM image, JPEG extended 12 bit: unsupported_modality
 }
 
 
@@ -267,17 +270,35 @@ def test_dcmtk_storescu_every_transfer_syntax_one_result_each(tmp_path: Path, se
         uids[fresh_copy(xray[1], dx[1], SOPClassUID=CR, Modality="CR")] = "CR"
         uids[fresh_copy(xray[2], dx[2], SOPClassUID=DX_PROCESSING)] = "DX processing"
         assert storescu(port, dx) == 0
+        # JPEG-LS lossless (none is bundled): an ultrasound phantom compressed by dcmtk
+        (us,) = phantoms(1, start=500)
+        raw, jls = sent / "us_raw.dcm", sent / "us_jls.dcm"
+        us.save_as(raw, enforce_file_format=True)
+        subprocess.run([dcmtk("dcmcjpls"), str(raw), str(jls)], check=True, capture_output=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert pydicom.dcmread(jls).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80"
+        uids[str(us.SOPInstanceUID)] = "JPEG-LS lossless"
+        assert storescu(port, [jls], "-xt") == 0
         keys = wait_outcomes(d, len(uids))
         time.sleep(1.0)  # nothing more arrives
         keys = outcome_keys(d.outbox)
         assert keys == Counter({received_key(u): 1 for u in uids}), keys
         diagnosed = {r["input"]["instance_key"]: r for r in results(d.outbox)}
         by_name = {name: diagnosed.get(received_key(u)) for u, name in uids.items()}
-        for name in ("examples_rgb_color.dcm", "examples_jpeg2k.dcm", "examples_ybr_color.dcm"):
+        for name in (
+            "examples_rgb_color.dcm",
+            "examples_jpeg2k.dcm",
+            "examples_ybr_color.dcm",
+            "JPEG-LS lossless",
+        ):
             got = by_name[name]
             assert got is not None and got["input"]["modality"] == "ultrasound", name
             assert (d.outbox / f"{got['id']}.sr.dcm").is_file()
         assert by_name["examples_ybr_color.dcm"]["input"]["frames_in_file"] == 30
+        assert by_name["image_dfl.dcm"] is not None  # deflated SC, diagnosed
+        codes = {r["code"] for r in reasons(d.outbox)}
+        assert codes == {"unsupported_modality"}, codes  # the two NM images, one record each
         for name in ("DX", "CR", "DX processing"):
             got = by_name[name]
             assert got is not None and got["input"]["modality"] == "xray", name
