@@ -168,14 +168,29 @@ def synth_xray(folder: Path, n: int) -> list[Path]:
     return sorted(folder.rglob("*.dcm"))
 
 
+_STARTED: list[DaemonProc] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    """Kill every daemon a test left running (a failed assertion before its stop)."""
+    yield
+    for d in _STARTED:
+        if d.proc is not None and d.proc.poll() is None:
+            d.kill9()
+    _STARTED.clear()
+
+
 def node(tmp_path: Path, *extra: str, name: str = "outbox") -> DaemonProc:
     inbox = tmp_path / "inbox"
     inbox.mkdir(exist_ok=True)
     outbox = tmp_path / name
     port = [] if "--dicom-port" in extra else ["--dicom-port", "0"]
-    return DaemonProc(
+    d = DaemonProc(
         inbox, outbox, *FAST, "--workers", "1", "--sr", "--health-port", "0", *port, *extra
     )
+    _STARTED.append(d)
+    return d
 
 
 def dicom_port(d: DaemonProc) -> int:
@@ -827,7 +842,9 @@ def test_resent_after_its_file_was_deleted_is_taken_again(tmp_path: Path) -> Non
         "1",
         "--dicom-port",
         "0",
-    ).start()
+    )
+    _STARTED.append(d)
+    d.start()
     port = dicom_port(d)
     try:
         (ds,) = phantoms(1, start=400)
@@ -840,7 +857,9 @@ def test_resent_after_its_file_was_deleted_is_taken_again(tmp_path: Path) -> Non
         send_all(port, [ds])
         assert received.exists()
         assert d.stop() == 0
-        d = DaemonProc(inbox, tmp_path / "outbox", *FAST, "--workers", "1").start()
+        d = DaemonProc(inbox, tmp_path / "outbox", *FAST, "--workers", "1")
+        _STARTED.append(d)
+        d.start()
         assert wait_outcomes(d, 1) == Counter({received_key(str(ds.SOPInstanceUID)): 1})
     finally:
         assert d.stop() == 0, d.log_text()[-3000:]
