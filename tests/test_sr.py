@@ -112,7 +112,8 @@ def _run(corpus: Path, tmp: Path, *extra: str) -> dict[str, tuple[str, Path, Dae
 
 @pytest.fixture(scope="module")
 def plain(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _run(corpus, tmp_path_factory.mktemp("plain"), "--record-source-name")
+    extra = ("--record-source-name", "--sr-series-number", "4242")
+    return _run(corpus, tmp_path_factory.mktemp("plain"), *extra)
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +259,7 @@ def test_every_sr_and_sc_passes_dciodvfy_and_reads_back(plain, corpus) -> None:
         assert sr.AccessionNumber == source.get("AccessionNumber", "")
         assert sr.PatientID == source.PatientID
         accessions.add(sr.AccessionNumber)
-        assert sr.SeriesNumber == _dicom.SR_SERIES_NUMBER
+        assert sr.SeriesNumber == 4242  # --sr-series-number reaches the worker's SR
         when = datetime.datetime.strptime(sr.ContentDate + sr.ContentTime[:6], "%Y%m%d%H%M%S")
         now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
         assert abs((now - when).total_seconds()) < 3600  # today, not 1900

@@ -350,6 +350,7 @@ class Intake:
                     "sr": c.sr,
                     "sc": c.sc,
                     "deidentify": c.deidentify,
+                    "sr_series_number": c.sr_series_number,
                     "cpu_seconds": c.cpu_seconds,
                 }
                 job = Job(row, rid, job_suffix(row.path), msg)
