@@ -1,16 +1,22 @@
 """Quality-gate benchmarks (issue 14, item 4): ``quality._assess_float`` (the stage the
-``Diagnoser`` runs on its float32 copy of the frame) vs the previous implementation of the
+``Diagnoser`` runs on its float32 copy of the frame) vs the previous implementations of the
 same stage, single thread, on package phantoms at 512^2 and 2048^2.
 
 Groups ``quality-<modality>-<size>`` (``xray``: a ``me.synth.chest_xray`` frame, uint16
 12-bit; ``ultrasound``: a ``me.synth.ultrasound`` convex frame, uint8), rows:
 
 * ``target``: ``quality._assess_float(img, dtype, modality)``: area downsampling to the
-  model resolution, field of view, annotation strokes, histogram statistics, Immerkaer
-  noise and the two-scale edge-width estimate.  Issue-14 targets: <= 0.4 ms at 512^2,
+  model resolution (OpenCV), the ultrasound imaged region (OpenCV connected components),
+  then one call of the fused C++ kernels (``_core.quality_measures``: field of view,
+  annotation strokes, histogram statistics, Immerkaer noise and the two-scale edge-width
+  estimate).  Issue-14 targets: <= 0.4 ms at 512^2,
   <= 3 ms at 2048^2.  Checked: the clean phantom passes, its field of view is not empty
   and its edge width is measured.
-* ``peer`` (the previous implementation): ``_core.quality_stats`` (one fused C++ pass:
+* ``peer`` ``opencv`` (the implementation before the fused kernels, kept as the tests'
+  reference in tests/quality_helpers.py): the same measures by ~30 OpenCV calls on the
+  analysis image.  Checked: its measures equal the target's within the documented
+  tolerances.
+* ``peer`` (the gate before the redesign): ``_core.quality_stats`` (one fused C++ pass:
   summary, percentiles, Laplacian / Tenengrad / Crete-Roffet blur sums, Immerkaer sum) on
   the full-resolution frame plus the arithmetic that turned the sums into measures.
   Checked: its noise sigma equals ``me.denoise.estimate_noise`` of the frame.
@@ -25,6 +31,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,8 +42,16 @@ import medimg_edge as me
 from medimg_edge import _core
 from medimg_edge import quality as Q
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import quality_helpers  # tests/quality_helpers.py: the OpenCV implementation
+
 QUANTILES = np.array([0.01, 0.05, 0.95, 0.99])
 CASES = [(m, s) for m in ("xray", "ultrasound") for s in (512, 2048)]
+#: One benchmark group per case (every row of a group is timed in the same run).
+BY_CASE = pytest.mark.parametrize(
+    ("modality", "size"),
+    [pytest.param(m, s, marks=pytest.mark.benchmark(group=f"quality-{m}-{s}")) for m, s in CASES],
+)
 
 
 @functools.cache
@@ -91,10 +107,7 @@ def record(benchmark: Any, *, role: str, label: str, case: str) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("modality", "size"),
-    [pytest.param(m, s, marks=pytest.mark.benchmark(group=f"quality-{m}-{s}")) for m, s in CASES],
-)
+@BY_CASE
 def test_quality_target(benchmark: Any, modality: str, size: int) -> None:
     img, dtype = frame(modality, size)
     report = benchmark(Q._assess_float, img, dtype, modality)
@@ -104,10 +117,24 @@ def test_quality_target(benchmark: Any, modality: str, size: int) -> None:
     record(benchmark, role="target", label="quality._assess_float", case=f"{modality}-{size}")
 
 
-@pytest.mark.parametrize(
-    ("modality", "size"),
-    [pytest.param(m, s, marks=pytest.mark.benchmark(group=f"quality-{m}-{s}")) for m, s in CASES],
-)
+@BY_CASE
+def test_quality_opencv(benchmark: Any, modality: str, size: int) -> None:
+    img, dtype = frame(modality, size)
+    report = benchmark(quality_helpers._assess_float, img, dtype, modality)
+    new = Q._assess_float(img, dtype, modality)
+    for key, tol in quality_helpers.TOLERANCE.items():
+        want = report.measures[key]
+        scale = max(want, 1.0) if key == "edge_count" else 1.0
+        assert abs(new.measures[key] - want) <= tol * scale, key
+    record(
+        benchmark,
+        role="peer",
+        label="opencv: the OpenCV implementation before the fused kernels",
+        case=f"{modality}-{size}",
+    )
+
+
+@BY_CASE
 def test_quality_previous(benchmark: Any, modality: str, size: int) -> None:
     img, dtype = frame(modality, size)
     lo, hi = nominal(dtype)
