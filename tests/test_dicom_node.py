@@ -813,7 +813,7 @@ def test_forward_stow_rs_and_c_store_to_orthanc(tmp_path: Path) -> None:
         wait_for(
             lambda: _forward_status(d, "stow:")["consecutive_failures"] >= 2, "STOW-RS failing"
         )
-        assert _forward_status(d, "stow:")["pending"] == 3
+        wait_for(lambda: _forward_status(d, "stow:")["pending"] == 3, "3 queued")
         orthanc.start()
         wait_for(lambda: _forward_status(d, "stow:")["sent"] == 3, "sent by STOW-RS")
         wait_for(lambda: _forward_status(d, "ORTHANC@")["sent"] == 3, "sent by C-STORE")
