@@ -863,3 +863,21 @@ def test_resent_after_its_file_was_deleted_is_taken_again(tmp_path: Path) -> Non
         assert wait_outcomes(d, 1) == Counter({received_key(str(ds.SOPInstanceUID)): 1})
     finally:
         assert d.stop() == 0, d.log_text()[-3000:]
+
+
+def test_forward_sends_the_secondary_capture_when_written(tmp_path: Path) -> None:
+    """With --sc the Secondary Capture goes to the PACS too (once, beside the SR)."""
+    pacs_port = free_port()
+    pacs = Pacs(pacs_port).start()
+    d = node(tmp_path, "--sc", "--forward", f"PACS@127.0.0.1:{pacs_port}").start()
+    try:
+        send_all(dicom_port(d), phantoms(1, start=600))
+        wait_for(lambda: len(pacs.received) >= 2, "SR and SC at the PACS")
+        wait_for(lambda: _forward_status(d)["pending"] == 0, "queue empty")
+        (sc,) = list(d.outbox.glob("*.sc.dcm"))
+        sc_uid = str(pydicom.dcmread(sc, stop_before_pixels=True).SOPInstanceUID)
+        assert pacs.received == Counter({sc_uid: 1, **dict.fromkeys(_sr_uids(d.outbox), 1)})
+        assert pacs.classes[sc_uid] == SC
+    finally:
+        pacs.stop()
+        assert d.stop() == 0, d.log_text()[-3000:]
