@@ -162,13 +162,23 @@ for _p in GLCM_PROPS:
 
 
 def _glcm_features(
-    img: npt.NDArray[Any], mask: npt.NDArray[np.uint8] | None, params: _Params
+    img: npt.NDArray[Any],
+    mask: npt.NDArray[np.uint8] | None,
+    params: _Params,
+    lo: float,
+    hi: float,
 ) -> list[float]:
+    """GLCM keys; ``lo``, ``hi``: the minimum and maximum of the pixels used (the first-order
+    summary's, shared: quantize would compute the same two numbers again)."""
     levels = params.levels
     nd, na = len(params.distances), len(params.angles)
     if mask is None:
         q = quantize(
-            img, levels, out=_scratch("q", img.shape, np.uint8 if levels <= 256 else np.uint16)
+            img,
+            levels,
+            vmin=lo,
+            vmax=hi,
+            out=_scratch("q", img.shape, np.uint8 if levels <= 256 else np.uint16),
         )
         dr, dc = _offsets(
             np.asarray(params.distances, np.float64),
@@ -188,7 +198,7 @@ def _glcm_features(
     else:
         # Pixels outside the mask get an extra grey level; dropping its row and column
         # keeps exactly the pairs with both pixels inside the mask.
-        q = quantize(img, levels, mask=mask)
+        q = quantize(img, levels, vmin=lo, vmax=hi, mask=mask)
         q = np.where(mask != 0, q, levels).astype(np.uint16 if levels > 255 else np.uint8)
         full = glcm(q, params.distances, params.angles, levels=levels + 1, symmetric=True)
         P = np.ascontiguousarray(full[:levels, :levels].transpose(2, 3, 0, 1)).reshape(
@@ -339,7 +349,7 @@ def extract(
     )
     values.extend(_firstorder_from(s, hist, q).values())
     # GLCM.
-    values.extend(_glcm_features(raw, m, params))
+    values.extend(_glcm_features(raw, m, params, float(s["min"]), float(s["max"])))
     # Uniform LBP histogram.
     values.extend(_lbp_features(lbp_image, lbp_mask, params))
     # Gradients.
