@@ -65,15 +65,15 @@ struct GlcmArgs {
   uint32_t* out;        // glcm_out_words(L, K) words (zeroed by the kernel)
 };
 static inline ptrdiff_t glcm_matrix_stride(ptrdiff_t L) { return L * L + 48; }
-// Two partial copies of the counts (odd columns count into the second) when one copy is
-// at most 64 KiB; they live in the same buffer, glcm_copy_shift(L, K) words apart.
-static inline int glcm_copies(ptrdiff_t L, ptrdiff_t K) { return L * L * K <= 16384 ? 2 : 1; }
+// Four partial copies of the counts (column c counts into copy c % 4 of its run) when one
+// copy is at most 64 KiB; they live in the same buffer, glcm_copy_shift(L, K) words apart.
+static inline int glcm_copies(ptrdiff_t L, ptrdiff_t K) { return L * L * K <= 16384 ? 4 : 1; }
 static inline ptrdiff_t glcm_copy_shift(ptrdiff_t L, ptrdiff_t K) {
   return K * glcm_matrix_stride(L) + 16;
 }
 static inline size_t glcm_out_words(ptrdiff_t L, ptrdiff_t K) {
   const ptrdiff_t one = K * glcm_matrix_stride(L);
-  return static_cast<size_t>(glcm_copies(L, K) > 1 ? glcm_copy_shift(L, K) + one : one);
+  return static_cast<size_t>((glcm_copies(L, K) - 1) * glcm_copy_shift(L, K) + one);
 }
 static inline size_t glcm_props_scratch(ptrdiff_t L) { return static_cast<size_t>(7 * L + 64); }
 // What glcm_props computes beyond the marginals (ASM, energy, correlation, mean, variance,
