@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import medimg_edge as me
+from medimg_edge._modality import MODALITIES
 from medimg_edge.training import _augment as aug
 
 MODEL = {"xray": 256, "ultrasound": 128}
@@ -292,7 +293,7 @@ def test_text_and_calipers_change_only_small_regions() -> None:
 def test_labels_carry_no_names() -> None:
     units = {"", "cm", "fps", "Hz", "MHz", "kV", "mAs", "dGycm"}
     rng = _rng(0)
-    for modality in aug.MODALITIES:
+    for modality in MODALITIES:
         for _ in range(300):
             text = aug._label(rng, modality)
             assert text and text.isascii() and len(text) < 40
@@ -530,7 +531,7 @@ def test_small_and_non_square_frames(shape: tuple[int, int]) -> None:
     frame = (rng.random(shape) * 4095).astype(np.uint16)
     mask = np.zeros(shape, bool)
     mask[shape[0] // 3 : shape[0] // 2 + 1, shape[1] // 3 : shape[1] // 2 + 1] = True
-    for modality in aug.MODALITIES:
+    for modality in MODALITIES:
         for name in aug.TRANSFORMS:
             for s in aug.STRENGTHS[name]:
                 out = aug.apply(name, frame, s, modality=modality, model_size=64, rng=rng)

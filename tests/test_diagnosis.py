@@ -194,7 +194,7 @@ def test_temperature_calibration(tmp_path: Path, frame: np.ndarray) -> None:
     d1 = base.diagnose(frame)
     hot = _diagnoser(_package(tmp_path, calibration__temperature=4.0)).diagnose(frame)
     # softmax(log p / T) by hand from the model's raw output
-    x = me.runtime.robust_unit(frame)
+    x = me.preprocess.robust_unit(frame)
     x = cv2.resize(x, (224, 224), interpolation=cv2.INTER_AREA)
     raw = base.model.predict(x)["scores"][0].astype(np.float64)
     z = np.log(np.clip(raw, 1e-7, 1)) / 4.0
@@ -348,12 +348,12 @@ def test_window_matches_numpy_percentile_definition() -> None:
             rng.normal(size=(h, w)),
         ][k % 4]
         want = reference(image)
-        assert np.array_equal(me.runtime.robust_unit(image), want), (k, image.dtype)
+        assert np.array_equal(me.preprocess.robust_unit(image), want), (k, image.dtype)
         out = np.full((h, w), np.nan, np.float32)
-        assert me.runtime.robust_unit(image, out=out) is out
+        assert me.preprocess.robust_unit(image, out=out) is out
         assert np.array_equal(out, want)
     flat = np.full((40, 50), 9, np.uint8)
-    assert not me.runtime.robust_unit(flat).any()
+    assert not me.preprocess.robust_unit(flat).any()
 
 
 # -- threads ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
 
 TensorFlow, scikit-learn and matplotlib are imported inside the functions that need them:
 importing this package (or ``medimg_edge``) never imports TensorFlow. Every frame goes
-through :func:`medimg_edge.runtime.to_model_input`, the preprocessing the runtime applies
+through :func:`medimg_edge.preprocess.to_model_input`, the preprocessing the runtime applies
 at inference.
 """
 

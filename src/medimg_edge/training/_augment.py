@@ -1,7 +1,7 @@
 """Augmentation of raw frames: the ordinary processing real devices apply, for training and
 for the robustness matrix.
 
-Every transform works on the *raw* frame (before :func:`medimg_edge.runtime.to_model_input`)
+Every transform works on the *raw* frame (before :func:`medimg_edge.preprocess.to_model_input`)
 and returns the same dtype, shape and nominal range as its input (except
 ``resize_render``, which changes the size on purpose):
 
@@ -47,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import InvalidInputError
+from .._modality import check_modality
 
 __all__ = ["STRENGTHS", "TRANSFORMS", "apply", "random_augment"]
 
@@ -93,8 +94,6 @@ STRENGTHS: dict[str, tuple[float, ...]] = {
     "calipers": (1.0, 2.0, 3.0),
     "resize_render": (128.0, 512.0, 1024.0, 2048.0, 3072.0),
 }
-
-MODALITIES = ("xray", "ultrasound")
 
 #: Valid strength interval of each transform (inclusive bounds).
 _BOUNDS: dict[str, tuple[float, float]] = {
@@ -174,8 +173,7 @@ def _check_frame(frame: Any) -> npt.NDArray[Any]:
 
 
 def _check_common(modality: Any, model_size: Any) -> None:
-    if modality not in MODALITIES:
-        raise InvalidInputError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    check_modality(modality)
     if (
         isinstance(model_size, bool)
         or not isinstance(model_size, (int, np.integer))

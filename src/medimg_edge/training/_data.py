@@ -1,5 +1,5 @@
 """Training and evaluation data: ``me.synth`` phantoms or a folder of labelled images,
-preprocessed with the runtime's own :func:`medimg_edge.runtime.to_model_input`."""
+preprocessed with the runtime's own :func:`medimg_edge.preprocess.to_model_input`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import InvalidInputError
-from ..runtime import InputSpec, to_model_input
+from .._modality import MODALITIES, check_modality
+from ..preprocess import to_model_input
+from ..runtime import InputSpec
 
 __all__ = [
     "FRAME_SIZES",
@@ -32,7 +34,6 @@ __all__ = [
 
 #: The heatmap has 1/HEATMAP_STRIDE of the input resolution.
 HEATMAP_STRIDE = 8
-MODALITIES = ("xray", "ultrasound")
 #: Seeds of the chunks of a generated set: ``seed * CHUNK_SEEDS + c`` for chunk ``c``.
 CHUNK_SEEDS = 1000
 CHUNK = 250
@@ -136,12 +137,6 @@ def heat_target(mask: Any, grid: tuple[int, int]) -> F32:
     return clipped
 
 
-def _check_modality(modality: str) -> str:
-    if modality not in MODALITIES:
-        raise InvalidInputError(f"modality must be one of {MODALITIES}, got {modality!r}")
-    return modality
-
-
 #: Distribution of the rendered frame side per modality for the reference training sets:
 #: ``(side, probability)``. Devices deliver 200-3000 px; the model input is 256 (X-ray) or
 #: 128 (ultrasound), so most frames are area-reduced and some enlarged.
@@ -175,7 +170,7 @@ FRAME_SIZES: dict[str, tuple[tuple[int, float], ...]] = {
 def draw_frame_sizes(modality: str, n_chunks: int, seed: int) -> list[int]:
     """The rendered side of each chunk of a set (from :data:`FRAME_SIZES`), deterministic
     in ``seed``."""
-    sizes, probs = zip(*FRAME_SIZES[_check_modality(modality)], strict=True)
+    sizes, probs = zip(*FRAME_SIZES[check_modality(modality)], strict=True)
     p = np.asarray(probs, np.float64)
     rng = np.random.default_rng([int(seed), 0x51E5])
     return [int(s) for s in rng.choice(np.asarray(sizes), size=n_chunks, p=p / p.sum())]
@@ -278,7 +273,7 @@ def augmented_inputs(
     (:func:`medimg_edge.training._augment.random_augment`: tone curves, windowing,
     unsharp masking / CLAHE / edge enhancement, noise, blur, flips, small rotations and
     shifts, collimation, burned-in text and calipers), then goes through
-    :func:`medimg_edge.runtime.to_model_input`; the lesion mask follows the geometric
+    :func:`medimg_edge.preprocess.to_model_input`; the lesion mask follows the geometric
     transforms and gives the new heatmap target.
 
     Returns
@@ -377,7 +372,7 @@ def synth_dataset(
 
     from .. import synth
 
-    _check_modality(modality)
+    check_modality(modality)
     if not isinstance(n, int) or not 1 <= n <= 1_000_000:
         raise InvalidInputError(f"n must be an integer in [1, 1000000], got {n!r}")
     if not isinstance(seed, int) or seed < 0:

@@ -77,7 +77,7 @@ def _latency(
 ) -> dict[str, Any]:
     """Single-thread ms/frame on raw phantoms (median of n frames)."""
     from .. import features, synth
-    from ..runtime import to_model_input
+    from ..preprocess import to_model_input
 
     spec = model.package.input
     frames = [s.image for s in synth.generate(modality, n, seed=seed, size=frame_size)]

@@ -199,7 +199,7 @@ def write_report(
 **NOT FOR CLINICAL USE.** Synthetic phantoms only (`medimg_edge.synth`); see the model card.
 
 The int8 package was loaded with `me.load_model(..., delegate="cpu", num_threads=1)` and
-every frame went through `medimg_edge.runtime.to_model_input` (the runtime's preprocessing).
+every frame went through `medimg_edge.preprocess.to_model_input` (the runtime's preprocessing).
 Generator seed bases: test {seeds["test"]}, second test {seeds["test2"]}, stability
 {seeds["stability"]}-{seeds["stability"] + 2} (chunk `c` of a set uses seed `base * 1000 + c`);
 training used 101 and validation (threshold, temperature) 202, so no test frame was seen in

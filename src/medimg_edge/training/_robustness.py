@@ -76,8 +76,8 @@ def score_frames(
     model: Any, frames: Iterable[npt.NDArray[Any]], guard: Any | None
 ) -> tuple[F64, F64]:
     """Calibrated positive score and guard distance (NaN without a guard) of raw frames,
-    preprocessed with the runtime's :func:`~medimg_edge.runtime.to_model_input`."""
-    from ..runtime import to_model_input
+    preprocessed with :func:`~medimg_edge.preprocess.to_model_input` (the runtime's own step)."""
+    from ..preprocess import to_model_input
 
     pkg = model.package
     neg = pkg.labels.index(pkg.negative_label)

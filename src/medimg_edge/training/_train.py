@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from .._errors import InvalidInputError
-from ._data import MODALITIES, Dataset, augmented_inputs, folder_dataset, synth_dataset
+from .._modality import check_modality
+from ._data import Dataset, augmented_inputs, folder_dataset, synth_dataset
 from ._network import NetConfig, fit, to_tflite
 from ._package import code_version, export_package
 
@@ -182,8 +183,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     InvalidInputError
         Unknown modality, bad sizes or counts, an unusable data folder.
     """
-    if cfg.modality not in MODALITIES:
-        raise InvalidInputError(f"modality must be one of {MODALITIES}, got {cfg.modality!r}")
+    check_modality(cfg.modality)
     if cfg.n_representative < 1:
         raise InvalidInputError("n_representative must be >= 1")
     t0 = time.perf_counter()
