@@ -60,6 +60,21 @@ static inline simd::vi stats_iota() {
   return v;
 }
 
+// True if any lane of the comparison mask v is set.
+static inline bool any_lane(simd::vi v) {
+#if defined(MEDIMG_TARGET_AVX512)
+  return _mm512_test_epi32_mask((__m512i)v, (__m512i)v) != 0;
+#elif defined(MEDIMG_TARGET_AVX2)
+  return !_mm256_testz_si256((__m256i)v, (__m256i)v);
+#elif defined(MEDIMG_TARGET_SSE4)
+  return !_mm_testz_si128((__m128i)v, (__m128i)v);
+#elif defined(MEDIMG_TARGET_NEON)
+  return vmaxvq_u32(vreinterpretq_u32_s32((int32x4_t)v)) != 0;
+#else
+  return v != 0;
+#endif
+}
+
 // Calls f(x, m) for every block of kLanes values: x the values, m non-zero in the lanes
 // that are selected (mask[i] != 0, or every lane without a mask).  The last partial block
 // is copied into a zero-padded local block whose extra lanes are not selected.
@@ -983,20 +998,6 @@ static inline int32_t key_of1(uint32_t m2) {
   int32_t b;
   __builtin_memcpy(&b, &f, sizeof b);
   return ((b >> 16) - (127 << 7)) + 1;
-}
-// True if any lane of the comparison mask v is set.
-static inline bool any_lane(simd::vi v) {
-#if defined(MEDIMG_TARGET_AVX512)
-  return _mm512_test_epi32_mask((__m512i)v, (__m512i)v) != 0;
-#elif defined(MEDIMG_TARGET_AVX2)
-  return !_mm256_testz_si256((__m256i)v, (__m256i)v);
-#elif defined(MEDIMG_TARGET_SSE4)
-  return !_mm_testz_si128((__m128i)v, (__m128i)v);
-#elif defined(MEDIMG_TARGET_NEON)
-  return vmaxvq_u32(vreinterpretq_u32_s32((int32x4_t)v)) != 0;
-#else
-  return v != 0;
-#endif
 }
 // Smallest m2 with key k (k >= 1).
 static inline uint32_t key_low(int32_t k) {
