@@ -311,7 +311,7 @@ struct QualityEdges {
 };
 // Floats of scratch for quality_region and quality_edges (either).
 static inline size_t quality_scratch(ptrdiff_t rows, ptrdiff_t cols) {
-  return static_cast<size_t>(8 * rows * cols + 16 * (rows + cols) + 4096);
+  return static_cast<size_t>(8 * rows * cols + 16 * (rows + cols) + 8192);
 }
 // Doubles of scratch for quality_bands.
 static inline size_t quality_bands_scratch(ptrdiff_t rows, ptrdiff_t cols) {

@@ -218,13 +218,6 @@ static void qg_rect(uint8_t* mask, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t t, 
 }
 
 // ---- border bands --------------------------------------------------------------------------
-// Adds the kLanes floats v, widened to double, to acc[0 .. kLanes) (two vdn halves).
-static inline void qg_add_d(double* acc, simd::vf v) {
-  using namespace simd;
-  store_dn(acc, load_dn(acc) + f2d_lo(v));
-  if (kLanes > 1) store_dn(acc + kLanesD, load_dn(acc + kLanesD) + f2d_hi(v));
-}
-
 // Mean and standard deviation (sqrt(max(E[u^2] - E[u]^2, 0)), E over the float32 products
 // u * u summed in double) of the rows (per_row) or columns of u[t:b, l:r].  acc: 2 (r - l)
 // + 2 kLanes doubles.
@@ -260,22 +253,37 @@ static void qg_line_stats(const float* a, ptrdiff_t cols, ptrdiff_t t, ptrdiff_t
     }
     return;
   }
+  // Strips of kLanes columns down all rows, the sums in double lanes in registers.
   double* s1 = acc;
   double* s2 = acc + n + kLanes;
-  for (ptrdiff_t i = 0; i < 2 * n + 2 * kLanes; ++i) acc[i] = 0.0;
-  for (ptrdiff_t y = t; y < b; ++y) {
-    const float* p = a + y * cols + l;
-    ptrdiff_t x = 0;
-    for (; x + kLanes <= n; x += kLanes) {
-      const vf v = load(p + x);
-      qg_add_d(s1 + x, v);
-      qg_add_d(s2 + x, v * v);
+  ptrdiff_t x = 0;
+  for (; x + kLanes <= n; x += kLanes) {
+    vdn a_lo = set1dn(0.0), a_hi = set1dn(0.0), q_lo = set1dn(0.0), q_hi = set1dn(0.0);
+    for (ptrdiff_t y = t; y < b; ++y) {
+      const vf v = load(a + y * cols + l + x), v2 = v * v;
+      a_lo += f2d_lo(v);
+      q_lo += f2d_lo(v2);
+      if (kLanes > 1) {
+        a_hi += f2d_hi(v);
+        q_hi += f2d_hi(v2);
+      }
     }
-    for (; x < n; ++x) {
-      const float v = p[x];
-      s1[x] += v;
-      s2[x] += v * v;
+    store_dn(s1 + x, a_lo);
+    store_dn(s2 + x, q_lo);
+    if (kLanes > 1) {
+      store_dn(s1 + x + kLanesD, a_hi);
+      store_dn(s2 + x + kLanesD, q_hi);
     }
+  }
+  for (; x < n; ++x) {
+    double c1 = 0.0, c2 = 0.0;
+    for (ptrdiff_t y = t; y < b; ++y) {
+      const float v = a[y * cols + l + x];
+      c1 += v;
+      c2 += v * v;
+    }
+    s1[x] = c1;
+    s2[x] = c2;
   }
   const double inv = 1.0 / static_cast<double>(b - t);
   for (ptrdiff_t i = 0; i < n; ++i) {
@@ -350,7 +358,7 @@ static void quality_region_kernel(const medimg::QualityRegionArgs& g, medimg::Qu
   uint8_t* strokes = carve.take<uint8_t>(static_cast<size_t>(n));
   uint8_t* stat = carve.take<uint8_t>(static_cast<size_t>(n));
   uint8_t* inner = carve.take<uint8_t>(static_cast<size_t>(n));
-  uint32_t* hist = carve.take<uint32_t>(medimg::kQualityHistBins);
+  uint32_t* hist = carve.take<uint32_t>(4 * medimg::kQualityHistBins);
   double* dscr = carve.take<double>(medimg::quality_bands_scratch(rows, cols));
 
   // Field of view.
@@ -512,19 +520,23 @@ static void quality_region_kernel(const medimg::QualityRegionArgs& g, medimg::Qu
 
   // Quantiles: 1024-bin histogram on [0, 1 + 1e-6) (every second pixel in each direction
   // above 16384 pixels), interpolated in the bin.
-  for (int i = 0; i < medimg::kQualityHistBins; ++i) hist[i] = 0;
+  // (four interleaved copies: neighbouring pixels of a smooth image share a bin, and one
+  // copy would chain their increments)
+  constexpr int kB = medimg::kQualityHistBins;
+  for (int i = 0; i < 4 * kB; ++i) hist[i] = 0;
   const ptrdiff_t step = n > 16384 ? 2 : 1;
-  const double hscale = static_cast<double>(medimg::kQualityHistBins) /
-                        static_cast<double>(static_cast<float>(1.0 + 1e-6));
+  const double hscale =
+      static_cast<double>(kB) / static_cast<double>(static_cast<float>(1.0 + 1e-6));
   for (ptrdiff_t y = 0; y < rows; y += step)
-    for (ptrdiff_t x = 0; x < cols; x += step) {
+    for (ptrdiff_t x = 0, c = 0; x < cols; x += step, ++c) {
       const ptrdiff_t i = y * cols + x;
       if (smask[i] == 0) continue;
       const double v = static_cast<double>(a[i]) * hscale;
       if (!(v >= 0.0)) continue;
       const ptrdiff_t k = static_cast<ptrdiff_t>(v);
-      if (k < medimg::kQualityHistBins) ++hist[k];
+      if (k < kB) ++hist[(c & 3) * kB + k];
     }
+  for (int i = 0; i < kB; ++i) hist[i] += hist[kB + i] + hist[2 * kB + i] + hist[3 * kB + i];
   double total = 0.0;
   for (int i = 0; i < medimg::kQualityHistBins; ++i) total += hist[i];
   const double inv_total = total > 0.0 ? 1.0 / total : 0.0;  // NumPy's cdf * (1 / total)
