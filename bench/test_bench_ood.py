@@ -6,6 +6,9 @@ the sidecar. Peer, in the same run: SciPy's ``scipy.spatial.distance.mahalanobis
 precision matrix, once per class (what a script would write). Both must give the same
 distance.
 
+The appearance guard (the second signal): ``diagnose`` with both guards against the same
+package without ``ood.appearance``, and the descriptor alone.
+
 Run: ``python -m pytest bench/test_bench_ood.py --benchmark-only``.
 """
 
@@ -54,3 +57,55 @@ def test_scipy_mahalanobis_peer(benchmark, setup) -> None:  # type: ignore[no-un
 
     d = benchmark(peer)
     assert d == pytest.approx(guard.distance(feats), rel=1e-3)
+
+
+# ---- the second signal: the appearance guard (ood.appearance) ---------------------------
+
+
+@pytest.fixture(scope="module", params=["xray_chest_nodule", "us_lesion"])
+def diagnosers(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The shipped package and a copy of it without ``ood.appearance``, and a frame."""
+    import shutil
+
+    name = request.param
+    tmp = tmp_path_factory.mktemp(name)
+    for suffix in (".tflite", ".json", ".md"):
+        shutil.copy(MODELS / f"{name}{suffix}", tmp / f"{name}{suffix}")
+    meta = json.loads((tmp / f"{name}.json").read_text())
+    assert "appearance" in meta["ood"]
+    del meta["ood"]["appearance"]
+    (tmp / f"{name}.json").write_text(json.dumps(meta))
+    modality = "xray" if name.startswith("xray") else "ultrasound"
+    frame = (me.synth.chest_xray(3) if modality == "xray" else me.synth.ultrasound(3)).image
+    full = me.Diagnoser(name, modality, delegate="cpu", num_threads=1)
+    bare = me.Diagnoser(tmp / f"{name}.json", modality, delegate="cpu", num_threads=1)
+    return name, full, bare, frame
+
+
+def test_diagnose_with_appearance_guard(benchmark, diagnosers) -> None:  # type: ignore[no-untyped-def]
+    """Per-frame ``diagnose`` with both guards (the shipped packages)."""
+    name, full, _, frame = diagnosers
+    benchmark.group = f"appearance-guard-{name}"
+    r = benchmark(full.diagnose, frame)
+    assert r.ood["appearance"]["distance"] is not None
+
+
+def test_diagnose_feature_guard_only_peer(benchmark, diagnosers) -> None:  # type: ignore[no-untyped-def]
+    """The same package without ``ood.appearance`` (the overhead's baseline)."""
+    name, full, bare, frame = diagnosers
+    benchmark.group = f"appearance-guard-{name}"
+    r = benchmark(bare.diagnose, frame)
+    assert "appearance" not in r.ood
+    assert r.ood["distance"] == pytest.approx(full.diagnose(frame).ood["distance"], rel=1e-6)
+
+
+def test_appearance_descriptor(benchmark, diagnosers) -> None:  # type: ignore[no-untyped-def]
+    """The descriptor alone on the model input (area-reduced to 64x64, 66 features)."""
+    from medimg_edge._appearance import appearance_features
+
+    name, full, _, frame = diagnosers
+    benchmark.group = f"appearance-guard-{name}"
+    x = me.preprocess.to_model_input(frame, full.model.package.input)
+    work: dict[str, object] = {}
+    v = benchmark(appearance_features, x, work=work)
+    assert v.shape == (len(me.features.feature_names()),)

@@ -149,12 +149,16 @@ def test_reference_models_ship_a_guard(reference: tuple[str, str]) -> None:
     assert model.predict(x)["features"].shape == (1, meta["ood"]["dim"])
 
 
-def _copy_package(tmp_path: Path, name: str, threshold: float) -> Path:
+def _copy_package(
+    tmp_path: Path, name: str, threshold: float, appearance: float | None = None
+) -> Path:
     for suffix in (".tflite", ".json", ".md"):
         shutil.copy(MODELS / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
     sidecar = tmp_path / f"{name}.json"
     meta = json.loads(sidecar.read_text())
     meta["ood"]["threshold"] = threshold
+    if appearance is not None:
+        meta["ood"]["appearance"]["threshold"] = appearance
     sidecar.write_text(json.dumps(meta))
     return sidecar
 
@@ -171,7 +175,7 @@ def test_flagged_frame_reports_no_finding(reference: tuple[str, str], tmp_path: 
     jsonschema.validate(res.to_dict(include_heatmap=True), SCHEMA)
     # Video mode: a flagged frame does not enter the average.
     assert strict.diagnose(frame, timestamp_ms=0.0).smoothed is False
-    lax = me.Diagnoser(_copy_package(tmp_path, name, 1e9), modality, delegate="cpu")
+    lax = me.Diagnoser(_copy_package(tmp_path, name, 1e9, 1e9), modality, delegate="cpu")
     ok = lax.diagnose(frame)
     assert ok.ood["out_of_distribution"] is False and ok.label is not None
     assert ok.ood["distance"] == pytest.approx(res.ood["distance"], rel=1e-6)
@@ -204,3 +208,115 @@ def test_in_distribution_frames_pass_the_guard(reference: tuple[str, str]) -> No
     samples = synth.generate(modality, 40, seed=777, size=256)
     flagged = sum(d.diagnose(s.image).reasons == ("out_of_distribution",) for s in samples)
     assert flagged <= 4, flagged
+
+
+# ---- the second signal: the appearance guard (ood.appearance) ---------------------------
+
+
+def _textures(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    """``n`` model inputs (32x32x1 in [0, 1]): smooth blobs or white noise."""
+    import cv2
+
+    out = np.empty((n, 32, 32, 1), np.float32)
+    for i in range(n):
+        a = rng.random((32, 32), dtype=np.float32)
+        if kind == "smooth":
+            a = cv2.GaussianBlur(a, (0, 0), 3.0)
+            a = (a - a.min()) / max(float(a.max() - a.min()), 1e-6)
+        out[i, :, :, 0] = a
+    return out
+
+
+def test_appearance_features_are_a_fixed_vector_of_the_model_input() -> None:
+    from medimg_edge._appearance import SIDE, appearance_features
+
+    x = synth.chest_xray(3).image.astype(np.float32) / 4095.0
+    x = np.clip(x, 0.0, 1.0)
+    a = appearance_features(x)
+    assert a.shape == (len(me.features.feature_names()),) and np.isfinite(a).all()
+    work: dict[str, Any] = {}
+    assert np.array_equal(appearance_features(x[:, :, None], work=work), a)
+    assert work["u8"].shape == (SIDE, SIDE)
+    assert np.array_equal(appearance_features(x, work=work), a)  # buffers reused
+    flat = appearance_features(np.full((40, 40), 0.5, np.float32))
+    assert np.isfinite(flat).all()  # undefined texture statistics of a flat frame are 0
+
+
+def test_fit_appearance_threshold_and_separation() -> None:
+    from medimg_edge.runtime._ood import appearance_of
+    from medimg_edge.training._ood import fit_appearance  # the [train] extra
+
+    rng = np.random.default_rng(2)
+    train, val = _textures(rng, 300, "smooth"), _textures(rng, 200, "smooth")
+    obj, guard = fit_appearance(train, val, quantile=0.95)
+    from medimg_edge.training._ood import appearance_matrix
+
+    d_val = guard.distances(appearance_matrix(val))
+    assert obj["threshold"] == pytest.approx(np.quantile(d_val, 0.95), rel=1e-4)
+    assert obj["fit"]["val_rejection"] == pytest.approx(0.05, abs=0.02)
+    noise = appearance_matrix(_textures(rng, 40, "noise"))
+    assert np.all(guard.distances(noise) > guard.threshold)
+    # what the runtime decodes is the same guard
+    again = appearance_of({"ood": {"appearance": obj}}, "x.json")
+    assert again is not None and again.threshold == guard.threshold
+    with pytest.raises(me.InvalidInputError, match="quantile"):
+        fit_appearance(train, val, quantile=0.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"descriptor": "extract-u8-32-v9"}, "descriptor"),
+        ({"version": 2}, "version"),
+        ({"dim": 5}, "bytes"),
+        ({"threshold": 0.0}, "threshold"),
+    ],
+)
+def test_bad_appearance_guard_is_a_model_error(change: dict[str, Any], message: str) -> None:
+    from medimg_edge._appearance import DESCRIPTOR
+    from medimg_edge.runtime._ood import appearance_of
+
+    dim = 4
+    app = {
+        "method": "mahalanobis",
+        "version": 1,
+        "descriptor": DESCRIPTOR,
+        "dim": dim,
+        "mean": encode_matrix(np.zeros((1, dim))),
+        "cholesky": encode_matrix(np.eye(dim)),
+        "threshold": 2.0,
+        "quantile": 0.995,
+    }
+    assert appearance_of({"ood": {"appearance": app}}, "m.json") is not None
+    assert appearance_of({"ood": {}}, "m.json") is None
+    with pytest.raises(me.ModelError, match=message):
+        appearance_of({"ood": {"appearance": {**app, **change}}}, "m.json")
+
+
+def test_reference_models_ship_the_appearance_guard(reference: tuple[str, str]) -> None:
+    from medimg_edge._appearance import DESCRIPTOR
+
+    name, _ = reference
+    meta = json.loads((MODELS / f"{name}.json").read_text())
+    app = meta["ood"]["appearance"]
+    assert app["descriptor"] == DESCRIPTOR and app["dim"] == len(me.features.feature_names())
+    assert app["fit"]["val_rejection"] <= 0.01
+
+
+def test_appearance_alone_flags_a_frame(reference: tuple[str, str], tmp_path: Path) -> None:
+    """The feature distance within its threshold, the appearance distance above: the
+    frame is out of distribution all the same; with both lax it is diagnosed."""
+    name, modality = reference
+    frame = (synth.chest_xray(4) if modality == "xray" else synth.ultrasound(4)).image
+    sidecar = _copy_package(tmp_path, name, 1e9, 1e-3)
+    meta = json.loads(sidecar.read_text())
+    res = me.Diagnoser(sidecar, modality, delegate="cpu").diagnose(frame)
+    assert res.status == "indeterminate" and res.reasons == ("out_of_distribution",)
+    assert res.ood["distance"] < 1e9 and res.ood["appearance"]["distance"] > 1e-3
+    assert res.ood["out_of_distribution"] is True and res.label is None
+    jsonschema.validate(res.to_dict(include_heatmap=True), SCHEMA)
+    meta["ood"]["appearance"]["threshold"] = 1e9
+    sidecar.write_text(json.dumps(meta))
+    ok = me.Diagnoser(sidecar, modality, delegate="cpu").diagnose(frame)
+    assert ok.ood["out_of_distribution"] is False and ok.label is not None
+    assert ok.ood["appearance"]["distance"] == pytest.approx(res.ood["appearance"]["distance"])

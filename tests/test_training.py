@@ -138,6 +138,10 @@ def test_train_export_load_predict(xray_run: training.TrainResult) -> None:
     assert me.Diagnoser(sidecar, "xray", delegate="cpu").diagnose(frame).ood["guard"] == (
         "mahalanobis"
     )
+    # ... and the second, model-independent signal on the input's texture descriptor.
+    app = meta["ood"]["appearance"]
+    assert app["threshold"] > 0 and app["fit"]["n_train"] == meta["ood"]["fit"]["n_train"]
+    assert "appearance" in me.Diagnoser(sidecar, "xray", delegate="cpu").diagnose(frame).ood
     assert model.input_details["dtype"] == np.int8
     ops = training.model_ops((sidecar.parent / "tiny_xray.tflite").read_bytes())
     assert not ops["edgetpu_unsupported"], ops

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from . import quality as _quality
 from . import simd
+from ._appearance import appearance_features
 from ._clip import ClipDiagnosis
 from ._errors import InvalidInputError
 from ._modality import check_modality
@@ -35,7 +36,7 @@ from ._validation import as_float_array, checked_array
 from ._version import __version__
 from .preprocess import apply_denoise, resize_to_input, to_gray, window_into
 from .runtime import Model, load_model
-from .runtime._ood import guard_of
+from .runtime._ood import appearance_of, guard_of
 
 __all__ = [
     "NOTICE",
@@ -103,9 +104,12 @@ class Diagnosis:
         The out-of-distribution guard's verdict: ``{"guard": "mahalanobis", "distance":
         float | None, "threshold": float, "out_of_distribution": bool | None}`` (distance
         None when the model was not run), or ``{"guard": "absent"}`` for a model package
-        without a guard. An out-of-distribution frame is ``indeterminate`` with reason
-        ``out_of_distribution``: the model was run (the distance needs it) but no label,
-        score or heatmap is reported.
+        without a guard. Packages with the second, model-independent signal add
+        ``"appearance": {"distance": float | None, "threshold": float}`` (the texture
+        descriptor's distance, :mod:`medimg_edge._appearance`); ``out_of_distribution`` is
+        true when either distance exceeds its threshold. An out-of-distribution frame is
+        ``indeterminate`` with reason ``out_of_distribution``: the model was run (the
+        distance needs it) but no label, score or heatmap is reported.
     """
 
     status: str
@@ -223,6 +227,11 @@ class _Workspace:
 
     def __init__(self) -> None:
         self._buffers: dict[str, npt.NDArray[Any]] = {}
+        self._scratch: dict[str, dict[str, Any]] = {}
+
+    def scratch(self, name: str) -> dict[str, Any]:
+        """A dict of buffers a helper manages itself (e.g. the appearance descriptor's)."""
+        return self._scratch.setdefault(name, {})
 
     def get(
         self, name: str, shape: tuple[int, ...], dtype: type[np.generic] = np.float32
@@ -341,6 +350,7 @@ class Diagnoser:
         self._heat_kind = pkg.outputs.get("heatmap", {}).get("kind")
         self._score_kind = pkg.outputs["scores"]["kind"]
         self._guard = guard_of(pkg.meta, pkg.outputs, pkg.sidecar.name)
+        self._appearance = appearance_of(pkg.meta, pkg.sidecar.name)
         self._ood_skipped: dict[str, Any] = (
             {"guard": "absent"}
             if self._guard is None
@@ -351,6 +361,11 @@ class Diagnoser:
                 "out_of_distribution": None,
             }
         )
+        if self._guard is not None and self._appearance is not None:
+            self._ood_skipped["appearance"] = {
+                "distance": None,
+                "threshold": self._appearance.threshold,
+            }
         self._local = threading.local()
         self._local.model = self._model
         self._video_lock = threading.Lock()
@@ -530,6 +545,13 @@ class Diagnoser:
                 "threshold": guard.threshold,
                 "out_of_distribution": flagged,
             }
+            app = self._appearance
+            if app is not None:
+                # the second, model-independent signal: the input's texture descriptor
+                a_dist = app.distance(appearance_features(x, work=ws.scratch("appearance")))
+                flagged = flagged or a_dist > app.threshold
+                common["ood"]["appearance"] = {"distance": a_dist, "threshold": app.threshold}
+                common["ood"]["out_of_distribution"] = flagged
             if flagged:
                 # Not a frame the model knows: no label, score or heatmap is reported,
                 # and it does not enter the video average.

@@ -18,7 +18,16 @@ The sidecar's ``ood`` object (schema ``model-package.v1``, optional)::
     {"method": "mahalanobis", "version": 1, "output": "features", "dim": 160,
      "classes": [...labels...], "means": "<base64 float32 (n_classes, dim)>",
      "cholesky": "<base64 float32 (dim, dim)>", "threshold": 12.3, "quantile": 0.99,
-     "fit": {...how it was fitted...}}
+     "fit": {...how it was fitted...},
+     "appearance": {"method": "mahalanobis", "version": 1, "descriptor": "extract-u8-64-v1",
+                    "dim": 66, "mean": "<base64 float32 (1, dim)>",
+                    "cholesky": "<base64 float32 (dim, dim)>", "threshold": 9.1,
+                    "quantile": 0.995, "fit": {...}}}
+
+``appearance`` (optional) is a second, model-independent signal: the Mahalanobis distance
+of the model input's handcrafted texture descriptor (:mod:`medimg_edge._appearance`) from
+the training frames' (one mean, Ledoit-Wolf covariance). A frame is out of distribution
+when either distance exceeds its threshold.
 
 Max-softmax probability and energy scores are deliberately not used: on this package's
 models they did not separate photographs, CT/MR frames or the other modality from the
@@ -44,7 +53,14 @@ import numpy.typing as npt
 
 from .._errors import ModelError
 
-__all__ = ["OOD_METHOD", "OODGuard", "decode_matrix", "encode_matrix", "guard_of"]
+__all__ = [
+    "OOD_METHOD",
+    "OODGuard",
+    "appearance_of",
+    "decode_matrix",
+    "encode_matrix",
+    "guard_of",
+]
 
 OOD_METHOD = "mahalanobis"
 F32 = npt.NDArray[np.float32]
@@ -162,4 +178,48 @@ def guard_of(meta: dict[str, Any], outputs: dict[str, Any], sidecar_name: str) -
         means_w=(means @ chol).astype(np.float32),
         threshold=threshold,
         quantile=float(ood.get("quantile", 0.99)),
+    )
+
+
+def appearance_of(meta: dict[str, Any], sidecar_name: str) -> OODGuard | None:
+    """The appearance guard of a validated sidecar (``ood.appearance``; ``None`` without).
+
+    Returned as an :class:`OODGuard` with one "class" (the training frames) whose
+    ``output`` is ``"appearance"``: its input is
+    :func:`medimg_edge._appearance.appearance_features` of the model input.
+
+    Raises
+    ------
+    ModelError
+        When the object does not fit (unknown method or descriptor, matrices of the wrong
+        size, a threshold that is not positive).
+    """
+    from .._appearance import DESCRIPTOR
+
+    app = (meta.get("ood") or {}).get("appearance")
+    if app is None:
+        return None
+    where = f"model sidecar {sidecar_name}: field 'ood.appearance"
+    if app.get("method") != OOD_METHOD or app.get("version") != 1:
+        raise ModelError(
+            f"{where}.method': {app.get('method')!r} version {app.get('version')!r} is not "
+            f"supported (this medimg-edge knows {OOD_METHOD!r} version 1); upgrade medimg-edge"
+        )
+    if app.get("descriptor") != DESCRIPTOR:
+        raise ModelError(
+            f"{where}.descriptor': {app.get('descriptor')!r} is not this medimg-edge's "
+            f"appearance descriptor ({DESCRIPTOR!r}); upgrade medimg-edge or refit the guard"
+        )
+    dim = int(app["dim"])
+    chol = decode_matrix(app["cholesky"], (dim, dim), field="ood.appearance.cholesky")
+    mean = decode_matrix(app["mean"], (1, dim), field="ood.appearance.mean")
+    threshold = float(app["threshold"])
+    if not (math.isfinite(threshold) and threshold > 0.0):
+        raise ModelError(f"{where}.threshold': must be a positive number, got {threshold!r}")
+    return OODGuard(
+        output="appearance",
+        cholesky=chol,
+        means_w=(mean @ chol).astype(np.float32),
+        threshold=threshold,
+        quantile=float(app.get("quantile", 0.995)),
     )

@@ -332,8 +332,9 @@ def evaluate(
     res["latency"] = _latency(model, baseline, modality, fsize or 256, 200, seed)
     extra_md = ""
     if robustness:
-        from ..runtime._ood import guard_of
-        from ._robustness import holdout_eval, ood_suite, robustness_matrix
+        from ..runtime._ood import appearance_of, guard_of
+        from ._ood import appearance_matrix
+        from ._robustness import combined_distance, holdout_eval, ood_suite, robustness_matrix
 
         guard = guard_of(pkg.meta, pkg.outputs, pkg.sidecar.name)
         rob = robustness_matrix(
@@ -351,6 +352,10 @@ def evaluate(
         ood_res: dict[str, Any] | None = None
         if guard is not None and "features" in out:
             id_dist = guard.distances(out["features"])
+            app = appearance_of(pkg.meta, pkg.sidecar.name)
+            if app is not None:
+                id_app = app.distances(appearance_matrix(test.x))
+                id_dist = combined_distance(id_dist, id_app, guard.threshold, app)
             ood_res = ood_suite(
                 pkg.sidecar, modality, id_distances=id_dist, seed=seed + 500, progress=progress
             )

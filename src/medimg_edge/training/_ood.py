@@ -7,6 +7,9 @@ covariance alone is poorly conditioned). The features are those of the int8 pack
 through ``me.load_model``, i.e. exactly what the runtime computes. The threshold is the
 ``quantile`` (99 % by default) of the validation frames' distances.
 
+:func:`fit_appearance` fits the second, model-independent signal (``ood.appearance``): the
+same distance on the texture descriptor of the model input (:mod:`medimg_edge._appearance`).
+
 References
 ----------
 .. [1] K. Lee, K. Lee, H. Lee, J. Shin, "A simple unified framework for detecting
@@ -24,12 +27,21 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import InvalidInputError
-from ..runtime._ood import OOD_METHOD, OODGuard, encode_matrix, guard_of
+from ..runtime._ood import OOD_METHOD, OODGuard, appearance_of, encode_matrix, guard_of
 
-__all__ = ["DEFAULT_QUANTILE", "fit_ood"]
+__all__ = [
+    "APPEARANCE_QUANTILE",
+    "DEFAULT_QUANTILE",
+    "appearance_matrix",
+    "fit_appearance",
+    "fit_ood",
+]
 
 #: Validation quantile of the distance the threshold is set at.
 DEFAULT_QUANTILE = 0.99
+#: The same for the appearance guard (a frame is rejected when either guard fires, so each
+#: keeps its own false-rejection budget small).
+APPEARANCE_QUANTILE = 0.995
 
 
 def fit_ood(
@@ -112,5 +124,68 @@ def fit_ood(
         "estimator": "class means + shared Ledoit-Wolf covariance (sklearn.covariance)",
     }
     guard = guard_of(meta, {output: {}}, "(fitting)")
+    assert guard is not None
+    return obj, guard
+
+
+def appearance_matrix(x: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Appearance descriptors (:func:`medimg_edge._appearance.appearance_features`) of a
+    batch of model inputs ``(N, H, W[, 1])``, shape ``(N, D)``."""
+    from .._appearance import appearance_features
+
+    arr = np.asarray(x, np.float32)
+    work: dict[str, Any] = {}
+    return np.stack([appearance_features(a, work=work) for a in arr])
+
+
+def fit_appearance(
+    train_x: npt.ArrayLike, val_x: npt.ArrayLike, *, quantile: float = APPEARANCE_QUANTILE
+) -> tuple[dict[str, Any], OODGuard]:
+    """Fit the second, model-independent guard on the model inputs of the training and
+    validation frames; return the sidecar's ``ood.appearance`` object and its guard.
+
+    One mean and a Ledoit-Wolf covariance of the descriptors of ``train_x``; the threshold
+    is the ``quantile`` of the distances of ``val_x``.
+    """
+    from sklearn.covariance import LedoitWolf
+
+    from .._appearance import DESCRIPTOR
+
+    if not 0.0 < quantile < 1.0:
+        raise InvalidInputError(f"quantile must be in (0, 1), got {quantile!r}")
+    f = appearance_matrix(train_x)
+    v = appearance_matrix(val_x)
+    if f.shape[0] < 2 or v.shape[0] < 1:
+        raise InvalidInputError("the appearance guard needs at least 2 training frames")
+    mean = f.mean(axis=0, keepdims=True)
+    lw = LedoitWolf(assume_centered=True).fit(f - mean)
+    precision = np.linalg.inv(np.asarray(lw.covariance_, np.float64))
+    chol = np.linalg.cholesky(0.5 * (precision + precision.T))
+    obj: dict[str, Any] = {
+        "method": OOD_METHOD,
+        "version": 1,
+        "descriptor": DESCRIPTOR,
+        "dim": int(f.shape[1]),
+        "mean": encode_matrix(mean),
+        "cholesky": encode_matrix(chol),
+        "threshold": 1.0,
+        "quantile": float(quantile),
+    }
+    guard = appearance_of({"ood": {"appearance": obj}}, "(fitting)")
+    assert guard is not None
+    d_val = guard.distances(v)
+    threshold = float(np.quantile(d_val, quantile))
+    obj["threshold"] = round(threshold, 6)
+    obj["fit"] = {
+        "n_train": int(f.shape[0]),
+        "n_val": int(v.shape[0]),
+        "shrinkage": round(float(lw.shrinkage_), 6),
+        "train_distance_median": round(float(np.median(guard.distances(f))), 4),
+        "val_distance_median": round(float(np.median(d_val)), 4),
+        "val_rejection": round(float(np.mean(d_val > threshold)), 6),
+        "estimator": "mean + Ledoit-Wolf covariance (sklearn.covariance) of the texture "
+        "descriptor of the model input (medimg_edge._appearance)",
+    }
+    guard = appearance_of({"ood": {"appearance": obj}}, "(fitting)")
     assert guard is not None
     return obj, guard

@@ -22,7 +22,7 @@ from ._metrics import (
     positive_score,
     youden_threshold,
 )
-from ._ood import DEFAULT_QUANTILE, fit_ood
+from ._ood import DEFAULT_QUANTILE, fit_appearance, fit_ood
 
 __all__ = ["ABSTAIN_HALF_WIDTH", "code_version", "export_package", "predict_package"]
 
@@ -162,7 +162,13 @@ def export_package(
         meta["ood"], _ = fit_ood(
             feats, ood_train.y, pred_val["features"], val.labels, quantile=ood_quantile
         )
-        ood_summary = {"ood_threshold": meta["ood"]["threshold"], **meta["ood"]["fit"]}
+        meta["ood"]["appearance"], _ = fit_appearance(ood_train.x, val.x)
+        ood_summary = {
+            "ood_threshold": meta["ood"]["threshold"],
+            **meta["ood"]["fit"],
+            "appearance_threshold": meta["ood"]["appearance"]["threshold"],
+            "appearance_val_rejection": meta["ood"]["appearance"]["fit"]["val_rejection"],
+        }
     temp = fit_temperature(probs, val.y)
     cal = apply_temperature(probs, temp)
     pos = positive_score(cal, val.negative_index)

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import InvalidInputError
-from ..runtime._ood import guard_of
+from ..runtime._ood import appearance_of, guard_of
 from ._metrics import apply_temperature, positive_score, roc_auc
 
 __all__ = [
@@ -76,21 +76,42 @@ def score_frames(
     model: Any, frames: Iterable[npt.NDArray[Any]], guard: Any | None
 ) -> tuple[F64, F64]:
     """Calibrated positive score and guard distance (NaN without a guard) of raw frames,
-    preprocessed with :func:`~medimg_edge.preprocess.to_model_input` (the runtime's own step)."""
+    preprocessed with :func:`~medimg_edge.preprocess.to_model_input` (the runtime's own step).
+
+    With the second signal (``ood.appearance``) the distance is :func:`combined_distance`:
+    above ``guard.threshold`` exactly when the Diagnoser calls the frame out of distribution.
+    """
+    from .._appearance import appearance_features
     from ..preprocess import to_model_input
 
     pkg = model.package
     neg = pkg.labels.index(pkg.negative_label)
+    app = appearance_of(pkg.meta, pkg.sidecar.name) if guard is not None else None
+    work: dict[str, Any] = {}
     pos, dist = [], []
     for f in frames:
-        out = model.predict(to_model_input(f, pkg.input))
+        x = to_model_input(f, pkg.input)
+        out = model.predict(x)
         p = apply_temperature(out["scores"].astype(np.float64), pkg.temperature)
         pos.append(float(positive_score(p, neg)[0]))
         if guard is not None:
-            dist.append(guard.distance(out[guard.output][0]))
+            d = guard.distance(out[guard.output][0])
+            a = None if app is None else app.distance(appearance_features(x, work=work))
+            dist.append(combined_distance(d, a, guard.threshold, app))
         else:
             dist.append(math.nan)
     return np.asarray(pos), np.asarray(dist)
+
+
+def combined_distance(d: Any, a: Any, threshold: float, app: Any) -> Any:
+    """The guard distance the evaluation reports: the feature distance ``d``, or the
+    appearance distance ``a`` scaled to the feature guard's threshold when that is larger
+    (``max(d, a * threshold / app.threshold)``), so that one threshold decides what either
+    guard rejects. ``d`` and ``a`` may be arrays; ``app`` None (no second signal) or ``a``
+    None returns ``d``."""
+    if app is None or a is None:
+        return d
+    return np.maximum(d, np.asarray(a, np.float64) * (threshold / app.threshold))
 
 
 def _cell(
@@ -402,6 +423,7 @@ def ood_suite(
     guard = guard_of(model.package.meta, model.package.outputs, model.package.sidecar.name)
     if guard is None:
         return {"guard": "absent"}
+    app = appearance_of(model.package.meta, model.package.sidecar.name)
     other = "ultrasound" if modality == "xray" else "xray"
     msize = int(model.package.input.height)
     groups: dict[str, dict[str, npt.NDArray[Any]]] = {
@@ -462,7 +484,12 @@ def ood_suite(
         near[f"{name} {i}"] = fn(s.image, np.random.default_rng([seed, i]))
     groups["nuisance_shifted"] = near
     far = ("photos", "dicom_other", "synthetic", "other_modality_phantoms")
-    res: dict[str, Any] = {"guard": "mahalanobis", "threshold": guard.threshold, "groups": {}}
+    res: dict[str, Any] = {
+        "guard": "mahalanobis",
+        "threshold": guard.threshold,
+        "appearance": None if app is None else {"threshold": app.threshold},
+        "groups": {},
+    }
     all_ood: list[float] = []
     far_positive: list[str] = []
     for gname, frames in groups.items():
@@ -474,6 +501,9 @@ def ood_suite(
             d = r.ood.get("distance")
             if d is None:  # refused by the quality gate: the guard distance of the frame
                 d = score_frames(model, [frame], guard)[1][0]
+            else:
+                a = r.ood.get("appearance", {}).get("distance")
+                d = combined_distance(d, a, guard.threshold, app)
             dists.append(float(d))
             if gname in far and r.status == "positive":
                 far_positive.append(f"{gname}/{name}")
@@ -569,7 +599,16 @@ def robustness_markdown(
             "## Out-of-distribution suite",
             "",
             f"Guard threshold {ood['threshold']:.3f} (99th percentile of the validation "
-            "distances). In-distribution rejection on the held-out clean frames: "
+            "distances)"
+            + (
+                f"; second, model-independent signal on the input's texture descriptor "
+                f"(threshold {ood['appearance']['threshold']:.3f}, 99.5th percentile): the "
+                "distance below is the feature distance, or the appearance distance scaled "
+                "to the same threshold when larger"
+                if ood.get("appearance")
+                else ""
+            )
+            + ". In-distribution rejection on the held-out clean frames: "
             f"**{_fmt(ood['id_rejection'])}**; AUROC of the distance, all OOD groups vs "
             f"in-distribution: **{_fmt(ood['auroc_all'], 4)}**. "
             f"Far-OOD inputs diagnosed positive: **{len(ood['far_ood_positive'])}**"
@@ -634,7 +673,11 @@ def write_robustness_report(
                 )
         ax.axvline(ood["threshold"], color="k", ls="--", label="threshold")
         ax.set_xscale("log")
-        ax.set_xlabel("Mahalanobis distance of the model features")
+        ax.set_xlabel(
+            "guard distance (model features; appearance scaled to the same threshold)"
+            if ood.get("appearance")
+            else "Mahalanobis distance of the model features"
+        )
         ax.set_ylabel("density")
         ax.legend(fontsize=7)
         ax.set_title("Out-of-distribution guard")
