@@ -35,9 +35,8 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import io as _io
 from ._clip import AGGREGATE_RULE, CLIP_FRAMES, ClipDiagnosis, sample_frame_indices
 from ._errors import InvalidInputError
 from ._modality import (
@@ -52,6 +51,9 @@ from ._modality import (
 from .diagnosis import REFERENCE_MODELS, Diagnoser
 from .runtime import Model, edgetpu_present, read_package
 from .runtime._package import find_sidecar
+
+if TYPE_CHECKING:  # the reader is imported on first use: diagnose(array) never needs it
+    from . import io as _io
 
 __all__ = [
     "AGGREGATE_RULE",
@@ -254,8 +256,8 @@ class Triage:
         any DICOM header, including CT / MR / ... (research only: a model run on frames
         of another modality gives meaningless answers); an input without one is
         ``unknown_modality``.
-    max_bytes : int
-        Largest input file read.
+    max_bytes : int, optional
+        Largest input file read (default :data:`medimg_edge.io.MAX_FILE_BYTES`, 2 GiB).
     expected_sha256 : mapping of modality to str, optional
         The sha256 each modality's model must have (batch: as the driver resolved it).
     reference_fallback : bool
@@ -274,7 +276,7 @@ class Triage:
         color_order: str = "rgb",
         cine_frames: int = CLIP_FRAMES,
         override_dicom_modality: bool = False,
-        max_bytes: int = _io.MAX_FILE_BYTES,
+        max_bytes: int | None = None,
         expected_sha256: Mapping[str, str] | None = None,
         reference_fallback: bool = True,
     ) -> None:
@@ -305,7 +307,7 @@ class Triage:
             raise InvalidInputError(f"cine_frames must be an integer >= 1, got {cine_frames!r}")
         self.cine_frames = cine_frames
         self.override_dicom_modality = bool(override_dicom_modality)
-        self.max_bytes = max_bytes
+        self.max_bytes: int | None = max_bytes
         self.expected_sha256 = dict(expected_sha256 or {})
 
     def model_for(self, modality: Modality) -> ModelRef:
@@ -372,11 +374,13 @@ class Triage:
                 if found is None and tag not in ("", "OT"):
                     decide(header, None, name=name)  # raises unsupported_modality
 
-        return _io.read_input(
+        from .io import MAX_FILE_BYTES, read_input
+
+        return read_input(
             path,
             label=label,
             cine_frames=self.cine_frames if cine_frames is None else cine_frames,
-            max_bytes=self.max_bytes,
+            max_bytes=MAX_FILE_BYTES if self.max_bytes is None else self.max_bytes,
             content_hash=content_hash,
             header_check=check,
         )

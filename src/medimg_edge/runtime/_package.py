@@ -491,6 +491,29 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _small_sha256(data: bytes) -> str:
+    """Hex sha256 of an in-memory model (tens of KB): CPython's built-in implementation
+    where present, so a cold start does not load OpenSSL (``hashlib``/``hmac``: ~3 ms) for
+    it; the digest is the same."""
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found,unused-ignore]  # CPython >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
+        except ImportError:
+            from hashlib import sha256  # type: ignore[assignment,unused-ignore]
+    return str(sha256(data).hexdigest())
+
+
+def _compare_digest(a: str, b: str) -> bool:
+    """Constant-time comparison (``hmac.compare_digest`` without importing ``hmac``)."""
+    try:
+        from _operator import _compare_digest as compare
+    except ImportError:
+        from hmac import compare_digest as compare  # type: ignore[no-redef,unused-ignore]
+    return bool(compare(a, b))
+
+
 def read_verified(entry: ModelFile) -> bytes:
     """Read a model file and verify size, sha256 and flatbuffer identifier.
 
@@ -515,11 +538,8 @@ def read_verified(entry: ModelFile) -> bytes:
             f"{len(data) if len(data) <= entry.bytes else 'more than ' + str(entry.bytes)} "
             f"bytes, the sidecar records {entry.bytes}; re-install or re-download the model"
         )
-    import hashlib
-    import hmac
-
-    digest = hashlib.sha256(data).hexdigest()
-    if not hmac.compare_digest(digest, entry.sha256):
+    digest = _small_sha256(data)
+    if not _compare_digest(digest, entry.sha256):
         raise ModelError(
             f"model file {name} failed its integrity check: sha256 {digest[:16]}... differs "
             f"from the sidecar's {entry.sha256[:16]}...; the file is corrupted, tampered "
