@@ -26,10 +26,11 @@ scan) records the key of every ``<key>.dcm`` found in the folder.
 
 SOP classes not served are refused at association negotiation (their presentation
 contexts are rejected with "abstract syntax not supported"; an association with none
-accepted is aborted, by the peer or by the listener), so ``0x0122`` is never needed.  A calling AE title
-outside ``allow_ae`` (when set) or a called AE title other than ``ae_title`` rejects the
-association.  The pixel codestream itself is decoded by the worker: a JPEG that does not
-decode is acknowledged and then quarantined in ``failed/`` with its reason, like a file.
+accepted is aborted, by the peer or by the listener), so ``0x0122`` is never needed.  A
+calling AE title outside ``allow_ae`` (when set) or a called AE title other than
+``ae_title`` rejects the association.  The pixel codestream itself is decoded by the
+worker: a JPEG that does not decode is acknowledged and then quarantined in ``failed/``
+with its reason, like a file.
 """
 
 from __future__ import annotations
