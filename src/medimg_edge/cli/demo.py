@@ -278,7 +278,7 @@ def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
     }
     print(f"\nDiagnosis with the reference models (phantom frames {size}x{size}, seed {seed}):")
     header = (
-        f"{'modality':<11} {'truth':<12} {'status':<14} {'label/reason':<20} {'conf':>5} {'ms':>7}"
+        f"{'modality':<11} {'truth':<12} {'status':<14} {'label/reason':<20} {'conf':>6} {'ms':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -301,11 +301,16 @@ def demo_diagnose(out_dir: Path, *, seed: int = 0, size: int = 256) -> int:
             t = [diagnoser.diagnose(sample.image).timings_ms["total"] for _ in range(5)]
             conf = "-" if result.confidence is None else f"{100 * result.confidence:.0f}%"
             truth_text = sample.label if sample.modality == modality else f"({truth})"
-            # An indeterminate result names its reason instead of a label.
-            what = result.label or (result.reasons[0] if result.reasons else "-")
+            what = result.label or "-"
+            if result.status == "indeterminate":
+                # No finding: the reason instead of a label, the positive score (if the
+                # model answered) instead of a confidence.
+                what = result.reasons[0] if result.reasons else "-"
+                score = result.positive_score
+                conf = "-" if score is None else f"p {score:.2f}"
             print(
                 f"{modality:<11} {truth_text:<12} {result.status:<14} "
-                f"{what:<20} {conf:>5} {min(t):7.2f}"
+                f"{what:<20} {conf:>6} {min(t):7.2f}"
             )
             picture = render_overlay(sample.image, result, max_side=384)
             tiles.append(picture)
