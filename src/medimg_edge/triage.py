@@ -30,7 +30,6 @@ Not for clinical use.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -50,6 +49,7 @@ from ._modality import (
 )
 from .diagnosis import REFERENCE_MODELS, Diagnoser
 from .runtime import Model, edgetpu_present, read_package
+from .runtime._backend import debug
 from .runtime._package import find_sidecar
 
 if TYPE_CHECKING:  # the reader is imported on first use: diagnose(array) never needs it
@@ -74,7 +74,7 @@ __all__ = [
     "sample_frame_indices",
 ]
 
-log = logging.getLogger("medimg_edge.triage")
+_LOGGER = "medimg_edge.triage"
 
 ModelRef = str | os.PathLike[str] | Model
 
@@ -93,7 +93,7 @@ def resolve_delegate(delegate: str) -> str:
     if _present is None:
         _present = edgetpu_present()
     if not _present:
-        log.debug("delegate auto: no Edge TPU on this machine, running on the CPU")
+        debug("delegate auto: no Edge TPU on this machine, running on the CPU", logger=_LOGGER)
         return "cpu"
     return delegate
 
