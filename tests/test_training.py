@@ -225,3 +225,39 @@ def test_cli_train_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 0
     assert "ROC AUC" in capsys.readouterr().out
     assert main(["evaluate", str(sidecar), "--modality", "ultrasound", "--no-progress"]) == 2
+
+
+def test_batchnorm_recalibration_matches_the_final_weights() -> None:
+    """After training, the moving statistics are re-estimated for the final weights: stale
+    statistics (here: set to nonsense) are replaced by the batch statistics of the data,
+    so inference-mode outputs follow training-mode ones."""
+    import tensorflow as tf
+
+    from medimg_edge.training._network import NetConfig, build_network, recalibrate_batchnorm
+
+    tf.keras.utils.set_random_seed(3)
+    model = build_network(32, 2, NetConfig(widths=(8, 8, 8, 8), depth=1))
+    rng = np.random.default_rng(0)
+    x = (0.5 + 0.2 * rng.standard_normal((256, 32, 32, 1))).astype(np.float32)
+    bns = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    for layer in bns:
+        layer.moving_mean.assign(np.full(layer.moving_mean.shape, 50.0, np.float32))
+        layer.moving_variance.assign(np.full(layer.moving_variance.shape, 1e4, np.float32))
+    stale = model(x[:64], training=False)["scores"].numpy()
+    live = model(x[:64], training=True)["scores"].numpy()
+    assert np.abs(stale - live).max() > 0.05  # the stale statistics change the answer
+    assert recalibrate_batchnorm(model, x, batch_size=32) == len(bns)
+    first = bns[0]
+    probe = tf.keras.Model(model.inputs, first.input)
+    z = probe(x, training=False).numpy()
+    np.testing.assert_allclose(first.moving_mean.numpy(), z.mean(axis=(0, 1, 2)), atol=0.02)
+    # the average of batch variances (what BatchNorm normalises with in training), which
+    # is within a small factor of the population variance; the stale value was 1e4
+    np.testing.assert_allclose(
+        first.moving_variance.numpy(), z.var(axis=(0, 1, 2)), rtol=0.6, atol=1e-4
+    )
+    after = model(x[:64], training=False)["scores"].numpy()
+    assert np.abs(after - live).max() < np.abs(stale - live).max() / 5
+    assert all(layer.momentum == 0.9 for layer in bns)  # the training momentum is restored
+    no_bn = build_network(32, 2, NetConfig(widths=(8, 8, 8, 8), depth=1, batchnorm=False))
+    assert recalibrate_batchnorm(no_bn, x) == 0
