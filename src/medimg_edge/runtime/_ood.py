@@ -140,6 +140,21 @@ class OODGuard:
         return out
 
 
+def _check_version(obj: dict[str, Any], where: str) -> None:
+    if obj.get("method") != OOD_METHOD or obj.get("version") != 1:
+        raise ModelError(
+            f"{where}.method': {obj.get('method')!r} version {obj.get('version')!r} is not "
+            f"supported (this medimg-edge knows {OOD_METHOD!r} version 1); upgrade medimg-edge"
+        )
+
+
+def _threshold(obj: dict[str, Any], where: str) -> float:
+    threshold = float(obj["threshold"])
+    if not (math.isfinite(threshold) and threshold > 0.0):
+        raise ModelError(f"{where}.threshold': must be a positive number, got {threshold!r}")
+    return threshold
+
+
 def guard_of(meta: dict[str, Any], outputs: dict[str, Any], sidecar_name: str) -> OODGuard | None:
     """The :class:`OODGuard` of a validated sidecar (``None`` when it has no ``ood``).
 
@@ -153,11 +168,7 @@ def guard_of(meta: dict[str, Any], outputs: dict[str, Any], sidecar_name: str) -
     if ood is None:
         return None
     where = f"model sidecar {sidecar_name}: field 'ood"
-    if ood.get("method") != OOD_METHOD or ood.get("version") != 1:
-        raise ModelError(
-            f"{where}.method': {ood.get('method')!r} version {ood.get('version')!r} is not "
-            f"supported (this medimg-edge knows {OOD_METHOD!r} version 1); upgrade medimg-edge"
-        )
+    _check_version(ood, where)
     if ood["output"] not in outputs:
         raise ModelError(
             f"{where}.output': {ood['output']!r} is not one of the package's outputs "
@@ -169,9 +180,7 @@ def guard_of(meta: dict[str, Any], outputs: dict[str, Any], sidecar_name: str) -
         raise ModelError(f"{where}.classes': must equal the package's labels")
     chol = decode_matrix(ood["cholesky"], (dim, dim), field="ood.cholesky")
     means = decode_matrix(ood["means"], (n_classes, dim), field="ood.means")
-    threshold = float(ood["threshold"])
-    if not (math.isfinite(threshold) and threshold > 0.0):
-        raise ModelError(f"{where}.threshold': must be a positive number, got {threshold!r}")
+    threshold = _threshold(ood, where)
     return OODGuard(
         output=str(ood["output"]),
         cholesky=chol,
@@ -200,11 +209,7 @@ def appearance_of(meta: dict[str, Any], sidecar_name: str) -> OODGuard | None:
     if app is None:
         return None
     where = f"model sidecar {sidecar_name}: field 'ood.appearance"
-    if app.get("method") != OOD_METHOD or app.get("version") != 1:
-        raise ModelError(
-            f"{where}.method': {app.get('method')!r} version {app.get('version')!r} is not "
-            f"supported (this medimg-edge knows {OOD_METHOD!r} version 1); upgrade medimg-edge"
-        )
+    _check_version(app, where)
     if app.get("descriptor") != DESCRIPTOR:
         raise ModelError(
             f"{where}.descriptor': {app.get('descriptor')!r} is not this medimg-edge's "
@@ -213,9 +218,7 @@ def appearance_of(meta: dict[str, Any], sidecar_name: str) -> OODGuard | None:
     dim = int(app["dim"])
     chol = decode_matrix(app["cholesky"], (dim, dim), field="ood.appearance.cholesky")
     mean = decode_matrix(app["mean"], (1, dim), field="ood.appearance.mean")
-    threshold = float(app["threshold"])
-    if not (math.isfinite(threshold) and threshold > 0.0):
-        raise ModelError(f"{where}.threshold': must be a positive number, got {threshold!r}")
+    threshold = _threshold(app, where)
     return OODGuard(
         output="appearance",
         cholesky=chol,

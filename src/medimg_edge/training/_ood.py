@@ -44,6 +44,41 @@ DEFAULT_QUANTILE = 0.99
 APPEARANCE_QUANTILE = 0.995
 
 
+def _shrunk_cholesky(centred: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], float]:
+    """Cholesky factor ``L`` (``L L^T`` = the inverse of the Ledoit-Wolf covariance of the
+    centred rows) and the shrinkage used."""
+    from sklearn.covariance import LedoitWolf
+
+    lw = LedoitWolf(assume_centered=True).fit(centred)
+    precision = np.linalg.inv(np.asarray(lw.covariance_, np.float64))
+    chol: npt.NDArray[np.float64] = np.linalg.cholesky(0.5 * (precision + precision.T))
+    return chol, float(lw.shrinkage_)
+
+
+def _set_threshold(
+    obj: dict[str, Any],
+    guard: OODGuard,
+    f: npt.NDArray[np.float64],
+    v: npt.NDArray[np.float64],
+    quantile: float,
+    shrinkage: float,
+    estimator: str,
+) -> None:
+    """Threshold at the ``quantile`` of the validation distances, and the ``fit`` record."""
+    d_val = guard.distances(v)
+    threshold = float(np.quantile(d_val, quantile))
+    obj["threshold"] = round(threshold, 6)
+    obj["fit"] = {
+        "n_train": int(f.shape[0]),
+        "n_val": int(v.shape[0]),
+        "shrinkage": round(shrinkage, 6),
+        "train_distance_median": round(float(np.median(guard.distances(f))), 4),
+        "val_distance_median": round(float(np.median(d_val)), 4),
+        "val_rejection": round(float(np.mean(d_val > threshold)), 6),
+        "estimator": estimator,
+    }
+
+
 def fit_ood(
     features: npt.ArrayLike,
     y: npt.ArrayLike,
@@ -70,8 +105,6 @@ def fit_ood(
     output : str
         The output role the runtime reads the features from.
     """
-    from sklearn.covariance import LedoitWolf
-
     f = np.asarray(features, np.float64)
     v = np.asarray(val_features, np.float64)
     yy = np.asarray(y, np.int64)
@@ -91,11 +124,7 @@ def fit_ood(
         )
     means = np.stack([f[yy == c].mean(axis=0) for c in range(k)])
     centred = f - means[yy]
-    lw = LedoitWolf(assume_centered=True).fit(centred)
-    cov = np.asarray(lw.covariance_, np.float64)
-    precision = np.linalg.inv(cov)
-    precision = 0.5 * (precision + precision.T)
-    chol = np.linalg.cholesky(precision)
+    chol, shrinkage = _shrunk_cholesky(centred)
     obj: dict[str, Any] = {
         "method": OOD_METHOD,
         "version": 1,
@@ -110,19 +139,15 @@ def fit_ood(
     meta = {"labels": list(labels), "ood": obj}
     guard = guard_of(meta, {output: {}}, "(fitting)")
     assert guard is not None
-    d_val = guard.distances(v)
-    d_train = guard.distances(f)
-    threshold = float(np.quantile(d_val, quantile))
-    obj["threshold"] = round(threshold, 6)
-    obj["fit"] = {
-        "n_train": int(f.shape[0]),
-        "n_val": int(v.shape[0]),
-        "shrinkage": round(float(lw.shrinkage_), 6),
-        "train_distance_median": round(float(np.median(d_train)), 4),
-        "val_distance_median": round(float(np.median(d_val)), 4),
-        "val_rejection": round(float(np.mean(d_val > threshold)), 6),
-        "estimator": "class means + shared Ledoit-Wolf covariance (sklearn.covariance)",
-    }
+    _set_threshold(
+        obj,
+        guard,
+        f,
+        v,
+        quantile,
+        shrinkage,
+        "class means + shared Ledoit-Wolf covariance (sklearn.covariance)",
+    )
     guard = guard_of(meta, {output: {}}, "(fitting)")
     assert guard is not None
     return obj, guard
@@ -147,8 +172,6 @@ def fit_appearance(
     One mean and a Ledoit-Wolf covariance of the descriptors of ``train_x``; the threshold
     is the ``quantile`` of the distances of ``val_x``.
     """
-    from sklearn.covariance import LedoitWolf
-
     from .._appearance import DESCRIPTOR
 
     if not 0.0 < quantile < 1.0:
@@ -158,9 +181,7 @@ def fit_appearance(
     if f.shape[0] < 2 or v.shape[0] < 1:
         raise InvalidInputError("the appearance guard needs at least 2 training frames")
     mean = f.mean(axis=0, keepdims=True)
-    lw = LedoitWolf(assume_centered=True).fit(f - mean)
-    precision = np.linalg.inv(np.asarray(lw.covariance_, np.float64))
-    chol = np.linalg.cholesky(0.5 * (precision + precision.T))
+    chol, shrinkage = _shrunk_cholesky(f - mean)
     obj: dict[str, Any] = {
         "method": OOD_METHOD,
         "version": 1,
@@ -173,19 +194,16 @@ def fit_appearance(
     }
     guard = appearance_of({"ood": {"appearance": obj}}, "(fitting)")
     assert guard is not None
-    d_val = guard.distances(v)
-    threshold = float(np.quantile(d_val, quantile))
-    obj["threshold"] = round(threshold, 6)
-    obj["fit"] = {
-        "n_train": int(f.shape[0]),
-        "n_val": int(v.shape[0]),
-        "shrinkage": round(float(lw.shrinkage_), 6),
-        "train_distance_median": round(float(np.median(guard.distances(f))), 4),
-        "val_distance_median": round(float(np.median(d_val)), 4),
-        "val_rejection": round(float(np.mean(d_val > threshold)), 6),
-        "estimator": "mean + Ledoit-Wolf covariance (sklearn.covariance) of the texture "
-        "descriptor of the model input (medimg_edge._appearance)",
-    }
+    _set_threshold(
+        obj,
+        guard,
+        f,
+        v,
+        quantile,
+        shrinkage,
+        "mean + Ledoit-Wolf covariance (sklearn.covariance) of the texture descriptor of "
+        "the model input (medimg_edge._appearance)",
+    )
     guard = appearance_of({"ood": {"appearance": obj}}, "(fitting)")
     assert guard is not None
     return obj, guard
