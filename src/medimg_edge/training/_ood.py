@@ -51,7 +51,7 @@ def _shrunk_cholesky(centred: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.f
 
     lw = LedoitWolf(assume_centered=True).fit(centred)
     precision = np.linalg.inv(np.asarray(lw.covariance_, np.float64))
-    chol: npt.NDArray[np.float64] = np.linalg.cholesky(0.5 * (precision + precision.T))
+    chol = np.asarray(np.linalg.cholesky(0.5 * (precision + precision.T)), np.float64)
     return chol, float(lw.shrinkage_)
 
 
