@@ -22,6 +22,12 @@ message names the file and the fix (the daemon exits 2 with it: a ledger that ma
 wrong about which inputs were processed is never used).  Write failures (disk full,
 I/O error: ``sqlite3.OperationalError``) roll the transaction back completely and leave
 the connection usable, so that the caller can retry.
+
+Reviewer feedback (:mod:`medimg_edge.daemon._feedback`) lives in the same file: table
+``feedback`` (one row per result id: its latest reviewer label, the model that produced the
+result as ``name@version`` and its sha256, when and from where it was recorded) and the
+append-only ``feedback_history`` (every change, with the label it replaced).  Neither
+holds a path, a file name or a tag value: ids, model labels and model names only.
 """
 
 from __future__ import annotations
@@ -36,7 +42,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ACTIVE_STATES", "Ledger", "LedgerDamaged", "Row", "is_damage"]
+__all__ = [
+    "ACTIVE_STATES",
+    "FEEDBACK_COLS",
+    "Feedback",
+    "Ledger",
+    "LedgerDamaged",
+    "Row",
+    "is_damage",
+]
 
 ACTIVE_STATES = ("seen", "stable", "processing")
 _STATES = (*ACTIVE_STATES, "done", "failed", "gone")
@@ -64,7 +78,28 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE UNIQUE INDEX IF NOT EXISTS files_active_path ON files(path)
     WHERE {_ACTIVE_SQL};
 CREATE INDEX IF NOT EXISTS files_state ON files(state);
+CREATE TABLE IF NOT EXISTS feedback (
+    result_id TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    model TEXT,
+    recorded REAL NOT NULL,
+    source TEXT NOT NULL,
+    model_sha256 TEXT
+);
+CREATE TABLE IF NOT EXISTS feedback_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    result_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    previous TEXT,
+    model TEXT,
+    recorded REAL NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_history_result ON feedback_history(result_id);
 """
+
+#: Columns of :meth:`Ledger.feedback_rows`, in order.
+FEEDBACK_COLS = ("result_id", "label", "model", "recorded", "source", "model_sha256")
 
 
 @dataclass
@@ -89,6 +124,18 @@ class Row:
     def signature(self) -> tuple[int, int, int, int]:
         """``(size, mtime_ns, dev, ino)``: what identifies an unchanged file."""
         return (self.size, self.mtime_ns, self.dev, self.ino)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One reviewer label (a row of the ``feedback`` table)."""
+
+    result_id: str
+    label: str
+    model: str | None
+    recorded: float
+    source: str
+    model_sha256: str | None
 
 
 _COLS = (
@@ -181,12 +228,14 @@ class Ledger:
         else:
             self.instance = str(row[0])
 
-    def close(self) -> None:
+    def close(self, *, checkpoint: bool = True) -> None:
         """Checkpoint (best effort: it needs room on a full disk; the WAL is replayed at
-        the next open either way) and close the database."""
+        the next open either way) and close the database.  ``checkpoint=False``: close
+        only (a short-lived client beside a running daemon leaves the WAL to it)."""
         try:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if checkpoint:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self._db.close()
 
@@ -245,6 +294,29 @@ class Ledger:
     def all_rows(self) -> list[Row]:
         return self._rows("ORDER BY rowid")
 
+    def get(self, rowid: int) -> Row | None:
+        """The row ``rowid`` (``None``: no such row)."""
+        rows = self._rows("WHERE rowid = ?", (rowid,))
+        return rows[0] if rows else None
+
+    def feedback_rows(self) -> list[Feedback]:
+        """Every result's latest reviewer label, by result id."""
+        cols = ", ".join(FEEDBACK_COLS)
+        return [
+            Feedback(*r)
+            for r in self._db.execute(f"SELECT {cols} FROM feedback ORDER BY result_id")
+        ]
+
+    def feedback_history(self, result_id: str | None = None) -> list[tuple[object, ...]]:
+        """``(seq, result_id, label, previous, model, recorded, source)`` of every
+        change (of one result's with ``result_id``), oldest first."""
+        sql = (
+            "SELECT seq, result_id, label, previous, model, recorded, source FROM feedback_history"
+        )
+        if result_id is None:
+            return list(self._db.execute(sql + " ORDER BY seq"))
+        return list(self._db.execute(sql + " WHERE result_id = ? ORDER BY seq", (result_id,)))
+
     def recently_failed(self, since: float) -> list[Row]:
         """Rows quarantined (``failed``, original moved) at or after ``since`` (epoch s)."""
         return self._rows("WHERE state = 'failed' AND moved = 1 AND updated >= ?", (since,))
@@ -274,3 +346,25 @@ class Ledger:
         )
         for k, v in fields.items():
             setattr(row, k, v)
+
+    def put_feedback(self, fb: Feedback) -> bool:
+        """Record ``fb`` as the result's label (call inside :meth:`transaction`): the row
+        is replaced and the change appended to ``feedback_history`` with the label it
+        replaces.  Recording the label a result already has changes nothing (``False``)."""
+        old = self._db.execute(
+            "SELECT label FROM feedback WHERE result_id = ?", (fb.result_id,)
+        ).fetchone()
+        previous = None if old is None else str(old[0])
+        if previous == fb.label:
+            return False
+        self._db.execute(
+            f"INSERT OR REPLACE INTO feedback ({', '.join(FEEDBACK_COLS)}) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (fb.result_id, fb.label, fb.model, fb.recorded, fb.source, fb.model_sha256),
+        )
+        self._db.execute(
+            "INSERT INTO feedback_history (result_id, label, previous, model, recorded, "
+            "source) VALUES (?, ?, ?, ?, ?, ?)",
+            (fb.result_id, fb.label, previous, fb.model, fb.recorded, fb.source),
+        )
+        return True
