@@ -8,12 +8,12 @@ from collections.abc import Sequence
 
 from .._errors import MedimgEdgeError
 from .._version import __version__
-from . import batch, bench, demo, diagnose, evaluate, features, info, synth, train, watch
+from . import batch, bench, demo, diagnose, evaluate, features, feedback, info, synth, train, watch
 
 __all__ = ["build_parser", "main"]
 
 #: The command modules, in the order ``medimg-edge --help`` lists them.
-COMMANDS = (info, demo, features, train, evaluate, synth, diagnose, bench, watch, batch)
+COMMANDS = (info, demo, features, train, evaluate, synth, diagnose, bench, watch, batch, feedback)
 
 
 def build_parser() -> argparse.ArgumentParser:
