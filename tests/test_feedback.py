@@ -233,6 +233,20 @@ def test_no_ledger_and_bad_source(tmp_path: Path, outbox: Path) -> None:
         feedback.record(outbox, rid, "normal", source="/home/doe/labels.csv")
 
 
+def test_damaged_ledger_is_a_clear_error(outbox: Path, capsys: Any) -> None:
+    from medimg_edge.cli import main
+
+    rid = _by_kind(outbox, "png")[0]
+    ledger = outbox / ".medimg-edge" / "ledger.sqlite"
+    for side in ("-wal", "-shm"):
+        Path(f"{ledger}{side}").unlink(missing_ok=True)
+    ledger.write_bytes(b"not a database at all" * 300)
+    with pytest.raises(feedback.FeedbackStoreError, match="is damaged"):
+        feedback.labels(outbox)
+    assert main(["feedback", str(outbox), rid, "normal"]) == 1
+    assert "damaged" in capsys.readouterr().err
+
+
 # -- CSV import -----------------------------------------------------------------------
 def _write_csv(path: Path, rows: list[tuple[str, str]], header: str = "result_id,label") -> Path:
     path.write_text(header + "\n" + "".join(f"{a},{b}\n" for a, b in rows))

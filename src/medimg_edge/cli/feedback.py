@@ -8,6 +8,7 @@ import csv
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .._errors import InvalidInputError
 from ._common import HelpFormatter
@@ -29,7 +30,8 @@ RESULT_ID is the name of the result's OUTBOX/<id>.json; LABEL must be one of the
 the model that produced it. The export holds the pixels of the frame each result rests on
 (no DICOM header, no original file names); burned-in annotations in the pixels are NOT
 removed. The daemon may keep running meanwhile. Exit status: 0 done, 1 an import applied
-in part or an export without some results (reported), 2 bad input (nothing written).
+in part, an export without some results (reported) or a ledger that cannot be written now,
+2 bad input (nothing written).
 """
 
 
@@ -83,6 +85,15 @@ def _iso(t: object) -> str:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     from ..daemon import _feedback as fb
+
+    try:
+        return _run(args, fb)
+    except fb.FeedbackStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, fb: Any) -> int:
 
     outbox = Path(args.outbox)
     state = Path(args.state_dir) if args.state_dir else None
