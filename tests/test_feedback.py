@@ -509,6 +509,18 @@ def test_cli(outbox: Path, tmp_path: Path, capsys: Any) -> None:
     assert "wrote 3 frames" in out and rid in out
 
 
+def test_cli_help(capsys: Any) -> None:
+    from medimg_edge.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["feedback", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for needle in ("--import FILE.csv", "--export DIR", "--list", "--history", "NOT"):
+        assert needle in text
+    assert "``" not in text and ":func:" not in text and "default: [" not in text
+
+
 # -- beside a running daemon ----------------------------------------------------------
 def test_concurrent_with_a_running_daemon(outbox: Path, tmp_path: Path) -> None:
     """Labels recorded and imported (from a second process too) while the daemon keeps

@@ -65,7 +65,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--model",
         metavar="SIDECAR",
         action="append",
-        default=[],
         help="a model sidecar to find a result's labels in (repeatable; for models "
         "outside the model search path)",
     )
@@ -113,7 +112,7 @@ def _run(args: argparse.Namespace, fb: Any) -> int:
     if args.only_model and not args.export:
         raise InvalidInputError("--only-model goes with --export")
     if pair:
-        fb.record(outbox, args.result_id, args.label, models=args.model, state_dir=state)
+        fb.record(outbox, args.result_id, args.label, models=args.model or (), state_dir=state)
         print(f"recorded: {args.result_id} = {args.label}")
         return 0
     if args.list:
@@ -134,7 +133,11 @@ def _run(args: argparse.Namespace, fb: Any) -> int:
         return 0
     if args.import_csv:
         rep = fb.import_csv(
-            outbox, Path(args.import_csv), partial=args.partial, models=args.model, state_dir=state
+            outbox,
+            Path(args.import_csv),
+            partial=args.partial,
+            models=args.model or (),
+            state_dir=state,
         )
         for line in rep.messages:
             print(f"  {line}", file=sys.stderr)

@@ -46,6 +46,8 @@ _MAX_RESULT_BYTES = 64 << 20
 # -- where things are -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Place:
+    """The outbox (where the result records are) and the ledger file."""
+
     outbox: Path
     ledger: Path
 
@@ -109,6 +111,7 @@ def open_ledger(place: Place) -> Iterator[Ledger]:
 
 # -- validation -----------------------------------------------------------------------
 def _check_id(result_id: object) -> str:
+    """``result_id`` if it has the form of a result id (so it can name a file)."""
     if not isinstance(result_id, str) or not _RESULT_ID.match(result_id):
         # never quote it: a mistyped column could hold anything, a name included
         raise InvalidInputError(
@@ -120,6 +123,9 @@ def _check_id(result_id: object) -> str:
 
 
 def read_result(outbox: Path, result_id: str) -> dict[str, Any]:
+    """The record ``OUTBOX/<id>.json`` of a well-formed result id (else
+    InvalidInputError ``unknown_result``: missing, unreadable, or not a result of that
+    id)."""
     path = outbox / f"{result_id}.json"
     try:
         with path.open("rb") as fh:
@@ -200,6 +206,8 @@ class Labels:
         return self._sidecars
 
     def of(self, doc: dict[str, Any]) -> tuple[str, ...]:
+        """The labels of the model that produced the result ``doc`` (InvalidInputError
+        ``unknown_model`` when neither its scores nor a sidecar tell them)."""
         key = _model_of(doc)
         if key in self._cache:
             return self._cache[key]
@@ -238,6 +246,7 @@ def _check_label(result_id: str, label: object, allowed: tuple[str, ...]) -> str
 
 
 def check_source(source: object) -> str:
+    """``source`` if it is a short lower-case word (never a name or a path)."""
     if not isinstance(source, str) or not _SOURCE.match(source):
         raise InvalidInputError(
             "source must be a short lower-case word such as 'cli' or 'csv' (it is stored "
@@ -248,6 +257,7 @@ def check_source(source: object) -> str:
 
 
 def entry(doc: dict[str, Any], label: str, source: str, now: float) -> Feedback:
+    """The ledger row of ``label`` for the result ``doc``."""
     name, version, sha = _model_of(doc)
     return Feedback(str(doc["id"]), label, f"{name}@{version}", now, source, sha)
 
