@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import sqlite3
+import stat
 import struct
 import subprocess
 import sys
@@ -405,6 +406,8 @@ def test_export_has_no_patient_data(outbox: Path, tmp_path: Path) -> None:
     rep = feedback.export(outbox, dest)
     assert len(rep.written) == len(want)
     files = [p for p in dest.rglob("*")]
+    # private like the daemon's outputs: folders 0700, files 0600
+    assert {stat.S_IMODE(p.stat().st_mode) for p in [dest, *files]} == {0o700, 0o600}
     assert len([p for p in files if p.suffix == ".png"]) == len(want)
     for p in files:
         rel = str(p.relative_to(tmp_path)).upper().encode()
