@@ -261,3 +261,111 @@ def test_batchnorm_recalibration_matches_the_final_weights() -> None:
     assert all(layer.momentum == 0.9 for layer in bns)  # the training momentum is restored
     no_bn = build_network(32, 2, NetConfig(widths=(8, 8, 8, 8), depth=1, batchnorm=False))
     assert recalibrate_batchnorm(no_bn, x) == 0
+
+
+# -- fine-tuning from a package (issue 18 item 3) ---------------------------------------------
+
+
+def test_int8_package_weights_reconstruct_the_network() -> None:
+    """The shipped int8 file, dequantised into the float network, predicts what the package
+    predicts: the reconstruction fine-tuning starts from."""
+    from medimg_edge.training._network import build_network, load_tflite_weights
+    from medimg_edge.training._package import predict_package
+
+    sidecar = Path(me.runtime._package.find_sidecar("us_lesion"))
+    meta = json.loads(sidecar.read_text())
+    net = meta["provenance"]["network"]
+    model = build_network(
+        128,
+        len(meta["labels"]),
+        training.NetConfig(widths=tuple(net["widths"]), depth=net["depth"], batchnorm=False),
+    )
+    assert load_tflite_weights(model, sidecar.with_suffix(".tflite").read_bytes()) == "int8"
+    spec = training.input_spec(128)
+    frames = synth.generate("ultrasound", 40, seed=9)
+    x = np.stack([me.preprocess.to_model_input(s.image, spec) for s in frames])
+    rebuilt = model.predict(x, verbose=0)["scores"]
+    packaged = predict_package(sidecar, x)["scores"]
+    assert (rebuilt.argmax(1) == packaged.argmax(1)).mean() >= 0.95
+    assert np.abs(rebuilt - packaged).max() < 0.1
+    # a network of another shape is refused, not silently half-loaded
+    other = build_network(128, 4, training.NetConfig(widths=(8, 8, 16, 16), batchnorm=False))
+    with pytest.raises(ValueError):
+        load_tflite_weights(other, sidecar.with_suffix(".tflite").read_bytes())
+
+
+def test_finetune_from_package(xray_run: training.TrainResult, tmp_path: Path) -> None:
+    import dataclasses
+    import datetime
+
+    from medimg_edge.training._network import build_network, load_tflite_weights
+
+    parent = json.loads(xray_run.sidecar.read_text())
+    synth.write(synth.generate("xray", 24, seed=31, size=96), tmp_path / "data")
+    base = _cfg(tmp_path / "out", "xray", "tiny_xray_ft", data_dir=tmp_path / "data")
+    cfg = dataclasses.replace(
+        base,
+        size=128,  # ignored: the parent's input size wins
+        init_package=str(xray_run.sidecar),
+        replay=8,
+        net=dataclasses.replace(base.net, freeze="backbone", learning_rate=1e-3),
+    )
+    res = training.train(cfg)
+    child = json.loads(res.sidecar.read_text())
+    assert child["input"]["height"] == parent["input"]["height"] == 64
+    assert child["labels"] == parent["labels"]
+    p = child["provenance"]["parent"]
+    assert (p["name"], p["version"], p["sha256"]) == (
+        parent["name"],
+        parent["version"],
+        parent["files"]["cpu"]["sha256"],
+    )
+    assert child["version"] == f"{parent['version']}+ft.{datetime.date.today():%Y%m%d}"
+    assert "replay phantoms" in child["provenance"]["training_data"]
+    assert child["ood"]["threshold"] > 0 and "appearance" in child["ood"]
+    got = me.Diagnoser(res.sidecar, "xray", delegate="cpu").diagnose(
+        synth.chest_xray(3, size=96).image
+    )
+    assert (got.model["name"], got.model["version"]) == ("tiny_xray_ft", child["version"])
+    # frozen backbone: the child's float stem equals the parent's dequantised stem
+    widths = tuple(parent["provenance"]["network"]["widths"])
+    nets = []
+    for data in (xray_run.sidecar.with_suffix(".tflite").read_bytes(), res.float_tflite):
+        m = build_network(64, 2, training.NetConfig(widths=widths, depth=1, batchnorm=False))
+        load_tflite_weights(m, data)
+        nets.append(m)
+    for layer in ("stem_conv", "s3b0_pw_conv"):
+        np.testing.assert_allclose(
+            nets[0].get_layer(layer).get_weights()[0], nets[1].get_layer(layer).get_weights()[0]
+        )
+    assert not np.allclose(
+        nets[0].get_layer("scores").get_weights()[0], nets[1].get_layer("scores").get_weights()[0]
+    )
+
+
+def test_finetune_refusals(xray_run: training.TrainResult, tmp_path: Path) -> None:
+    import dataclasses
+
+    from medimg_edge.cli import main
+    from medimg_edge.cli.train import FREEZE_CHOICES
+    from medimg_edge.training._network import FREEZE_CHOICES as NET_FREEZE
+
+    assert FREEZE_CHOICES == NET_FREEZE  # the CLI keeps its copy to stay TensorFlow-free
+    with pytest.raises(ValueError, match="freeze"):
+        training.NetConfig(freeze="all")
+    synth.write(synth.generate("ultrasound", 8, seed=3, size=64), tmp_path / "us")
+    cfg = _cfg(tmp_path / "out", "xray", "bad", data_dir=tmp_path / "us")
+    cfg = dataclasses.replace(cfg, modality="", init_package=str(xray_run.sidecar))
+    with pytest.raises(me.InvalidInputError, match="not labels of the parent"):
+        training.train(cfg)
+    with pytest.raises(me.InvalidInputError, match="needs a data folder"):
+        training.train(dataclasses.replace(cfg, data_dir=None))
+    with pytest.raises(me.InvalidInputError, match="cannot fine-tune"):
+        training.train(dataclasses.replace(cfg, init_package=str(tmp_path / "none.json")))
+    with pytest.raises(me.InvalidInputError, match="for modality"):
+        training.train(dataclasses.replace(cfg, modality="ultrasound"))
+    out = str(tmp_path / "o")
+    assert main(["train", "--init", str(xray_run.sidecar), "--out", out]) == 2
+    assert main(["train", "--modality", "xray", "--freeze", "backbone", "--out", out]) == 2
+    args = ["train", "--init", str(xray_run.sidecar), "--data", str(tmp_path / "us")]
+    assert main([*args, "--out", out, "--no-progress"]) == 2

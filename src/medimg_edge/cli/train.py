@@ -10,13 +10,20 @@ from pathlib import Path
 from .._modality import MODALITIES
 from ._common import HelpFormatter, missing_extra
 
+#: training.NetConfig.freeze choices (kept here: the CLI must not import TensorFlow).
+FREEZE_CHOICES = ("none", "backbone")
+
 __all__ = ["TRAIN_MODULES", "add_parser", "cmd_train"]
 
 TRAIN_HELP = """\
 Train the two-head (classification + heatmap) depthwise-separable CNN on phantoms of
 medimg_edge.synth, or on a folder DATA/<class>/*.png|*.dcm (masks in DATA/masks/), and
 export a full-int8 TFLite package (model, sidecar JSON with the sha256, model card).
---reference builds both reference models and their reports.  Needs the [train] extra
+--reference builds both reference models and their reports.  --init MODEL --data DIR
+fine-tunes an existing package (e.g. us_lesion) on a labelled folder: it starts from the
+package's own (dequantised int8) weights, keeps its modality, input size and labels,
+re-fits calibration, threshold, the OOD guards and the drift reference, and writes a new
+package whose provenance names its parent.  Needs the [train] extra
 (TensorFlow, scikit-learn, matplotlib): without it the command stops at once with the
 install command.
 """
@@ -35,6 +42,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--out", help="output folder (default trained-models; models with --reference)")
     p.add_argument(
         "--data", metavar="DIR", help="train on DIR/<class>/*.png|*.dcm (masks: DIR/masks/)"
+    )
+    ft = p.add_argument_group("fine-tuning (with --init)")
+    ft.add_argument(
+        "--init", metavar="MODEL", help="start from this package (name or sidecar path)"
+    )
+    ft.add_argument(
+        "--freeze",
+        choices=FREEZE_CHOICES,
+        default="none",
+        help="layers kept fixed: none, or the backbone (only the heads learn)",
+    )
+    ft.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        metavar="N",
+        help="mix N phantoms of the parent's domain into training (keeps what it knew)",
+    )
+    ft.add_argument("--version", help="package version (default <parent version>+ft.<date>)")
+    p.add_argument(
+        "--learning-rate", type=float, help="Adam learning rate (default 3e-3, 3e-4 with --init)"
     )
     p.add_argument("--size", type=int, default=128, help="model input side")
     p.add_argument("--frame-size", type=int, default=256, help="phantom side")
@@ -66,14 +94,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         training.build_reference(out, command="medimg-edge train --reference", progress=progress)
         print(f"wrote the reference models and reports to {out}")
         return 0
-    if args.modality is None:
-        print("error: --modality is required (or --reference)", file=sys.stderr)
+    if args.init is not None and args.data is None:
+        print("error: --init needs --data DIR (the folder to fine-tune on)", file=sys.stderr)
+        return 2
+    if args.init is None and (args.freeze != "none" or args.replay or args.version):
+        print("error: --freeze, --replay and --version apply with --init only", file=sys.stderr)
+        return 2
+    if args.modality is None and args.init is None:
+        print("error: --modality is required (or --reference, or --init)", file=sys.stderr)
         return 2
     argv = [a if a != args.data else "DATA_DIR" for a in sys.argv[1:]] if args.data else None
-    name = args.name or f"{args.modality}_model"
+    default_lr = 3e-4 if args.init is not None else 3e-3
+    name = args.name or (
+        f"{Path(args.init).stem if args.init.endswith(('.json', '.tflite')) else args.init}_ft"
+        if args.init is not None
+        else f"{args.modality}_model"
+    )
     out = Path(args.out or "trained-models")
     cfg = training.TrainConfig(
-        modality=args.modality,
+        modality=args.modality or "",
         name=name,
         out_dir=out,
         size=args.size,
@@ -81,7 +120,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         n_train=args.n_train,
         n_val=args.n_val,
         data_dir=Path(args.data) if args.data else None,
-        net=training.NetConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
+        net=training.NetConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            learning_rate=args.learning_rate or default_lr,
+            freeze=args.freeze,
+        ),
+        init_package=args.init,
+        replay=args.replay,
+        version=args.version,
         features=args.evaluate,
         progress=progress,
         command="medimg-edge " + " ".join(argv if argv is not None else sys.argv[1:]),

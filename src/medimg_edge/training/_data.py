@@ -103,6 +103,33 @@ class Dataset:
     def has_masks(self) -> bool:
         return bool(np.any(self.heat_weight[self.positive] > 0))
 
+    def concat(self, other: Dataset) -> Dataset:
+        """This set followed by ``other`` (same labels and input size; raw frames kept only
+        if both keep them; handcrafted features only if both have them)."""
+        if other.labels != self.labels or other.x.shape[1:] != self.x.shape[1:]:
+            raise InvalidInputError(
+                f"cannot join sets with labels {self.labels} / {other.labels} and inputs "
+                f"{self.x.shape[1:]} / {other.x.shape[1:]}"
+            )
+        both_frames = self.frames is not None and other.frames is not None
+        both_masks = self.masks is not None and other.masks is not None
+        both_features = self.features is not None and other.features is not None
+        return dataclasses.replace(
+            self,
+            x=np.concatenate([self.x, other.x]),
+            y=np.concatenate([self.y, other.y]),
+            heat=np.concatenate([self.heat, other.heat]),
+            heat_weight=np.concatenate([self.heat_weight, other.heat_weight]),
+            bboxes=[*self.bboxes, *other.bboxes],
+            frame_shapes=[*self.frame_shapes, *other.frame_shapes],
+            features=np.concatenate([self.features, other.features])  # type: ignore[list-item,unused-ignore]
+            if both_features
+            else None,
+            frames=[*self.frames, *other.frames] if both_frames else None,  # type: ignore[misc]
+            masks=[*self.masks, *other.masks] if both_masks else None,  # type: ignore[misc]
+            source=f"{self.source} + {other.source}",
+        )
+
     def subset(self, idx: Any) -> Dataset:
         """The samples at ``idx`` (an index array or boolean mask)."""
         ii = np.flatnonzero(idx) if np.asarray(idx).dtype == bool else np.asarray(idx)

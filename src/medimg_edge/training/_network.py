@@ -25,9 +25,11 @@ from ._data import Dataset
 
 __all__ = [
     "EDGETPU_OPS",
+    "FREEZE_CHOICES",
     "NetConfig",
     "build_network",
     "fit",
+    "load_tflite_weights",
     "model_ops",
     "run_float_tflite",
     "to_tflite",
@@ -104,6 +106,10 @@ def recalibrate_batchnorm(
     return len(bns)
 
 
+#: :attr:`NetConfig.freeze` choices.
+FREEZE_CHOICES = ("none", "backbone")
+
+
 @dataclasses.dataclass(frozen=True)
 class NetConfig:
     """Network and optimiser settings.
@@ -132,9 +138,19 @@ class NetConfig:
     max_pool: bool = False
     #: BatchNorm after every convolution (False: convolutions with a bias, as exported).
     batchnorm: bool = True
-    #: Start from the weights of a float TFLite model of this network (e.g. the previous
-    #: reference model's ``<name>_float.tflite``); implies the same widths and depth.
+    #: Start from the weights of a TFLite model of this network: a float export (e.g. the
+    #: previous reference model's ``<name>_float.tflite``) or an int8 package file
+    #: (dequantised, :func:`load_tflite_weights`); implies the same widths and depth and
+    #: ``batchnorm=False``.
     init_from: str | None = None
+    #: What stays fixed while training: ``"none"`` (every layer learns) or
+    #: ``"backbone"`` (stem and the three stages frozen; the heatmap head and the
+    #: classifier learn): fine-tuning on a few hundred frames of a new device.
+    freeze: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.freeze not in FREEZE_CHOICES:
+            raise ValueError(f"freeze must be one of {FREEZE_CHOICES}, got {self.freeze!r}")
 
 
 def build_network(size: int, n_classes: int, cfg: NetConfig) -> Any:
@@ -185,23 +201,53 @@ def build_network(size: int, n_classes: int, cfg: NetConfig) -> Any:
     return tf.keras.Model(inp, {"scores": scores, "heatmap": heat}, name="medimg_edge_cnn")
 
 
-def load_float_tflite(model: Any, data: bytes) -> None:
-    """Set the weights of a network built with ``batchnorm=False`` from a float TFLite model
-    of the same architecture (what :func:`to_tflite` writes without representative data:
-    BatchNorm folded, so every convolution carries its bias).
+def load_tflite_weights(model: Any, data: bytes) -> str:
+    """Set the weights of a network built with ``batchnorm=False`` from a TFLite model of
+    the same architecture: the float export of :func:`to_tflite` (BatchNorm folded, so
+    every convolution carries its bias) or the full-int8 package file itself, whose
+    weights are *dequantised* (``scale * (q - zero_point)`` per output channel, biases
+    ``int32 * input_scale * weight_scale``). The int8 reconstruction is what fine-tuning
+    starts from when only the shipped package is at hand: every weight is within half a
+    quantisation step of the float network's (per-channel symmetric int8: 1/254 of the
+    channel's largest magnitude). Returns ``"float"`` or ``"int8"``.
 
     The TFLite graph is walked from its input: each CONV_2D / DEPTHWISE_CONV_2D in the
     chain maps to the next Keras convolution (stem, then the stage blocks); where the chain
     forks after stage 2, the branch that keeps the resolution is the heatmap head.
+
+    Raises
+    ------
+    ValueError
+        The network has BatchNorm layers, or the graph is not this architecture.
     """
     from ..runtime import backend
 
     if any(layer.name.endswith("_bn") for layer in model.layers):
-        raise ValueError("load_float_tflite needs a network built with batchnorm=False")
+        raise ValueError("load_tflite_weights needs a network built with batchnorm=False")
     interp = backend().interpreter_cls(model_content=data, num_threads=1)
     interp.allocate_tensors()
     ops = interp._get_ops_details()
-    shapes = {d["index"]: tuple(d["shape"]) for d in interp.get_tensor_details()}
+    details = {int(d["index"]): d for d in interp.get_tensor_details()}
+    shapes = {i: tuple(d["shape"]) for i, d in details.items()}
+    kind = "float"
+
+    def tensor(index: int) -> F32:
+        """A weight tensor as float32 (dequantised when stored as integers)."""
+        nonlocal kind
+        arr = np.asarray(interp.get_tensor(index))
+        if arr.dtype == np.float32:
+            return arr
+        q = details[index]["quantization_parameters"]
+        scales = np.asarray(q["scales"], np.float64)
+        zeros = np.asarray(q["zero_points"], np.float64)
+        if scales.size == 0:
+            raise ValueError(f"integer weight tensor {index} carries no quantisation scale")
+        kind = "int8"
+        shape = [1] * arr.ndim
+        if scales.size > 1:
+            shape[int(q["quantized_dimension"])] = scales.size
+        return ((arr - zeros.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
+
     consumers: dict[int, list[dict[str, Any]]] = {}
     for op in ops:
         for i in op["inputs"]:
@@ -224,8 +270,8 @@ def load_float_tflite(model: Any, data: bytes) -> None:
         return found
 
     def set_conv(layer: str, op: dict[str, Any]) -> None:
-        w = interp.get_tensor(int(op["inputs"][1]))
-        b = interp.get_tensor(int(op["inputs"][2]))
+        w = tensor(int(op["inputs"][1]))
+        b = tensor(int(op["inputs"][2]))
         model.get_layer(layer).set_weights([np.transpose(w, (1, 2, 3, 0)), b])
 
     names = [layer.name for layer in model.layers]
@@ -246,8 +292,8 @@ def load_float_tflite(model: Any, data: bytes) -> None:
         current = next_convs(int(op["outputs"][0]))
         if k == len(chain) - 1:
             fc = [o for o in current if o["op_name"] == "FULLY_CONNECTED"]
-            w = interp.get_tensor(int(fc[0]["inputs"][1]))
-            b = interp.get_tensor(int(fc[0]["inputs"][2]))
+            w = tensor(int(fc[0]["inputs"][1]))
+            b = tensor(int(fc[0]["inputs"][2]))
             model.get_layer("scores").set_weights([w.T, b])
     if heat_start is None:
         raise ValueError("float model has no heatmap branch")
@@ -257,6 +303,7 @@ def load_float_tflite(model: Any, data: bytes) -> None:
         nxt = [o for o in next_convs(int(op["outputs"][0])) if o["op_name"] in conv_ops]
         if nxt:
             op = nxt[0]
+    return kind
 
 
 def _heat_loss(pos_weight: float) -> Any:
@@ -289,7 +336,11 @@ def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool =
     n_classes = len(train.labels)
     model = build_network(train.x.shape[1], n_classes, cfg)
     if cfg.init_from is not None:
-        load_float_tflite(model, Path(cfg.init_from).read_bytes())
+        load_tflite_weights(model, Path(cfg.init_from).read_bytes())
+    if cfg.freeze == "backbone":
+        for layer in model.layers:
+            if layer.name.startswith(("stem_", "s1b", "s2b", "s3b")):
+                layer.trainable = False
     steps = cfg.epochs * int(np.ceil(len(train) / cfg.batch_size))
     lr = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps), alpha=0.02)
     hw = cfg.heatmap_weight if train.has_masks else 0.0

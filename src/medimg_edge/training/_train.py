@@ -28,6 +28,7 @@ SEEDS = {
     "test": 303,
     "test2": 404,
     "stability": 505,
+    "replay": 606,
 }
 
 
@@ -66,6 +67,22 @@ class TrainConfig:
         ``lesion_prior``); evaluation reports the full range too.
     net : NetConfig
         Network, optimiser and seed.
+    init_package : str, Path or None
+        Fine-tune: start from this model package (a name, sidecar or ``.tflite`` path;
+        see :func:`medimg_edge.load_model`) instead of random weights. Its verified int8
+        file is dequantised into the float network (:func:`load_tflite_weights`: the
+        shipped wheel carries no float weights; every weight lies within half a
+        quantisation step of the original's), and its modality, input size and labels
+        are used (a folder's classes must be among the parent's labels). Calibration,
+        threshold, both OOD guards and the drift reference are re-fitted; the sidecar's
+        ``provenance.parent`` names the parent (name, version, sha256).
+    replay : int
+        Phantoms of the parent's modality (:mod:`medimg_edge.synth`, seed base
+        ``SEEDS["replay"]``) mixed into the training split so that the network and the
+        OOD guard keep the domain it was trained on (0: only the new data).
+    version : str or None
+        Package version (default ``"1.0.0"``; with ``init_package`` the parent's
+        version plus ``+ft.<YYYYMMDD>``).
     workers : int
         Threads generating phantoms.
     features : bool
@@ -93,6 +110,9 @@ class TrainConfig:
     features: bool = False
     progress: bool = True
     command: str = ""
+    init_package: str | Path | None = None
+    replay: int = 0
+    version: str | None = None
 
 
 @dataclasses.dataclass
@@ -118,13 +138,71 @@ def _split_folder(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dat
     return ds.subset(~is_val), ds.subset(is_val)
 
 
-def _load(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
+def _parent(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any], tuple[str, ...]]:
+    """Resolve and verify ``cfg.init_package``: the config with the parent's modality,
+    input size and network, its provenance record and its labels."""
+    from .._errors import ModelError
+    from ..runtime import read_package, read_verified
+    from ..runtime._package import find_sidecar
+
+    assert cfg.init_package is not None
+    try:
+        pkg = read_package(find_sidecar(cfg.init_package))
+        data = read_verified(pkg.cpu)
+    except ModelError as exc:
+        raise InvalidInputError(f"cannot fine-tune from {cfg.init_package}: {exc}") from exc
+    if cfg.modality and cfg.modality != pkg.modality:
+        raise InvalidInputError(
+            f"cannot fine-tune {pkg.name} ({pkg.modality}) for modality {cfg.modality!r}"
+        )
+    if pkg.input.channels != 1 or pkg.input.height != pkg.input.width:
+        raise InvalidInputError(
+            f"cannot fine-tune from {pkg.name}: only square 1-channel inputs are supported"
+        )
+    net_meta = pkg.meta.get("provenance", {}).get("network", {})
+    net = dataclasses.replace(
+        cfg.net,
+        widths=tuple(net_meta.get("widths", cfg.net.widths)),
+        depth=int(net_meta.get("depth", cfg.net.depth)),
+        init_from=str(pkg.cpu.path),
+        batchnorm=False,
+    )
+    record = {
+        "name": pkg.name,
+        "version": pkg.version,
+        "sha256": pkg.cpu.sha256,
+        "weights": "dequantised from the parent's int8 file (training.load_tflite_weights)",
+        "freeze": net.freeze,
+        "replay_phantoms": cfg.replay,
+    }
+    version = cfg.version or f"{pkg.version.split('+')[0]}+ft.{datetime.date.today():%Y%m%d}"
+    new = dataclasses.replace(
+        cfg, modality=pkg.modality, size=pkg.input.height, net=net, version=version
+    )
+    # the bytes were verified above; fit() re-reads the same path
+    record["bytes"] = len(data)
+    return new, record, pkg.labels
+
+
+def _load(
+    cfg: TrainConfig, labels: tuple[str, ...] | None = None
+) -> tuple[Dataset, Dataset, dict[str, Any]]:
     if cfg.data_dir is not None:
+        if labels is not None:
+            found = sorted(
+                d.name for d in Path(cfg.data_dir).iterdir() if d.is_dir() and d.name != "masks"
+            )
+            extra = [c for c in found if c not in labels]
+            if extra:
+                raise InvalidInputError(
+                    f"class folders {extra} are not labels of the parent model {list(labels)}"
+                )
         ds = folder_dataset(
             cfg.data_dir,
             size=cfg.size,
             features=cfg.features,
             progress=cfg.progress,
+            labels=labels,
             keep_frames=cfg.net.augment > 0,
             modality=cfg.modality,
         )
@@ -135,6 +213,27 @@ def _load(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
             f"{'with' if ds.has_masks else 'without'} lesion masks; stratified split "
             f"{len(train)} train / {len(val)} validation (seed {cfg.net.seed})"
         )
+        if cfg.replay > 0:
+            replay = synth_dataset(
+                cfg.modality,
+                cfg.replay,
+                seed=SEEDS["replay"],
+                size=cfg.size,
+                frame_size=None,
+                workers=cfg.workers,
+                progress=cfg.progress,
+                keep_frames=train.frames is not None,
+                chunk=50,
+                lesion_prior=cfg.lesion_prior,
+            )
+            if replay.labels != train.labels:
+                raise InvalidInputError(
+                    f"replay phantoms have labels {replay.labels}, the model {train.labels}"
+                )
+            if not train.has_masks:
+                replay.heat_weight[:] = 0.0  # one localisation rule for the whole set
+            train = train.concat(replay)
+            desc += f"; plus {cfg.replay} replay phantoms ({replay.source}) in training"
         return train, val, {"training_data": desc}
     train, val = (
         synth_dataset(
@@ -183,16 +282,32 @@ def train(cfg: TrainConfig) -> TrainResult:
     InvalidInputError
         Unknown modality, bad sizes or counts, an unusable data folder.
     """
+    parent: dict[str, Any] | None = None
+    labels: tuple[str, ...] | None = None
+    if cfg.init_package is not None:
+        if cfg.data_dir is None:
+            raise InvalidInputError("fine-tuning (init_package) needs a data folder (data_dir)")
+        cfg, parent, labels = _parent(cfg)
     check_modality(cfg.modality)
     if cfg.n_representative < 1:
         raise InvalidInputError("n_representative must be >= 1")
+    if cfg.replay < 0 or (cfg.replay > 0 and cfg.data_dir is None):
+        raise InvalidInputError("replay must be >= 0 and needs a data folder (data_dir)")
     t0 = time.perf_counter()
-    train_ds, val_ds, prov = _load(cfg)
+    train_ds, val_ds, prov = _load(cfg, labels)
     t_data = time.perf_counter() - t0
     if len(train_ds) < 2 or len(val_ds) < 2:
         raise InvalidInputError("need at least 2 training and 2 validation frames")
     t1 = time.perf_counter()
-    model = fit(train_ds, val_ds, cfg.net, progress=cfg.progress)
+    try:
+        model = fit(train_ds, val_ds, cfg.net, progress=cfg.progress)
+    except ValueError as exc:
+        if parent is None:
+            raise
+        raise InvalidInputError(
+            f"cannot fine-tune from {parent['name']}: its network does not match this "
+            f"architecture ({exc})"
+        ) from exc
     t_fit = time.perf_counter() - t1
     rng = np.random.default_rng(cfg.net.seed)
     n_aug = min(max(cfg.n_ood, cfg.n_representative), len(train_ds))
@@ -218,6 +333,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         "created": datetime.date.today().isoformat(),
         "code_version": code_version(),
         "command": cfg.command or f"medimg_edge.training.train({cfg.modality!r})",
+        **({"parent": parent} if parent is not None else {}),
         "network": {
             "widths": list(cfg.net.widths),
             "depth": cfg.net.depth,
@@ -237,15 +353,21 @@ def train(cfg: TrainConfig) -> TrainResult:
             },
         },
     }
-    labels = ", ".join(train_ds.labels)
+    label_text = ", ".join(train_ds.labels)
     description = (
         f"Compact depthwise-separable CNN ({cfg.modality}, {cfg.size}x{cfg.size} gray): "
-        f"class scores over [{labels}] and a 1/8-resolution lesion heatmap; full int8. "
+        f"class scores over [{label_text}] and a 1/8-resolution lesion heatmap; full int8. "
         "Trained on synthetic phantoms. NOT FOR CLINICAL USE."
         if cfg.data_dir is None
-        else f"Compact depthwise-separable CNN trained on a user folder, labels [{labels}]; "
+        else f"Compact depthwise-separable CNN trained on a user folder, labels [{label_text}]; "
         "full int8. NOT FOR CLINICAL USE."
     )
+    if parent is not None:
+        description = (
+            f"{parent['name']} {parent['version']} fine-tuned on a user folder "
+            f"({cfg.modality}, {cfg.size}x{cfg.size} gray), labels [{label_text}]; full int8. "
+            "NOT FOR CLINICAL USE."
+        )
     sidecar, summary = export_package(
         int8_bytes,
         cfg.out_dir,
@@ -256,6 +378,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         description=description,
         ood_train=aug_ds if cfg.n_ood > 0 else None,
         ood_quantile=cfg.ood_quantile,
+        version=cfg.version or "1.0.0",
     )
     summary.update(
         {
