@@ -67,12 +67,13 @@ def _sidecar(
     ds: Dataset,
     tflite: bytes,
     provenance: dict[str, Any],
+    version: str = "1.0.0",
 ) -> dict[str, Any]:
     return {
         "format": "medimg-edge-model",
         "schema_version": 1,
         "name": name,
-        "version": "1.0.0",
+        "version": version,
         "modality": modality,
         "task": "classification",
         "description": description,
@@ -118,6 +119,7 @@ def export_package(
     description: str = "",
     ood_train: Dataset | None = None,
     ood_quantile: float = DEFAULT_QUANTILE,
+    version: str = "1.0.0",
 ) -> tuple[Path, dict[str, Any]]:
     """Write ``<name>.tflite`` and ``<name>.json``; fit calibration and threshold on ``val``.
 
@@ -148,7 +150,7 @@ def export_package(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.tflite").write_bytes(tflite)
-    meta = _sidecar(name, modality, description, val, tflite, provenance)
+    meta = _sidecar(name, modality, description, val, tflite, provenance, version)
     sidecar = out / f"{name}.json"
     sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     card = out / f"{name}.md"
