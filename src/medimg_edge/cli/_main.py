@@ -8,12 +8,27 @@ from collections.abc import Sequence
 
 from .._errors import MedimgEdgeError
 from .._version import __version__
-from . import batch, bench, demo, diagnose, evaluate, features, feedback, info, synth, train, watch
+from . import (
+    batch,
+    bench,
+    compare,
+    demo,
+    diagnose,
+    evaluate,
+    features,
+    feedback,
+    info,
+    promote,
+    synth,
+    train,
+    watch,
+)
 
 __all__ = ["build_parser", "main"]
 
 #: The command modules, in the order ``medimg-edge --help`` lists them.
 COMMANDS = (info, demo, features, train, evaluate, synth, diagnose, bench, watch, batch, feedback)
+COMMANDS = (*COMMANDS, promote, compare)  # type: ignore[assignment]  # model lifecycle
 
 
 def build_parser() -> argparse.ArgumentParser:

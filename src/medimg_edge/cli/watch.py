@@ -36,7 +36,7 @@ sr_series_number, record_source_name, cine_frames,
 override_dicom_modality, ignore, health_host, health_port, log_level, processed_dir,
 failed_dir, state_dir, dicom_port, dicom_host, dicom_folder, ae_title, allow_ae,
 tls_cert, tls_key, tls_ca, forward_retry_seconds, forward_backoff_max_seconds,
-forward_max_attempts; a [folders] table maps subfolders to modalities, us =
+forward_max_attempts, shadow; a [folders] table maps subfolders to modalities, us =
 "ultrasound"; a [models] table names a model per modality; one [[forward]] table per
 PACS: ae_title, host, port, calling_ae, sc, tls, tls_ca) and the options below, which
 win.  Signals: SIGTERM / SIGINT finish
@@ -51,6 +51,12 @@ outbox or of the ledger has less than min_free_mb free or the ledger cannot be w
 (disk full): the daemon waits and retries, it does not exit.  More keys:
 retry_max_seconds, close_wait_seconds, incomplete_attempts, incomplete_window_seconds,
 quarantine_watch_seconds.
+
+Models: the champion of each modality is the one `medimg-edge promote` / `rollback`
+recorded in the ledger, as long as the config still names the model it named then;
+otherwise the config's [models] entry (else the reference model).  --shadow MODEL (or
+shadow = "MODEL") runs a candidate beside it; SIGHUP switches to newly recorded models
+(loaded and verified in new workers first) and to a changed shadow.
 
 exit status: 0 stopped cleanly; 1 the daemon failed (an internal error; the log says
 what; restart it: nothing is lost); 2 usage, configuration or model error, or a damaged
@@ -156,6 +162,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="serve /healthz and /metrics on 127.0.0.1:PORT (0: any free port)",
     )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], dest="log_level")
+    p.add_argument(
+        "--shadow",
+        metavar="MODEL",
+        help="run this candidate model (name or sidecar path) beside the champion on the "
+        "same frames; its answers go to the ledger only, never into a result "
+        "(medimg-edge compare / promote OUTBOX)",
+    )
     _add_dicom_arguments(p)
     p.add_argument(
         "--exit-when-idle",

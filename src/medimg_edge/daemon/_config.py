@@ -53,6 +53,8 @@ class Config:
     modality: str | None = None
     folders: dict[str, str] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    # candidate run beside the champion (``_models.py``): a model, or modality -> model
+    shadow: str | dict[str, str] | None = None
     overlay: bool = False
     sr: bool = False
     sc: bool = False
@@ -207,6 +209,8 @@ def _coerce(key: str, value: object) -> Any:
                 raise _err(f"{key}.{mod}", f"must be a model name or path, got {name!r}")
             models[str(mod)] = name
         return models
+    if key == "shadow":
+        return _coerce_shadow(value)
     if key == "ignore":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise _err(key, "must be a list of glob patterns")
@@ -233,6 +237,31 @@ def _coerce(key: str, value: object) -> Any:
             raise _err(key, f"must be one of {', '.join(_LEVELS)}, got {value!r}")
         return value.upper()
     raise _err(key, "unknown key (typo?)")
+
+
+def _coerce_shadow(value: object) -> str | dict[str, str] | None:
+    """``shadow``: a model name or sidecar path (it shadows the modality its package
+    declares), or a table modality -> model; each must resolve to a valid sidecar."""
+    from ._models import describe
+
+    if value is None or value == "":
+        return None
+    items = {"": value} if isinstance(value, str) else value
+    if not isinstance(items, dict):
+        raise _err("shadow", 'must be a model name or path, or a table: ultrasound = "..."')
+    for mod, ref in items.items():
+        where = "shadow" if mod == "" else f"shadow.{mod}"
+        if mod != "":
+            _check_modality(where, mod)
+        if not isinstance(ref, str) or not ref:
+            raise _err(where, f"must be a model name or path, got {ref!r}")
+        try:
+            spec = describe(ref)
+        except MedimgEdgeError as exc:
+            raise _err(where, str(exc)) from None
+        if mod != "" and spec.modality not in ("any", mod):
+            raise _err(where, f"model {spec.name} is for {spec.modality} frames, not {mod}")
+    return value if isinstance(value, str) else {str(k): str(v) for k, v in items.items()}
 
 
 _DICOM_KEYS: tuple[str, ...] = ("dicom_port", "dicom_host", "dicom_folder", "ae_title")

@@ -42,6 +42,7 @@ from types import FrameType
 from typing import Any
 
 from .._durable import atomic_write, clean_temp_files, ensure_dir
+from . import _models
 from ._config import Config, ConfigError, load_config
 from ._finish import BATCH_MAX, Finisher, Job, Outcome
 from ._intake import Intake
@@ -153,18 +154,27 @@ class Daemon:
         self._scp: Any = None  # _scp.Receiver (C-STORE listener)
         self._forward: Any = None  # _forward.Forwarder
         self._forward_due = False
+        # models (_models.py): champions, shadow, workers waiting to take a slot over
+        self._champions: dict[str, _models.ModelSpec] = {}
+        self._shadow: dict[str, str] = {}
+        self._swap: dict[int, WorkerProcess] = {}
+        self._model_log: _models.ResultLog | None = None
+        self._configured: dict[str, _models.ModelSpec] = {}  # the config's models
 
     # -- start / stop ----------------------------------------------------------------------
     def _worker_settings(self) -> dict[str, Any]:
         c = self.config
-        preload = sorted({m for m in (c.modality, *c.folders.values()) if m})
+        preload = {m for m in (c.modality, *c.folders.values()) if m}
+        # a promoted champion and the shadow are loaded (verified) before any file
+        preload |= {m for m, s in self._champions.items() if s != self._configured.get(m)}
         return {
             "inbox": str(c.inbox),
-            "models": dict(c.models),
+            "models": {m: s.ref for m, s in self._champions.items()} or dict(c.models),
+            "shadow": dict(self._shadow),
+            "preload": sorted(preload | set(self._shadow)),
             "quality_gate": c.quality_gate,
             "override_dicom_modality": c.override_dicom_modality,
             "memory_limit_mb": c.memory_limit_mb,
-            "preload": preload,
             "cine_frames": c.cine_frames,
             "max_file_mb": c.max_file_mb,
         }
@@ -255,6 +265,7 @@ class Daemon:
             self._scp = None
 
     def _start_workers(self) -> None:
+        self._init_models()
         settings = self._worker_settings()
         for _ in range(self.config.workers):
             w = WorkerProcess(settings)
@@ -262,6 +273,7 @@ class Daemon:
             self._workers.append(w)
         for i, w in enumerate(self._workers):
             w.wait_ready()  # raises RuntimeError when the models cannot be loaded
+            self._check_loaded(w)
             t = threading.Thread(target=self._slot, args=(w,), name=f"slot-{i}", daemon=True)
             self._slots.append(t)
         for t in self._slots:
@@ -456,6 +468,14 @@ class Daemon:
     def _shutdown_workers(self) -> None:
         for w in self._workers:
             w.stop()
+        with self._lock:
+            pending = list(self._swap.values())
+            self._swap.clear()
+        for w in pending:
+            w.stop()
+        if self._model_log is not None:
+            self._model_log.close()
+            self._model_log = None
 
     # -- config reload / disk --------------------------------------------------------------
     def _do_reload(self) -> None:
@@ -466,6 +486,7 @@ class Daemon:
             log.error(
                 f"reload failed, keeping the old config: {exc}", extra={"event": "reload_failed"}
             )
+            self._reload_models()  # a promotion does not wait for a mended config
             sd_notify("READY=1")
             return
         kept = [k for k in RESTART_KEYS if getattr(new, k) != getattr(self.config, k)]
@@ -485,6 +506,7 @@ class Daemon:
         if self._intake is not None:
             self._intake.next_scan = 0.0
         log.info("config reloaded", extra={"event": "reloaded"})
+        self._reload_models()
         sd_notify("READY=1")
 
     def _check_disk(self, now: float) -> None:
@@ -761,6 +783,170 @@ class Daemon:
         self.metrics.queue_depth.set(doc["queue_depth"])
         self.metrics.in_flight.set(doc["in_flight"])
 
+    # -- models: champions, shadow, switching (_models.py) ----------------------------------
+    def _init_models(self) -> None:
+        """The champions (ledger state vs config: ``_models`` precedence), the shadow, the
+        recorder of per-result model records and ``<state_dir>/models.json``."""
+        import dataclasses
+
+        from .._errors import MedimgEdgeError
+        from .._modality import MODALITIES
+        from ..diagnosis import REFERENCE_MODELS
+
+        assert self.ledger is not None
+        c = self.config
+        wanted: dict[str, str] = {m: c.models.get(m) or REFERENCE_MODELS[m] for m in MODALITIES}
+        try:
+            db = _models.connect(self.ledger.path)
+            try:
+                self._champions = _models.init_state(db, wanted, pid=os.getpid())
+            finally:
+                db.close()
+            self._shadow = self._shadow_refs(self._champions)
+        except MedimgEdgeError as exc:
+            raise ConfigError(f"models: {exc}") from None
+        for m, spec in self._champions.items():
+            with contextlib.suppress(MedimgEdgeError):
+                self._configured[m] = dataclasses.replace(_models.describe(wanted[m]), modality=m)
+            if self._configured.get(m) != spec:
+                log.warning(
+                    f"the {m} champion is {spec.label()} (promoted; the config's model "
+                    "is not used: medimg-edge rollback returns to it)",
+                    extra={"event": "model_promoted_wins", "modality": m},
+                )
+        self._model_log = _models.ResultLog(self.ledger.path)
+        self._write_models_file()
+
+    def _shadow_refs(self, champions: dict[str, _models.ModelSpec]) -> dict[str, str]:
+        """The config's shadow per modality, without one that is the champion itself."""
+        refs = _models.shadow_refs(self.config.shadow)
+        return {
+            m: _models.describe(r).ref
+            for m, r in refs.items()
+            if m in champions and _models.describe(r).sha256 != champions[m].sha256
+        }
+
+    def _check_loaded(self, w: WorkerProcess) -> None:
+        """The worker loaded exactly the champions recorded (same sha256), else it is
+        killed and ``RuntimeError`` says what differs."""
+        for m, got in (w.loaded.get("champion") or {}).items():
+            want = self._champions.get(m)
+            if want is not None and got.get("sha256") != want.sha256:
+                w.kill()
+                raise RuntimeError(
+                    f"the {m} model loaded ({got.get('name')} {got.get('version')}, sha256 "
+                    f"{str(got.get('sha256'))[:12]}) is not the champion recorded "
+                    f"({want.label()}): its files changed; restore them or run "
+                    "medimg-edge rollback"
+                )
+
+    def _write_models_file(self) -> None:
+        """``<state_dir>/models.json``: what the workers run now (the ledger's
+        ``model_state`` is what should run; this file says what does)."""
+        doc = {
+            "pid": os.getpid(),
+            "time": time.time(),
+            "champions": {m: s.to_dict() for m, s in self._champions.items()},
+            "shadow": dict(self._shadow),
+        }
+        with contextlib.suppress(OSError):
+            atomic_write(self.config.state_dir / "models.json", json.dumps(doc).encode())
+
+    def _reload_models(self) -> None:
+        """SIGHUP: switch to the champions recorded in the ledger (``promote``,
+        ``rollback``) and the config's shadow when they changed.  New workers load and
+        verify them while the old ones go on; only when every new worker is ready does
+        each slot take one over, once the jobs already in its old worker are answered
+        (:meth:`_take_over`): no file is diagnosed by a half-loaded model, none is lost.
+        A model that cannot be loaded is refused: the old workers go on, the state goes
+        back to what they run (history ``switch_failed``)."""
+        from .._errors import MedimgEdgeError
+
+        assert self.ledger is not None
+        try:
+            db = _models.connect(self.ledger.path)
+            try:
+                state = _models.read_state(db)
+            finally:
+                db.close()
+            champions = {m: r.spec for m, r in state.items()} or self._champions
+            shadow = self._shadow_refs(champions)
+        except (MedimgEdgeError, sqlite3.Error) as exc:
+            log.error(f"models not reloaded: {exc}", extra={"event": "models_reload_failed"})
+            return
+        if champions == self._champions and shadow == self._shadow:
+            return
+        old = (self._champions, self._shadow)
+        self._champions, self._shadow = champions, shadow
+        names = {m: s.label() for m, s in champions.items()}
+        log.info(
+            "switching models: loading them in new workers",
+            extra={"event": "models_switching", "champions": names, "shadow": shadow},
+        )
+        settings = self._worker_settings()
+        fresh: list[WorkerProcess] = []
+        try:
+            for _ in self._workers:
+                w = WorkerProcess(settings)
+                fresh.append(w)
+                w.spawn()
+            for w in fresh:
+                w.wait_ready()
+                self._check_loaded(w)
+        except (RuntimeError, OSError) as exc:
+            for w in fresh:
+                w.kill()
+            self._champions, self._shadow = old
+            log.error(
+                f"the new models could not be loaded ({exc}): the daemon keeps the models it runs",
+                extra={"event": "models_switch_failed"},
+            )
+            with contextlib.suppress(sqlite3.Error, MedimgEdgeError):
+                db = _models.connect(self.ledger.path)
+                try:
+                    _models.revert(db, old[0], str(exc)[:500], pid=os.getpid())
+                finally:
+                    db.close()
+            return
+        with self._lock:
+            superseded = list(self._swap.values())  # an earlier switch not taken over yet
+            self._swap = {id(cur): new for cur, new in zip(self._workers, fresh, strict=True)}
+        for w in superseded:
+            w.kill()
+        with contextlib.suppress(sqlite3.Error, MedimgEdgeError):
+            db = _models.connect(self.ledger.path)
+            try:
+                _models.record(
+                    db,
+                    "applied",
+                    detail={"pid": os.getpid(), "champions": champions, "shadow": shadow},
+                )
+            finally:
+                db.close()
+        self._write_models_file()
+        log.info(
+            "models switched: each worker slot takes its new worker over once its jobs "
+            "in flight are answered",
+            extra={"event": "models_switched", "champions": names, "shadow": shadow},
+        )
+
+    def _take_over(self, worker: WorkerProcess) -> WorkerProcess:
+        """The worker that replaces ``worker`` in its slot after a switch (``worker``,
+        which has no job left, is stopped), else ``worker``."""
+        with self._lock:
+            new = self._swap.pop(id(worker), None)
+            if new is None:
+                return worker
+            self._workers[self._workers.index(worker)] = new
+        worker.stop()
+        return new
+
+    def _record_models(self, job: Job, reply: WorkerReply) -> None:
+        """The champion's and the shadow's answers to ``model_results`` (never a finding)."""
+        records = reply.header.pop("models", None)
+        if records and self._model_log is not None:
+            self._model_log.add(job.rid, records)
+
     # -- slot threads ----------------------------------------------------------------------
     def _slot(self, worker: WorkerProcess) -> None:
         """Feed one worker: one job running and the next one already in its pipe.  The
@@ -769,7 +955,9 @@ class Daemon:
         sent: collections.deque[Job] = collections.deque()
         stopping = False
         while True:
-            while not stopping and len(sent) < 2:
+            if not sent:  # drained: a worker with new models may take this slot over
+                worker = self._take_over(worker)
+            while not stopping and len(sent) < 2 and not (sent and id(worker) in self._swap):
                 if sent:
                     try:
                         job = self._jobs.get_nowait()
@@ -777,11 +965,18 @@ class Daemon:
                         break
                 else:
                     t0 = time.monotonic()
-                    job = self._jobs.get()
+                    while True:
+                        try:
+                            job = self._jobs.get(timeout=0.5)
+                            break
+                        except queue.Empty:
+                            worker = self._take_over(worker)
                     self.metrics.worker_idle.inc(time.monotonic() - t0)
                 if job is None:
                     stopping = True
                     break
+                if not sent:
+                    worker = self._take_over(worker)
                 self._send(worker, job, sent)
             if not sent:
                 if stopping:
@@ -793,6 +988,8 @@ class Daemon:
                 reply = worker.receive(self.config.timeout_seconds)
             except WorkerDied as exc:
                 reply = exc
+            else:
+                self._record_models(head, reply)
             sent.popleft()
             with self._lock:
                 self._running -= 1
@@ -803,6 +1000,7 @@ class Daemon:
                 sent.clear()
                 with self._lock:
                     self._running -= len(again)
+                worker = self._take_over(worker)
                 for job in again:
                     self._send(worker, job, sent)
 

@@ -7,6 +7,14 @@ budget (the kernel kills it with ``SIGXCPU`` past that); the parent enforces the
 timeout by killing it (``SIGKILL``) and starting a new one.  A worker builds one
 :class:`~medimg_edge.Diagnoser` per modality, once, and reuses it for every file.
 
+With a **shadow** candidate (``settings["shadow"]``, modality -> model) the worker runs a
+second :class:`~medimg_edge.triage.Triage` on the frames the champion diagnosed; only the
+champion's result becomes outputs; both answers (model name, version, sha256, status,
+label, positive score) go back in the reply header's ``models`` list, which the daemon
+records in the ledger's ``model_results`` table (``_models.py``).  The ready message names
+the models loaded (``loaded``: role -> modality -> name, version, sha256): the daemon
+checks them against the ones it asked for before it hands the worker any file.
+
 Protocol (private): the parent writes one JSON object per line on the worker's stdin (the
 first one the settings, then one per job, with the file's ``signature`` when it was taken:
 a file whose signature differs, or changes while it is read, is answered ``changed``); the
@@ -18,6 +26,7 @@ own stdout is moved to its stderr, and its stderr goes to ``/dev/null``: library
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -33,7 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._errors import InvalidInputError
-from .._modality import Modality
+from .._modality import Modality, check_modality
 
 __all__ = ["WorkerDied", "WorkerProcess", "WorkerReply"]
 
@@ -58,18 +67,51 @@ class _Work:
 
         self.settings = settings
         self.inbox = Path(settings["inbox"])
-        self.triage = Triage(
-            models=settings["models"],
-            delegate="cpu" if settings.get("cpu_only") else "auto",
-            num_threads=1,
-            quality_gate=settings["quality_gate"],
-            cine_frames=settings["cine_frames"],
-            max_bytes=settings["max_file_mb"] * (1 << 20),
-            override_dicom_modality=bool(settings.get("override_dicom_modality")),
-        )
+        common: dict[str, Any] = {
+            "delegate": "cpu" if settings.get("cpu_only") else "auto",
+            "num_threads": 1,
+            "quality_gate": settings["quality_gate"],
+            "cine_frames": settings["cine_frames"],
+            "max_bytes": settings["max_file_mb"] * (1 << 20),
+            "override_dicom_modality": bool(settings.get("override_dicom_modality")),
+        }
+        self.triage = Triage(models=settings["models"], **common)
+        # The shadow candidate (``_models.py``): its own Triage on the same frames; its
+        # answers go back in the reply header only, never into an output.
+        shadow = dict(settings.get("shadow") or {})
+        self.shadow = Triage(models=shadow, reference_fallback=False, **common) if shadow else None
 
     def diagnoser(self, modality: Modality) -> Any:
         return self.triage.diagnoser(modality)
+
+    def preload(self, modalities: list[Modality]) -> dict[str, Any]:
+        """Load (and verify: size, sha256, flatbuffer) the champion and the shadow of each
+        modality; returns what was loaded (name, version, sha256 per role and modality)."""
+        loaded: dict[str, dict[str, Any]] = {"champion": {}, "shadow": {}}
+        for modality in modalities:
+            loaded["champion"][modality] = _model_id(self.diagnoser(modality))
+        if self.shadow is not None:
+            for served in self.shadow.models:
+                loaded["shadow"][served] = _model_id(self.shadow.diagnoser(check_modality(served)))
+        return loaded
+
+    def shadow_summary(self, got: Any) -> dict[str, Any] | None:
+        """The shadow's answer on the frames the champion diagnosed (None when no shadow
+        serves that modality); an error of the candidate is recorded as status ``error``
+        and never touches the champion's result."""
+        from . import _models
+
+        if self.shadow is None or got.modality not in self.shadow.models:
+            return None
+        try:
+            sg = self.shadow.run(got.input, modality=(got.modality, got.modality_source))
+        except Exception as exc:  # the type only: the text may quote data
+            out = _models.result_summary("shadow", got.modality, {"status": "error"})
+            out["label"] = type(exc).__name__
+            with contextlib.suppress(Exception):
+                out.update(_model_id(self.shadow.diagnoser(got.modality)))
+            return out
+        return _models.result_summary("shadow", got.modality, _brief(sg.result))
 
     def run(self, job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
         import cv2
@@ -154,9 +196,30 @@ class _Work:
             doc["source"] = _source_fields(img.dataset, bool(job["deidentify"]))
         doc["outputs"] = sorted([f"{label}.{k}" for k in blobs] + [f"{label}.json"])
         blobs["json"] = (json.dumps(doc, allow_nan=False) + "\n").encode()
-        header = {"ok": True, "sha256": img.sha256, "kind": img.kind}
+        header: dict[str, Any] = {"ok": True, "sha256": img.sha256, "kind": img.kind}
         header.update(status=agg.status, label=agg.label)
+        _models = importlib.import_module(f"{__package__}._models")
+        records = [_models.result_summary("champion", got.modality, _brief(agg))]
+        shadow = self.shadow_summary(got)
+        if shadow is not None:
+            records.append(shadow)
+        header["models"] = records
         return header, blobs
+
+
+def _brief(result: Any) -> dict[str, Any]:
+    """The fields of a Diagnosis the model records keep."""
+    return {
+        "model": result.model,
+        "status": result.status,
+        "label": result.label,
+        "positive_score": result.positive_score,
+    }
+
+
+def _model_id(diagnoser: Any) -> dict[str, Any]:
+    info = diagnoser.model.info
+    return {"name": info["name"], "version": info["version"], "sha256": info["sha256"]}
 
 
 def _source_fields(ds: Any, deidentified: bool) -> dict[str, Any]:
@@ -214,14 +277,13 @@ def worker_main() -> int:
     import cv2
 
     cv2.setNumThreads(1)
-    work = _Work(settings)
     try:
-        for modality in settings["preload"]:
-            work.diagnoser(modality)
+        work = _Work(settings)
+        loaded = work.preload(settings["preload"])
     except Exception as exc:  # a model problem: the daemon reports it and stops
         _send(proto, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 1
-    _send(proto, {"ready": True, "pid": os.getpid()})
+    _send(proto, {"ready": True, "pid": os.getpid(), "loaded": loaded})
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     for line in sys.stdin:
         job = json.loads(line)
@@ -291,6 +353,7 @@ class WorkerProcess:
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.outstanding = 0  # jobs sent and not answered
+        self.loaded: dict[str, Any] = {}  # the models the worker loaded (its ready message)
 
     @property
     def pid(self) -> int | None:
@@ -337,6 +400,7 @@ class WorkerProcess:
         if not reply.header.get("ready"):
             self.kill()
             raise RuntimeError(str(reply.header.get("error", "the worker did not start")))
+        self.loaded = dict(reply.header.get("loaded") or {})
 
     def send(self, job: dict[str, Any]) -> None:
         """Queue ``job`` in the worker's input pipe (the worker takes jobs in order, so a
