@@ -248,6 +248,54 @@ static inline size_t sharpness_scratch(ptrdiff_t rows, ptrdiff_t cols) {
                              padded_stride(cols, kSharpnessBox / 2));
 }
 
+// ---- features: extract() of a uint8 image in one call (extract.hpp) -------------------
+// Every value of medimg_edge.features.extract (no mask) of a uint8 image, in its key order:
+// 18 first-order, 27 GLCM properties per distance (averaged over the angles), P + 2 uniform
+// LBP fractions, 3 + gradient_bins gradient values.  With `unit` set, the image is first
+// made from a float32 image in [0, 1] (round(255 x), half to even, saturated: the
+// appearance descriptor's conversion) and every value v is returned as sign(v)
+// log1p(10 |v|), non-finite values as 0 (medimg_edge._appearance).
+constexpr int kExtractFirstorder = 18;
+constexpr int kExtractMaxDistances = 64;
+constexpr int kExtractMaxAngles = 16;
+struct ExtractU8Args {
+  const uint8_t* image;  // rows x cols, C-contiguous (ignored when unit is set)
+  const float* unit;     // or: rows x cols float32 in [0, 1], converted into scratch
+  ptrdiff_t rows, cols;
+  int firstorder_bins;  // 1 .. kStatsMaxBins
+  int levels;           // GLCM grey levels, 2 .. 256
+  int n_dist, n_angle;  // <= kExtractMaxDistances, kExtractMaxAngles; K = n_dist * n_angle
+                        // offsets, distance-major
+  const ptrdiff_t* dr;  // K row offsets, |dr| <= rows (features._glcm._offsets)
+  const ptrdiff_t* dc;  // K column offsets, |dc| <= cols
+  int lbp_P;            // 1 .. kLbpMaxP (uniform codes)
+  const double* rp;     // P LBP row / column offsets (features._lbp._offsets)
+  const double* cp;
+  int gradient_bins;  // 1 .. kGradientMaxBins
+  int appearance;     // non-zero: the sign(v) log1p(10 |v|) transform
+};
+static inline ptrdiff_t extract_u8_values(int n_dist, int lbp_P, int gradient_bins) {
+  return kExtractFirstorder + static_cast<ptrdiff_t>(kGlcmProps) * n_dist + (lbp_P + 2) + 3 +
+         gradient_bins;
+}
+static inline size_t extract_align(size_t b) { return (b + 63) / 64 * 64; }
+// Bytes of extract_u8 scratch (64-byte aligned parts; the buffer itself 64-byte aligned).
+static inline size_t extract_u8_scratch(ptrdiff_t rows, ptrdiff_t cols, int firstorder_bins,
+                                        int levels, int K, int lbp_P, const double* cp) {
+  const ptrdiff_t n = rows * cols;
+  const ptrdiff_t pad = lbp_pad(cp, lbp_P, cols);
+  return extract_align(static_cast<size_t>(n)) +  // uint8 image (unit)
+         extract_align(2 * static_cast<size_t>(firstorder_bins) * sizeof(double)) +
+         extract_align(static_cast<size_t>(n)) +                        // quantised image
+         extract_align(4 * 257 * sizeof(uint32_t)) +                    // summary_u8
+         extract_align(glcm_out_words(levels, K) * sizeof(uint32_t)) +  // GLCM counts
+         extract_align(glcm_props_scratch(levels) * sizeof(double)) +
+         extract_align(static_cast<size_t>(kGlcmProps) * K * sizeof(double)) +
+         extract_align(lbp_scratch(cols, lbp_P, pad) * sizeof(double)) +
+         extract_align(2 * static_cast<size_t>(lbp_P + 2) * sizeof(uint32_t)) +
+         extract_align(gradient_u8_scratch(rows, cols) * sizeof(uint32_t)) + 64;
+}
+
 // ---- denoise: parameter estimation (estimate.hpp) --------------------------------------
 // speckle_cv scratch: float32 sum rows and the subsampled means / coefficients of variation
 // (fscratch), the radix-selection keys and histograms (uscratch, as summary_scratch).
@@ -399,6 +447,10 @@ struct KernelTable {
   void (*gradient_u8)(const uint8_t* in, const uint8_t* mask, ptrdiff_t rows, ptrdiff_t cols,
                       int bins, int nq, const double* q, double* qout, double* hist,
                       double* moments, uint32_t* scratch);
+  // ---- features: extract() of a uint8 image (extract.hpp) ----
+  // values[extract_u8_values()] (see ExtractU8Args); scratch: extract_u8_scratch() bytes,
+  // 64-byte aligned.  Always true for a valid request (uint8 values are finite).
+  bool (*extract_u8)(const ExtractU8Args& a, double* values, unsigned char* scratch);
   // Sharpness sums (see Sharpness).  scratch: sharpness_scratch().
   void (*sharpness)(const float* in, ptrdiff_t rows, ptrdiff_t cols, Sharpness* out,
                     float* scratch);

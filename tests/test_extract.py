@@ -323,3 +323,118 @@ def test_hypothesis_any_small_image(img, levels):
     # NaN only when no pixel pair exists at any angle: a 1x1 image
     assert all(math.isfinite(v) for v in glcm.values()) == (img.size > 1)
     assert sum(split(got, "lbp_uniform_hist_").values()) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# The fused uint8 path (one kernel call, csrc/kernels/extract.hpp) against the per-family
+# composition it replaces for uint8 images without a mask.
+# ---------------------------------------------------------------------------------------
+
+FUSED_PARAMS = [
+    {},
+    {"levels": 256},
+    {"levels": 64, "lbp_points": 4, "lbp_radius": 1.5},
+    {
+        "levels": 8,
+        "distances": (1, 2, 3),
+        "angles": 3,
+        "lbp_points": 16,
+        "lbp_radius": 2.0,
+        "firstorder_bins": 100,
+        "gradient_bins": 5,
+    },
+    {"levels": 100, "distances": (2, 40), "angles": [0.3, -1.0], "firstorder_bins": 1},
+]
+
+
+def _fused_and_composed(img, **kwargs):
+    from medimg_edge.features import _extract
+
+    p = _extract._params(
+        kwargs.get("levels", 32),
+        kwargs.get("distances", (1,)),
+        kwargs.get("angles", 4),
+        kwargs.get("lbp_points", 8),
+        kwargs.get("lbp_radius", 1.0),
+        kwargs.get("firstorder_bins", 64),
+        kwargs.get("gradient_bins", 8),
+    )
+    fused = np.array(_extract._extract_u8(img, p))
+    composed = np.array(_extract._composed(img, img, None, p))
+    return fused, composed
+
+
+def _u8_images(real_images):
+    rng = np.random.default_rng(17)
+    out = {
+        k: np.clip(np.round(v / max(float(v.max()), 1.0) * 255.0), 0, 255).astype(np.uint8)
+        for k, v in real_images.items()
+    }
+    out["noise 64"] = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    out["few levels"] = rng.integers(0, 3, (33, 70), dtype=np.uint8)
+    out["flat"] = np.full((9, 5), 7, np.uint8)
+    out["zeros"] = np.zeros((17, 9), np.uint8)
+    out["2x2"] = np.array([[1, 2], [3, 4]], np.uint8)
+    out["1x1"] = np.array([[5]], np.uint8)
+    out["1 row"] = rng.integers(0, 256, (1, 40), dtype=np.uint8)
+    return out
+
+
+@pytest.mark.parametrize("kwargs", FUSED_PARAMS)
+def test_fused_uint8_path_is_bit_identical_to_the_composition(real_images, kwargs):
+    for name, img in _u8_images(real_images).items():
+        fused, composed = _fused_and_composed(img, **kwargs)
+        np.testing.assert_array_equal(fused, composed, err_msg=name)  # NaN equals NaN
+        # and extract() takes it
+        got = np.array(list(F.extract(img, **kwargs).values()))
+        np.testing.assert_array_equal(got, composed, err_msg=name)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_fused_uint8_path_on_every_simd_target(real_images, target):
+    imgs = _u8_images(real_images)
+    with me.simd.use_target(target):
+        for name, img in imgs.items():
+            for kwargs in FUSED_PARAMS[:3]:
+                fused, composed = _fused_and_composed(img, **kwargs)
+                np.testing.assert_array_equal(fused, composed, err_msg=f"{target} {name}")
+
+
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))),
+    st.integers(2, 256),
+    st.integers(1, 12),
+)
+def test_hypothesis_fused_uint8_path(img, levels, points):
+    fused, composed = _fused_and_composed(img, levels=levels, lbp_points=points)
+    np.testing.assert_array_equal(fused, composed)
+
+
+def test_fused_kernel_refuses_unchecked_arguments():
+    """The binding's second line of defence (the Python wrapper validates first)."""
+    from medimg_edge import _core
+    from medimg_edge.features._lbp import _offsets as lbp_offsets
+
+    img = np.zeros((8, 8), np.uint8)
+    dr, dc = np.array([0, -1]), np.array([1, 1])
+    rp, cp = lbp_offsets(8, 1.0)
+    ok = (img, 32, dr, dc, 1, rp, cp, 64, 8)
+    assert _core.extract_u8(*ok).shape == (18 + 27 + 10 + 11,)
+    bad = [
+        (img.astype(np.float32), *ok[1:]),  # not uint8
+        (img[:, ::2], *ok[1:]),  # not contiguous
+        (np.zeros((0, 3), np.uint8), *ok[1:]),
+        (img, 1, *ok[2:]),  # levels
+        (img, 257, *ok[2:]),
+        (img, 32, np.array([0, 9]), dc, *ok[4:]),  # offset beyond the image
+        (img, 32, dr, dc[:1], *ok[4:]),
+        (img, 32, dr, dc, 3, *ok[5:]),  # K not a multiple of n_dist
+        (img, 32, dr, dc, 1, rp[:3], *ok[6:]),
+        (img, 32, dr, dc, 1, rp, cp, 0, 8),
+        (img, 32, dr, dc, 1, rp, cp, 64, 65),
+    ]
+    for args in bad:
+        with pytest.raises(ValueError):
+            _core.extract_u8(*args)
+    with pytest.raises(ValueError):  # appearance takes float32
+        _core.extract_u8(*ok, True)

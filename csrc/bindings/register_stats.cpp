@@ -331,6 +331,83 @@ std::tuple<py::dict, py::array_t<double>, py::dict, double> quality_stats(
   return {summary_dict(s), qout, sharpness_dict(h), noise};
 }
 
+// features.extract() of a uint8 image without a mask in one call, the GIL released once
+// (extract.hpp): the values in extract()'s key order as float64 (n_values,).  With
+// appearance, `image` is a float32 image in [0, 1] and the values are the appearance
+// descriptor's (medimg_edge._appearance).  dr, dc: the GLCM offsets (features._glcm.
+// _offsets, distance-major, n_dist * n_angle of them); rp, cp: the LBP offsets.
+py::array_t<double> extract_u8(const py::array& image, int levels, const py::array& dr_in,
+                               const py::array& dc_in, int n_dist, const py::array& rp_in,
+                               const py::array& cp_in, int firstorder_bins, int gradient_bins,
+                               bool appearance, const std::string& target) {
+  const bool u8 = image.dtype().kind() == 'u' && image.itemsize() == 1;
+  const bool f32 = image.dtype().kind() == 'f' && image.itemsize() == 4;
+  if (appearance ? !f32 : !u8)
+    throw std::invalid_argument(appearance ? "image: expected a float32 array (appearance)"
+                                           : "image: expected a uint8 array");
+  if (image.ndim() != 2 || !(image.flags() & py::array::c_style))
+    throw std::invalid_argument("image: expected a C-contiguous 2-D array");
+  if (image.size() == 0) throw std::invalid_argument("image: empty array");
+  if (image.dtype().byteorder() == '>') throw std::invalid_argument("image: not native order");
+  const ptrdiff_t rows = image.shape(0), cols = image.shape(1);
+  check_bins(firstorder_bins, 1, kStatsMaxBins);
+  check_bins(gradient_bins, 1, kGradientMaxBins);
+  if (levels < 2 || levels > 256) throw std::invalid_argument("levels must be in [2, 256]");
+  auto dr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(dr_in);
+  auto dc = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(dc_in);
+  if (!dr || !dc || dr.ndim() != 1 || dc.ndim() != 1 || dr.size() != dc.size())
+    throw std::invalid_argument("dr, dc: expected 1-D integer arrays of one length");
+  const ptrdiff_t K = dr.size();
+  if (n_dist < 1 || n_dist > kExtractMaxDistances || K % n_dist != 0 ||
+      K / n_dist > kExtractMaxAngles || K < 1)
+    throw std::invalid_argument("dr, dc: n_dist * n_angle offsets, n_dist <= 64, n_angle <= 16");
+  std::vector<ptrdiff_t> ro(static_cast<size_t>(K)), co(static_cast<size_t>(K));
+  for (ptrdiff_t k = 0; k < K; ++k) {
+    const int64_t r = dr.data()[k], c = dc.data()[k];
+    if (r < -rows || r > rows || c < -cols || c > cols)
+      throw std::invalid_argument("dr, dc: offsets must be clamped to the image");
+    ro[static_cast<size_t>(k)] = static_cast<ptrdiff_t>(r);
+    co[static_cast<size_t>(k)] = static_cast<ptrdiff_t>(c);
+  }
+  auto rp = py::array_t<double, py::array::c_style>::ensure(rp_in);
+  auto cp = py::array_t<double, py::array::c_style>::ensure(cp_in);
+  if (!rp || !cp || rp.ndim() != 1 || rp.size() != cp.size() || rp.size() < 1 ||
+      rp.size() > kLbpMaxP)
+    throw std::invalid_argument("rp, cp: expected two float64 arrays of P <= 32 offsets");
+  const int P = static_cast<int>(rp.size());
+  for (int i = 0; i < P; ++i)
+    if (!(std::fabs(rp.data()[i]) <= 131072.0 && std::fabs(cp.data()[i]) <= 131072.0))
+      throw std::invalid_argument("rp, cp: offsets must be finite, |x| <= 2^17");
+  const KernelTable* t = table_by_name(target);
+  ExtractU8Args a{};
+  a.image = appearance ? nullptr : static_cast<const uint8_t*>(image.data());
+  a.unit = appearance ? static_cast<const float*>(image.data()) : nullptr;
+  a.rows = rows;
+  a.cols = cols;
+  a.firstorder_bins = firstorder_bins;
+  a.levels = levels;
+  a.n_dist = n_dist;
+  a.n_angle = static_cast<int>(K / n_dist);
+  a.dr = ro.data();
+  a.dc = co.data();
+  a.lbp_P = P;
+  a.rp = rp.data();
+  a.cp = cp.data();
+  a.gradient_bins = gradient_bins;
+  a.appearance = appearance ? 1 : 0;
+  py::array_t<double> out(extract_u8_values(n_dist, P, gradient_bins));
+  double* dst = out.mutable_data();
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ThreadScratch sc(
+        {extract_u8_scratch(rows, cols, firstorder_bins, levels, static_cast<int>(K), P, a.cp)});
+    ok = t->extract_u8(a, dst, sc.part<unsigned char>(0));
+  }
+  if (!ok) throw std::runtime_error("extract_u8: a kernel refused a valid request");
+  return out;
+}
+
 }  // namespace
 
 void register_stats(py::module_& m) {
@@ -347,6 +424,9 @@ void register_stats(py::module_& m) {
         "Laplacian, Tenengrad and blur-effect sums.");
   m.def("subsample_quantiles", &subsample_quantiles, "image"_a, "step_y"_a, "step_x"_a, "q"_a,
         "target"_a = "", "Quantiles of image[::step_y, ::step_x], the GIL released once.");
+  m.def("extract_u8", &extract_u8, "image"_a, "levels"_a, "dr"_a, "dc"_a, "n_dist"_a, "rp"_a,
+        "cp"_a, "firstorder_bins"_a, "gradient_bins"_a, "appearance"_a = false, "target"_a = "",
+        "features.extract() of a uint8 image (or the appearance descriptor) in one call.");
   m.def("quality_stats", &quality_stats, "image"_a, "q"_a, "below"_a, "above"_a, "target"_a = "",
         "summary(), sharpness() and the Immerkaer sum of one image, the GIL released once.");
 }

@@ -15,6 +15,8 @@
 #include "vst.hpp"
 // after stats.hpp: uses radix_select
 #include "estimate.hpp"
+// after glcm.hpp, lbp.hpp and stats.hpp: calls their kernels
+#include "extract.hpp"
 
 #if defined(MEDIMG_TARGET_SCALAR)
 #define MEDIMG_TARGET_ID scalar
@@ -68,6 +70,8 @@ KernelTable make_table() {
   t.gradient = gradient_kernel;
   t.gradient_u8 = gradient_u8_kernel;
   t.sharpness = sharpness_kernel;
+  // features: extract() of a uint8 image in one call (extract.hpp)
+  t.extract_u8 = extract_u8_kernel;
   // quality gate (quality.hpp)
   t.quality_bands = quality_bands_kernel;
   t.quality_region = quality_region_kernel;

@@ -2002,6 +2002,220 @@ void test_glcm(const Targets& T) {
 }
 }  // namespace
 
+// ---- features: extract_u8 (extract.hpp) ------------------------------------------------
+// On every target: the values are those of the same target's kernels called one by one
+// (summary_u8, the quantised GLCM and its properties averaged over the angles, the uniform
+// LBP histogram, gradient_u8), bit for bit; the float32 [0, 1] input gives the values of
+// its uint8 rounding after the sign(v) log1p(10 |v|) transform; scratch filled with NaN or
+// garbage gives the same output (sized exactly, so ASan sees an overrun); every target
+// within 1e-5 relative of scalar (as tests/test_extract.py: the vector GLCM logarithms and
+// sums; observed <= 3e-7).
+namespace {
+void extract_by_kernels(const KernelTable* t, const std::vector<uint8_t>& img, ptrdiff_t rows,
+                        ptrdiff_t cols, int L, int nd, const std::vector<ptrdiff_t>& dr,
+                        const std::vector<ptrdiff_t>& dc, int P, const double* rp, const double* cp,
+                        std::vector<double>* out) {
+  const ptrdiff_t n = rows * cols, K = ptrdiff_t(dr.size()), na = K / nd;
+  const double qs[5] = {0.1, 0.25, 0.5, 0.75, 0.9};
+  double qo[5];
+  std::vector<uint32_t> hist(64), sc(4 * 257);
+  medimg::SummaryRequest rq{};
+  rq.bins = 64;
+  rq.hist = hist.data();
+  rq.nq = 5;
+  rq.q = qs;
+  rq.qout = qo;
+  rq.mad = 1;
+  rq.rmad_lo = 0.1;
+  rq.rmad_hi = 0.9;
+  medimg::Summary s{};
+  t->summary_u8(img.data(), n, &rq, &s, sc.data());
+  // the composition's checks on what it reads (the arithmetic itself is the Python
+  // tests' business): min, max, quantiles, mean
+  out->assign({s.mean, s.min, qo[0], qo[2], qo[4], s.max});
+  std::vector<uint8_t> q(static_cast<size_t>(n));
+  const double scale = s.max > s.min ? double(L) / (s.max - s.min) : HUGE_VAL;
+  for (ptrdiff_t i = 0; i < n; ++i) {
+    double x = double(img[size_t(i)]);
+    if (std::isfinite(scale))
+      x = std::min(std::max(std::floor((x - s.min) * scale), 0.0), double(L) - 1.0);
+    else
+      x = x <= s.min ? 0.0 : double(L) - 1.0;
+    q[size_t(i)] = uint8_t(x);
+  }
+  std::vector<uint32_t> counts(medimg::glcm_out_words(L, K));
+  medimg::GlcmArgs g{q.data(), medimg::kGlcmU8, rows,      cols, L,
+                     K,        dr.data(),       dc.data(), 1,    counts.data()};
+  int64_t mx = 0;
+  t->glcm(g, &mx);
+  std::vector<double> props(size_t(medimg::kGlcmProps * K)), ps(medimg::glcm_props_scratch(L));
+  t->glcm_props(counts.data(), 0, medimg::kGlcmNeedAll, L, K, medimg::glcm_matrix_stride(L),
+                props.data(), ps.data());
+  for (int p = 0; p < medimg::kGlcmProps; ++p)
+    for (int d = 0; d < nd; ++d) {
+      double sum = 0.0;
+      int m = 0;
+      for (ptrdiff_t j = 0; j < na; ++j) {
+        const ptrdiff_t k = d * na + j;
+        uint64_t tot = 0;
+        for (ptrdiff_t c = 0; c < ptrdiff_t(L) * L; ++c)
+          tot += counts[size_t(k * medimg::glcm_matrix_stride(L) + c)];
+        if (tot > 0) {
+          sum += props[size_t(p * K + k)];
+          ++m;
+        }
+      }
+      out->push_back(m > 0 ? sum / m : std::nan(""));
+    }
+  medimg::LbpArgs l{};
+  l.image = img.data();
+  l.dtype = medimg::kLbpU8;
+  l.rows = rows;
+  l.cols = cols;
+  l.P = P;
+  l.method = medimg::kLbpUniform;
+  l.rp = rp;
+  l.cp = cp;
+  l.max_abs = 1e15;
+  l.pad = medimg::lbp_pad(cp, P, cols);
+  l.hlen = medimg::lbp_hlen(cols);
+  l.stride = medimg::lbp_stride(cols, l.pad);
+  std::vector<double> lsc(medimg::lbp_scratch(cols, P, l.pad));
+  std::vector<uint32_t> lh(size_t(2 * (P + 2)));
+  l.scratch = lsc.data();
+  l.hist = lh.data();
+  l.nbins = P + 2;
+  t->lbp(l);
+  for (int k = 0; k < P + 2; ++k) out->push_back(double(lh[size_t(k)] + lh[size_t(P + 2 + k)]));
+  std::vector<uint32_t> gs(medimg::gradient_u8_scratch(rows, cols));
+  double gq = 0.0, mom[3];
+  std::vector<double> gh(8);
+  const double p90 = 0.9;
+  t->gradient_u8(img.data(), nullptr, rows, cols, 8, 1, &p90, &gq, gh.data(), mom, gs.data());
+  out->push_back(mom[1]);
+  out->push_back(gq);
+  for (double h : gh) out->push_back(h);
+}
+
+bool same_or_both_nan(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+}  // namespace
+
+void test_extract_u8(const Targets& T) {
+  const std::pair<ptrdiff_t, ptrdiff_t> sizes[] = {{1, 1},  {3, 3},   {7, 5},   {1, 19},
+                                                   {23, 1}, {17, 33}, {64, 64}, {100, 131}};
+  std::vector<const KernelTable*> all{T.scalar};
+  all.insert(all.end(), T.others.begin(), T.others.end());
+  // LBP P = 8, R = 1 offsets as features._lbp._offsets rounds them
+  const double rp8[8] = {-0.0, -0.70711, -1.0, -0.70711, -0.0, 0.70711, 1.0, 0.70711};
+  const double cp8[8] = {1.0, 0.70711, 0.0, -0.70711, -1.0, -0.70711, -0.0, 0.70711};
+  std::mt19937 rng(4242);
+  for (const auto& sz : sizes) {
+    const ptrdiff_t rows = sz.first, cols = sz.second, n = rows * cols;
+    std::vector<float> unit(static_cast<size_t>(n));
+    std::uniform_real_distribution<float> u(-0.1f, 1.1f);  // rounding saturates
+    for (float& v : unit) v = u(rng);
+    unit[0] = 0.5f / 255.0f;  // a rint tie (half to even)
+    std::vector<uint8_t> img(static_cast<size_t>(n));
+    for (ptrdiff_t i = 0; i < n; ++i) {
+      const float r = std::nearbyint(unit[size_t(i)] * 255.0f);
+      img[size_t(i)] = uint8_t(std::min(std::max(r, 0.0f), 255.0f));
+    }
+    for (int L : {8, 32, 256}) {
+      const int nd = L == 8 ? 2 : 1;
+      std::vector<ptrdiff_t> dr{0, -1, -1, -1}, dc{1, 1, 0, -1};
+      if (nd == 2) {
+        dr.insert(dr.end(), {0, std::max<ptrdiff_t>(-3, -rows), -3 <= -rows ? -rows : -3, 0});
+        dc.insert(dc.end(), {std::min<ptrdiff_t>(3, cols), 2, 0, -1});
+      }
+      medimg::ExtractU8Args a{};
+      a.image = img.data();
+      a.rows = rows;
+      a.cols = cols;
+      a.firstorder_bins = 64;
+      a.levels = L;
+      a.n_dist = nd;
+      a.n_angle = 4;
+      a.dr = dr.data();
+      a.dc = dc.data();
+      a.lbp_P = 8;
+      a.rp = rp8;
+      a.cp = cp8;
+      a.gradient_bins = 8;
+      const ptrdiff_t nv = medimg::extract_u8_values(nd, 8, 8);
+      const size_t bytes = medimg::extract_u8_scratch(rows, cols, 64, L, 4 * nd, 8, cp8);
+      const std::string where =
+          std::to_string(rows) + "x" + std::to_string(cols) + " L=" + std::to_string(L);
+      std::vector<double> scalar_values;
+      for (const KernelTable* t : all) {
+        std::vector<double> v1(static_cast<size_t>(nv), std::nan("")), v2(size_t(nv), 1e300);
+        std::vector<unsigned char> sc(bytes + 64);
+        unsigned char* base = sc.data() + (64 - reinterpret_cast<uintptr_t>(sc.data()) % 64) % 64;
+        std::fill(sc.begin(), sc.end(), 0xFF);  // NaN bytes
+        const bool ok1 = t->extract_u8(a, v1.data(), base);
+        for (auto& b : sc) b = static_cast<unsigned char>(rng());
+        const bool ok2 = t->extract_u8(a, v2.data(), base);
+        bool same = ok1 && ok2;
+        for (ptrdiff_t i = 0; i < nv; ++i)
+          same = same && same_or_both_nan(v1[size_t(i)], v2[size_t(i)]);
+        record(same, std::string(t->name) + " extract_u8 " + where + " same with garbage scratch");
+        // against the kernels one by one
+        std::vector<double> ref;
+        extract_by_kernels(t, img, rows, cols, L, nd, dr, dc, 8, rp8, cp8, &ref);
+        const double* v = v1.data();
+        const int fo = medimg::kExtractFirstorder;
+        bool match = v[0] == ref[0] && v[8] == ref[1] && v[9] == ref[2] && v[10] == ref[3] &&
+                     v[11] == ref[4] && v[12] == ref[5];
+        size_t r = 6;
+        for (int p = 0; p < medimg::kGlcmProps * nd; ++p)
+          match = match && (same_or_both_nan(v[fo + p], ref[r + size_t(p)]) ||
+                            std::fabs(v[fo + p] - ref[r + size_t(p)]) <=
+                                1e-15 * std::fabs(ref[r + size_t(p)]));
+        r += size_t(medimg::kGlcmProps * nd);
+        const ptrdiff_t lb = fo + medimg::kGlcmProps * nd;
+        for (int k = 0; k < 10; ++k) match = match && v[lb + k] == ref[r + size_t(k)] / double(n);
+        r += 10;
+        match = match && v[lb + 10] == ref[r] && v[lb + 12] == ref[r + 1];
+        double gt = 0.0;
+        for (int b = 0; b < 8; ++b) gt += ref[r + 2 + size_t(b)];
+        for (int b = 0; b < 8; ++b)
+          match = match &&
+                  std::fabs(v[lb + 13 + b] - (gt > 0 ? ref[r + 2 + size_t(b)] / gt : 0.0)) <= 1e-15;
+        record(match, std::string(t->name) + " extract_u8 " + where + " == its kernels one by one");
+        if (t == T.scalar) {
+          scalar_values = v1;
+        } else {
+          double worst = 0.0, at = -1;
+          for (ptrdiff_t i = 0; i < nv; ++i) {
+            const double x = v1[size_t(i)], y = scalar_values[size_t(i)];
+            if (same_or_both_nan(x, y)) continue;
+            const double e = std::fabs(x - y) / (std::fabs(y) + 1e-4);
+            if (e > worst) worst = e, at = double(i);
+          }
+          note_margin("extract_u8 target vs scalar", worst / 1e-5);
+          record(worst <= 1e-5, std::string(t->name) + " extract_u8 " + where + " vs scalar",
+                 fmt("rel %.3g at value %g", worst, at));
+        }
+        // the appearance form of the float32 input
+        medimg::ExtractU8Args b = a;
+        b.image = nullptr;
+        b.unit = unit.data();
+        b.appearance = 1;
+        std::vector<double> w(static_cast<size_t>(nv));
+        t->extract_u8(b, w.data(), base);
+        bool app = true;
+        for (ptrdiff_t i = 0; i < nv; ++i) {
+          double x = v1[size_t(i)];
+          x = std::isfinite(x) ? x : 0.0;
+          const double want = x > 0 ? std::log1p(10.0 * x) : (x < 0 ? -std::log1p(-10.0 * x) : 0.0);
+          app = app && w[size_t(i)] == want;
+        }
+        record(app,
+               std::string(t->name) + " extract_u8 " + where + " appearance of the unit image");
+      }
+    }
+  }
+}
+
 // ---- dispatch ---------------------------------------------------------------------------
 // active_table() is a lock-free read of the table chosen by the cap: capped at each target
 // it returns the strongest supported one at most that target, and readers on another thread
@@ -2320,6 +2534,7 @@ int main(int argc, char** argv) {
   test_quantize(T);
   test_stats(T);
   test_glcm(T);
+  test_extract_u8(T);
   test_quality(T);
   test_dispatch(T);
 

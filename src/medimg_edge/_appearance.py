@@ -29,6 +29,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .features._extract import appearance_values
+
 __all__ = ["DESCRIPTOR", "SIDE", "appearance_features"]
 
 #: Side of the area-reduced model input the descriptor is computed on.
@@ -36,6 +38,12 @@ SIDE = 64
 #: Name and version of the descriptor, as stored in the sidecar (``ood.appearance``):
 #: a package fitted on another descriptor is refused, not silently mis-scored.
 DESCRIPTOR = "extract-u8-64-v1"
+
+
+#: The descriptor's parameters: features.extract's defaults (levels 32, distance 1, four
+#: angles, uniform LBP P = 8 R = 1, 64 first-order bins, 8 orientation bins).
+_LEVELS, _DISTANCES, _ANGLES = 32, (1,), 4
+_LBP_P, _LBP_R, _FO_BINS, _GRAD_BINS = 8, 1.0, 64, 8
 
 
 def appearance_features(
@@ -56,9 +64,17 @@ def appearance_features(
         ``sign(v) log1p(10 |v|)`` of the :func:`~medimg_edge.features.extract` values of
         the input area-reduced to ``SIDE`` x ``SIDE`` and rounded to uint8 (non-finite
         values, e.g. a correlation of a flat frame, are 0).
-    """
-    from .features import extract
 
+    Notes
+    -----
+    After the area reduction (``cv2.resize``, ``INTER_AREA``) everything is one C++ call
+    with the GIL released (:func:`medimg_edge.features._extract.appearance_values`,
+    csrc/kernels/extract.hpp): the rounding
+    to uint8, ``extract`` (the same kernels and arithmetic, bit for bit) and the
+    transform.  Against the NumPy composition (``np.rint``, ``extract``, ``np.log1p``)
+    the values differ at most in the last bit, where NumPy's SIMD ``log1p`` and the C
+    library's round differently (tests/test_ood.py); the guard casts them to float32.
+    """
     a = np.asarray(x, dtype=np.float32)
     if a.ndim == 3:
         a = a[:, :, 0]
@@ -66,16 +82,14 @@ def appearance_features(
     small = buf.get("small")
     if small is None:
         small = buf["small"] = np.empty((SIDE, SIDE), np.float32)
-        buf["u8"] = np.empty((SIDE, SIDE), np.uint8)
     cv2.resize(a, (SIDE, SIDE), dst=small, interpolation=cv2.INTER_AREA)
-    u8 = buf["u8"]
-    # x in [0, 1]: scale, round half to even (np.rint), saturate, as uint8
-    np.multiply(small, 255.0, out=small)
-    np.rint(small, out=small)
-    np.clip(small, 0.0, 255.0, out=small)
-    u8[...] = small
-    feats = extract(u8)
-    v = np.fromiter(feats.values(), dtype=np.float64, count=len(feats))
-    v[~np.isfinite(v)] = 0.0
-    out: npt.NDArray[np.float64] = np.sign(v) * np.log1p(10.0 * np.abs(v))
-    return out
+    return appearance_values(
+        small,
+        levels=_LEVELS,
+        distances=_DISTANCES,
+        angles=_ANGLES,
+        lbp_points=_LBP_P,
+        lbp_radius=_LBP_R,
+        firstorder_bins=_FO_BINS,
+        gradient_bins=_GRAD_BINS,
+    )

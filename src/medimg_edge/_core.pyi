@@ -116,6 +116,19 @@ def gradient_summary(
     target: str = "",
 ) -> tuple[dict[str, float], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 def sharpness(image: F32, target: str = "") -> dict[str, float]: ...
+def extract_u8(
+    image: npt.NDArray[np.uint8] | F32,
+    levels: int,
+    dr: npt.NDArray[np.int64],
+    dc: npt.NDArray[np.int64],
+    n_dist: int,
+    rp: npt.NDArray[np.float64],
+    cp: npt.NDArray[np.float64],
+    firstorder_bins: int,
+    gradient_bins: int,
+    appearance: bool = False,
+    target: str = "",
+) -> npt.NDArray[np.float64]: ...
 def quality_stats(
     image: F32, q: npt.NDArray[np.float64], below: float, above: float, target: str = ""
 ) -> tuple[dict[str, float], npt.NDArray[np.float64], dict[str, float], float]: ...

@@ -28,6 +28,7 @@ from ._firstorder import (
     gradient_histogram,
 )
 from ._glcm import _NEEDS, GLCM_PROPS, _offsets, glcm, quantize
+from ._lbp import _offsets as _lbp_offsets
 from ._lbp import _uniform_counts
 
 __all__ = ["extract", "feature_names"]
@@ -159,6 +160,97 @@ def _bbox(mask: npt.NDArray[np.uint8], margin: int) -> tuple[slice, slice]:
 _NEED_ALL = 0
 for _p in GLCM_PROPS:
     _NEED_ALL |= _NEEDS.get(_p, 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _u8_offsets(
+    params: _Params, rows: int, cols: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """GLCM offsets of the fused uint8 call (clamped to this image size)."""
+    dr, dc = _offsets(
+        np.asarray(params.distances, np.float64), np.asarray(params.angles, np.float64), rows, cols
+    )
+    dr.setflags(write=False)
+    dc.setflags(write=False)
+    return dr, dc
+
+
+def _fused(image: np.ndarray, params: _Params, appearance: bool) -> npt.NDArray[np.float64]:
+    dr, dc = _u8_offsets(params, image.shape[0], image.shape[1])
+    rp, cp = _lbp_offsets(params.lbp_points, params.lbp_radius)
+    out: npt.NDArray[np.float64] = _core.extract_u8(
+        image,
+        params.levels,
+        dr,
+        dc,
+        len(params.distances),
+        rp,
+        cp,
+        params.firstorder_bins,
+        params.gradient_bins,
+        appearance,
+    )
+    return out
+
+
+def _extract_u8(img: npt.NDArray[np.uint8], params: _Params) -> list[float]:
+    """Every value of a uint8 image without a mask in one kernel call (csrc/kernels/
+    extract.hpp, the GIL released once): the same kernels and the same arithmetic as
+    :func:`_composed`, bit for bit (tests/test_extract.py)."""
+    values: list[float] = _fused(img, params, False).tolist()
+    return values
+
+
+_cached_params = functools.lru_cache(maxsize=16)(_params)
+
+
+def appearance_values(
+    unit: npt.NDArray[np.float32],
+    *,
+    levels: int = 32,
+    distances: tuple[int, ...] = (1,),
+    angles: int = 4,
+    lbp_points: int = 8,
+    lbp_radius: float = 1.0,
+    firstorder_bins: int = 64,
+    gradient_bins: int = 8,
+) -> npt.NDArray[np.float64]:
+    """``sign(v) log1p(10 |v|)`` of the :func:`extract` values ``v`` (non-finite ones 0)
+    of ``unit`` rounded to uint8, in :func:`feature_names` order: the appearance
+    descriptor of :mod:`medimg_edge._appearance`, in one kernel call with the GIL released.
+
+    Parameters
+    ----------
+    unit : (M, N) float32 C-contiguous ndarray
+        Intensities in [0, 1]; the uint8 image is ``clip(rint(255 unit), 0, 255)`` (half
+        to even, as ``numpy.rint``).
+    levels, distances, angles, lbp_points, lbp_radius, firstorder_bins, gradient_bins
+        As in :func:`extract` (hashable forms: a tuple of distances, a count of angles).
+
+    Returns
+    -------
+    (D,) float64 ndarray
+
+    Raises
+    ------
+    InvalidInputError
+        For an image that is not a C-contiguous 2-D float32 array, or a bad parameter.
+    """
+    if not (
+        isinstance(unit, np.ndarray)
+        and unit.dtype == np.dtype(np.float32)
+        and unit.ndim == 2
+        and unit.size > 0
+        and unit.flags.c_contiguous
+    ):
+        raise InvalidInputError(
+            "unit must be a non-empty C-contiguous 2-D float32 array, got "
+            f"{type(unit).__name__} {getattr(unit, 'dtype', '')} {getattr(unit, 'shape', '')}"
+        )
+    params = _cached_params(
+        levels, distances, angles, lbp_points, lbp_radius, firstorder_bins, gradient_bins
+    )
+    return _fused(unit, params, True)
 
 
 def _glcm_features(
@@ -327,12 +419,25 @@ def extract(
     # The validated input in its own type (uint8 takes the integer paths of every family
     # and needs no float copy; uint16 the faster paths of quantize and lbp), or its
     # float32 copy.
-    img: npt.NDArray[Any]
-    raw: npt.NDArray[Any]
     img = _u8_or_float(image)
-    is_u16 = isinstance(image, np.ndarray) and image.dtype == np.dtype(np.uint16)
-    raw = image if is_u16 else img
     m = _as_mask(mask, img.shape)
+    names = _names_of(params)
+    if m is None and img.dtype == np.dtype(np.uint8):
+        # The common case (and the appearance descriptor's): one fused kernel call.
+        values = _extract_u8(img, params)
+    else:
+        is_u16 = isinstance(image, np.ndarray) and image.dtype == np.dtype(np.uint16)
+        values = _composed(img, image if is_u16 else img, m, params)
+    if len(names) != len(values):  # a peer function changed its output size
+        raise RuntimeError(f"extract: {len(values)} values for {len(names)} names")
+    return dict(zip(names, values, strict=True))
+
+
+def _composed(
+    img: npt.NDArray[Any], raw: npt.NDArray[Any], m: npt.NDArray[np.uint8] | None, params: _Params
+) -> list[float]:
+    """The values family by family: ``img`` the validated image (uint8 or its float32
+    copy), ``raw`` the image the GLCM and LBP read (uint16 stays uint16), ``m`` the mask."""
     # LBP runs on the whole image: scikit-image's bilinear sampling rounds differently at
     # other absolute coordinates, so a crop could change some codes.
     lbp_image, lbp_mask = raw, m
@@ -354,7 +459,4 @@ def extract(
     values.extend(_lbp_features(lbp_image, lbp_mask, params))
     # Gradients.
     values.extend(gradient_histogram(img, m, bins=params.gradient_bins).values())
-    names = _names_of(params)
-    if len(names) != len(values):  # a peer function changed its output size
-        raise RuntimeError(f"extract: {len(values)} values for {len(names)} names")
-    return dict(zip(names, values, strict=True))
+    return values
