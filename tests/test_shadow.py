@@ -304,8 +304,8 @@ def test_kill9_during_switch_then_restart(tmp_path: Path, models: dict[str, Path
     the signal), and a model that cannot be loaded at a switch is refused by the daemon
     (it keeps its model, the state goes back)."""
     inbox, outbox = make_dirs(tmp_path)
-    cfg = config(tmp_path / "watch.toml", models["champion"], models["better"])
-    d = DaemonProc(inbox, outbox, *FAST, "--config", str(cfg)).start()
+    cfg = config(tmp_path / "watch.toml", models["champion"], None)
+    d = DaemonProc(inbox, outbox, *FAST, "--config", str(cfg), "--shadow", "us_lesion").start()
     champ_sha = _sha(models["champion"].with_suffix(".tflite"))
     better_sha = _sha(US_LESION.with_suffix(".tflite"))
     truth = phantoms(inbox, 30, seed=7101, prefix="a")
@@ -322,7 +322,7 @@ def test_kill9_during_switch_then_restart(tmp_path: Path, models: dict[str, Path
     d.kill9()
     assert "models_switched" not in d.log_text()  # killed while the new workers loaded
     assert writer.wait(timeout=300) == 0
-    d = DaemonProc(inbox, outbox, *FAST, "--config", str(cfg)).start()
+    d = DaemonProc(inbox, outbox, *FAST, "--config", str(cfg), "--shadow", "us_lesion").start()
     try:
         wait_results(outbox, 70)
         wait_for(lambda: not list(inbox.rglob("*.png")), "inbox empty")

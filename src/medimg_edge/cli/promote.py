@@ -166,9 +166,16 @@ def _daemon_pid(state_dir: Path) -> int | None:
         os.close(fd)
     try:
         doc = json.loads((state_dir / "daemon.json").read_text())
-        return int(doc["pid"])
+        pid = int(doc["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    # daemon.json is written once the daemon handles SIGHUP; a stale one (the daemon is
+    # still starting) names a process that is gone, or another program: never signalled
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"medimg" in cmdline else None
 
 
 def _tell_daemon(db: sqlite3.Connection, state_dir: Path, seq: int, wait: float) -> int:
@@ -178,7 +185,10 @@ def _tell_daemon(db: sqlite3.Connection, state_dir: Path, seq: int, wait: float)
 
     pid = _daemon_pid(state_dir)
     if pid is None:
-        print("no daemon is running on this outbox: the model is used from its next start")
+        print(
+            "no daemon is running on this outbox (or it is still starting): the model is "
+            "used from its next start (a starting daemon: send it SIGHUP once it is ready)"
+        )
         return 0
     try:
         os.kill(pid, signal.SIGHUP)
