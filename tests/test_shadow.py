@@ -235,6 +235,9 @@ def test_shadow_promote_rollback(tmp_path: Path, models: dict[str, Path]) -> Non
         assert pair["candidate"]["sha256"] == worse_sha and pair["labelled"] == 40
         assert pair["shadow"]["auc"] < pair["champion"]["auc"] - 0.2
         assert Path(pair["plot"]).stat().st_size > 10_000  # the PNG
+        text = cli("compare", str(outbox), "--no-plot").stdout
+        assert "candidate: tiny_float 1.0.0" in text and "labelled: 40" in text
+        assert "promote_refused" in text  # the history
         # -- the better candidate in shadow (SIGHUP: the config names a new shadow) ------
         config(cfg, models["champion"], models["better"])
         d.signal(signal.SIGHUP)
@@ -295,6 +298,10 @@ def test_shadow_promote_rollback(tmp_path: Path, models: dict[str, Path]) -> Non
         "rollback",
         "applied",
     ]
+    # without a running daemon: recorded, used from the next start
+    r = cli("promote", str(outbox), "us_lesion")
+    assert r.returncode == 0 and "no daemon is running" in r.stdout, r.stdout + r.stderr
+    assert state(outbox)["state"]["ultrasound"][1:] == (better_sha, "promote")
     assert not temp_files(outbox)
 
 
