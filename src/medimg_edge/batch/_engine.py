@@ -21,7 +21,7 @@ from ._worker import Item, base_row, process_chunk, remote_chunk, to_batch
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Summary", "check_scheduler", "dispatch", "local_cluster", "local_pool"]
+__all__ = ["BatchDrift", "Summary", "check_scheduler", "dispatch", "local_cluster", "local_pool"]
 
 _MAX_CHUNK = 64
 _NAMED = ("local", "serial", "local-dask")
@@ -61,6 +61,9 @@ class Summary:
     workers : int
     interrupted : bool
         True when the run was stopped (Ctrl-C) before the end.
+    drift : dict or None
+        With ``diagnosis``: per model the drift monitor's status after reading this run's
+        results in the order they completed (:class:`BatchDrift`).
     """
 
     total: int
@@ -73,6 +76,7 @@ class Summary:
     scheduler: str = "local"
     workers: int = 1
     interrupted: bool = False
+    drift: dict[str, Any] | None = None
 
     @property
     def files_per_s(self) -> float:
@@ -92,6 +96,7 @@ class Summary:
             "scheduler": self.scheduler,
             "workers": self.workers,
             "interrupted": self.interrupted,
+            "drift": self.drift,
         }
 
     def format(self) -> str:
@@ -104,7 +109,62 @@ class Summary:
         ]
         for code, n in sorted(self.failed_by_code.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  failed {code}: {n}")
+        for key, st in (self.drift or {}).items():
+            if not st.get("available", False):
+                lines.append(f"  drift {key}: unavailable ({st.get('reason', '')})")
+            else:
+                alarms = ", ".join(st["alarms"]) or "none"
+                lines.append(
+                    f"  drift {key}: {st['status']} after {st['frames']} results "
+                    f"(signals in alarm: {alarms}; alarms raised: {st['alarms_raised']})"
+                )
         return "\n".join(lines)
+
+
+class BatchDrift:
+    """The drift monitor (:mod:`medimg_edge.monitor`) over the rows of a batch run: each
+    successful diagnosis row joins its model's window as it arrives (rows carry quality
+    measures, the positive score, the outcome and the frame size; no out-of-distribution
+    distance, so those two signals are not monitored here). Alarms are logged
+    (``medimg_edge.batch``, event ``drift_alarm``)."""
+
+    _COLUMNS = ("error_code", "height", "width", "model_name", "model_version", "model_sha256")
+
+    def __init__(self, config: BatchConfig) -> None:
+        import logging
+
+        from ..monitor import DriftMonitor
+
+        self.monitor = DriftMonitor(logger=logging.getLogger("medimg_edge.batch"))
+        self.search = [ref.ref for _, ref in config.models]
+        self.seen: set[str] = set()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Feed the rows of one part."""
+        from ..monitor import find_reference, model_key, signals_of_row
+
+        names = set(batch.schema.names)
+        if "model_name" not in names:
+            return
+        for row in batch.to_pylist():
+            key = model_key(row.get("model_name"), row.get("model_version"))
+            if key is None or row.get("error_code") is not None:
+                continue
+            if key not in self.seen:
+                self.seen.add(key)
+                model = {"name": row["model_name"], "sha256": row.get("model_sha256")}
+                self.monitor.add_model(key, find_reference(model, self.search)[0])
+            self.monitor.observe(key, *signals_of_row(row))
+
+    def status(self) -> dict[str, Any] | None:
+        """Per model: ``available``, ``status``, ``frames``, ``alarms``, ``alarms_raised``
+        (None when no row named a model)."""
+        if not self.seen:
+            return None
+        out: dict[str, Any] = {}
+        for key, st in self.monitor.status()["models"].items():
+            out[key] = {k: v for k, v in st.items() if k != "signals"}
+        return out
 
 
 def _chunks(items: Sequence[Item], size: int) -> list[list[Item]]:
@@ -359,6 +419,7 @@ def dispatch(
         stream = _dask(client, config, chunks, inflight)
 
     done = skipped = failed = 0
+    drift = BatchDrift(config) if "diagnosis" in config.what else None
     codes: Counter[str] = Counter()
     interrupted = False
     bar = tqdm(
@@ -372,6 +433,8 @@ def dispatch(
             else:
                 batch, skip = result
             sink.add(batch)
+            if drift is not None:
+                drift.add(batch)
             errs = batch.column("error_code").to_pylist()
             bad = [e for e in errs if e is not None]
             codes.update(bad)
@@ -398,6 +461,7 @@ def dispatch(
             scheduler=kind,
             workers=n_workers,
             interrupted=interrupted,
+            drift=None if drift is None else drift.status(),
         )
         sink.close({**summary.to_dict(), "config_id": config.config_id})
         for thing in owned:

@@ -14,6 +14,7 @@ from . import (
     compare,
     demo,
     diagnose,
+    drift,
     evaluate,
     features,
     feedback,
@@ -29,6 +30,7 @@ __all__ = ["build_parser", "main"]
 #: The command modules, in the order ``medimg-edge --help`` lists them.
 COMMANDS = (info, demo, features, train, evaluate, synth, diagnose, bench, watch, batch, feedback)
 COMMANDS = (*COMMANDS, promote, compare)  # type: ignore[assignment]  # model lifecycle
+COMMANDS = (*COMMANDS, drift)  # type: ignore[assignment]
 
 
 def build_parser() -> argparse.ArgumentParser:

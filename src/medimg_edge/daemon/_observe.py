@@ -3,6 +3,7 @@ Prometheus metrics and the loopback health / metrics HTTP server."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -15,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = [
+    "DRIFT_ENV",
+    "DriftTracker",
     "HealthServer",
     "JsonFormatter",
     "Metrics",
@@ -173,6 +176,7 @@ class Metrics:
             ["destination", "reason"],
             registry=r,
         )
+        self.drift = DriftTracker(r)
         self.latency = Histogram(
             "medimg_edge_processing_seconds",
             "Time from claiming an input to its outputs being durable",
@@ -184,6 +188,174 @@ class Metrics:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+#: ``MEDIMG_EDGE_DRIFT=0`` turns the daemon's drift monitoring off (benchmarks compare).
+DRIFT_ENV = "MEDIMG_EDGE_DRIFT"
+_DRIFT_SAVE_SECONDS = 5.0
+
+
+class DriftTracker:
+    """Drift monitoring of the daemon's results (:mod:`medimg_edge.monitor`).
+
+    The main loop hands it each result as it applies it (:meth:`observe`: the result's
+    JSON record, just written to the outbox, is read back); the model's reference is the
+    ``drift`` object of the sidecar the result names (the configured models and the
+    model folders are searched for a package of that name and file sha256). Alarms are
+    ``drift_alarm`` / ``drift_cleared`` log events; :meth:`section` is the ``/healthz``
+    section ``drift`` and :meth:`update_gauges` sets the ``medimg_edge_drift_*`` gauges.
+    The windows are saved to ``<state_dir>/drift.json`` (atomically, at most every
+    ``_DRIFT_SAVE_SECONDS`` and at stop) and restored at the next start, so a restart
+    does not reset them (a ``kill -9`` loses the results of the last few seconds, which
+    only delays a check).
+    """
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge
+
+        r = registry
+        self.enabled = os.environ.get(DRIFT_ENV, "1").strip() not in ("0", "false", "no")
+        self.alarm = Gauge(
+            "medimg_edge_drift_alarm",
+            "1 while the signal of the model is in drift alarm",
+            ["model", "signal"],
+            registry=r,
+        )
+        self.psi = Gauge(
+            "medimg_edge_drift_psi",
+            "Population stability index of the signal's window against the reference",
+            ["model", "signal"],
+            registry=r,
+        )
+        self.pvalue = Gauge(
+            "medimg_edge_drift_pvalue",
+            "p-value of the signal's test (KS, chi-square for the outcome mix)",
+            ["model", "signal"],
+            registry=r,
+        )
+        self.frames = Gauge(
+            "medimg_edge_drift_frames", "Results the drift monitor has seen", ["model"], registry=r
+        )
+        self.available = Gauge(
+            "medimg_edge_drift_available",
+            "1 when the model's sidecar has a drift reference, else 0",
+            ["model"],
+            registry=r,
+        )
+        self.alarms = Counter(
+            "medimg_edge_drift_alarms",
+            "Drift alarms raised",
+            ["model", "signal"],
+            registry=r,
+        )
+        self.monitor: Any = None
+        self._lock = threading.Lock()  # the main loop observes, the HTTP thread reads
+        self._saved: dict[str, Any] = {}
+        self._state_path: Any = None
+        self._dirty = False
+        self._gauges_due = False
+        self._next_save = 0.0
+
+    def _start(self, config: Any) -> None:
+        from ..monitor import DriftMonitor
+
+        self.monitor = DriftMonitor(logger=log)
+        self._state_path = config.state_dir / "drift.json"
+        atexit.register(self.save, True)  # a clean stop keeps the last results too
+        try:
+            doc = json.loads(self._state_path.read_bytes())
+            self._saved = doc if isinstance(doc, dict) else {}
+        except (OSError, ValueError):
+            self._saved = {}
+
+    def observe(self, config: Any, rid: str) -> None:
+        """Add the result ``<outbox>/<rid>.json`` (applied as done) to its model's window."""
+        if not self.enabled:
+            return
+        from ..monitor import key_of_result
+
+        try:
+            doc = json.loads((config.outbox / f"{rid}.json").read_bytes())
+        except (OSError, ValueError):
+            return  # replaced or removed meanwhile: one result less in the window
+        key = key_of_result(doc) if isinstance(doc, dict) else None
+        if key is None:
+            return
+        with self._lock:
+            self._observe(config, key, doc)
+        self._dirty = self._gauges_due = True
+
+    def _observe(self, config: Any, key: str, doc: dict[str, Any]) -> None:
+        from ..monitor import find_reference, signals_of_result
+
+        if self.monitor is None:
+            self._start(config)
+        mon = self.monitor
+        if not mon.has_model(key) and key not in mon.unavailable:
+            ref, why = find_reference(doc["model"], dict(config.models).values())
+            mon.add_model(key, ref)
+            if ref is None:
+                log.warning(
+                    f"drift monitoring unavailable for {key}: {why}",
+                    extra={"event": "drift_unavailable", "model": key},
+                )
+            elif mon.restore(self._saved, key):
+                log.info("drift windows restored", extra={"event": "drift_restored", "model": key})
+        for ev in mon.observe(key, *signals_of_result(doc)):
+            if ev["event"] == "drift_alarm":
+                self.alarms.labels(model=key, signal=ev["signal"]).inc()
+
+    def save(self, force: bool = False) -> None:
+        """Write the windows to the state folder (at most every few seconds unless
+        ``force``); a failed write is retried at the next call."""
+        if self.monitor is None or not self._dirty:
+            return
+        now = time.monotonic()
+        if not force and now < self._next_save:
+            return
+        from .._durable import atomic_write
+
+        self._next_save = now + _DRIFT_SAVE_SECONDS
+        with self._lock:
+            doc = self.monitor.state()
+            for key, saved in dict(self._saved.get("models") or {}).items():
+                doc["models"].setdefault(key, saved)  # models not seen since the start
+            data = json.dumps(doc).encode()
+        try:
+            atomic_write(self._state_path, data)
+        except OSError as exc:
+            log.warning(
+                "the drift windows could not be saved",
+                extra={"event": "drift_save_failed", "errno": exc.errno},
+            )
+            return
+        self._dirty = False
+
+    def section(self) -> dict[str, Any]:
+        """The ``/healthz`` section ``drift``."""
+        if not self.enabled:
+            return {"enabled": False}
+        if self.monitor is None:
+            return {"enabled": True, "models": {}}
+        with self._lock:
+            return {"enabled": True, **self.monitor.status()}
+
+    def update_gauges(self) -> None:
+        """Set the gauges after a check (cheap to call every loop)."""
+        if self.monitor is None or not self._gauges_due:
+            return
+        self._gauges_due = False
+        with self._lock:
+            status = self.monitor.status()["models"]
+        for key, st in status.items():
+            self.available.labels(model=key).set(1 if st["available"] else 0)
+            if not st["available"]:
+                continue
+            self.frames.labels(model=key).set(st["frames"])
+            for name, sig in st["signals"].items():
+                self.alarm.labels(model=key, signal=name).set(1 if sig["alarm"] else 0)
+                self.psi.labels(model=key, signal=name).set(sig["psi"])
+                self.pvalue.labels(model=key, signal=name).set(sig["p"])
 
 
 class HealthServer:

@@ -307,6 +307,7 @@ class Daemon:
             if self._scp is None or self._scp.port is None
             else [self.config.dicom_host, self._scp.port, self.config.ae_title],
             "forward": None if self._forward is None else self._forward.status(),
+            "drift": self.metrics.drift.section(),
         }
 
     def _write_status(self) -> None:
@@ -717,6 +718,7 @@ class Daemon:
                         status=o.status or "unknown", label=o.label or "none"
                     ).inc()
                     self.metrics.latency.observe(time.monotonic() - o.job.claimed)
+                    self.metrics.drift.observe(c, rid)  # the result joins its model's window
                     log.info(
                         f"done: {o.status}" + (f" ({o.label})" if o.label else ""),
                         extra={
@@ -777,11 +779,13 @@ class Daemon:
                     if row.state != "gone" and not o.moved:
                         intake.unmoved.add((row.path, row.signature))
         self._forward_due = True  # wake the forward feeder once this is committed
+        self.metrics.drift.save(force=self._stop)  # the drift windows, every few seconds
 
     def _update_gauges(self) -> None:
         doc = self.health()
         self.metrics.queue_depth.set(doc["queue_depth"])
         self.metrics.in_flight.set(doc["in_flight"])
+        self.metrics.drift.update_gauges()
 
     # -- models: champions, shadow, switching (_models.py) ----------------------------------
     def _init_models(self) -> None:

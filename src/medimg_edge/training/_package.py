@@ -16,6 +16,7 @@ import numpy as np
 from .._errors import InvalidInputError
 from .._version import __version__
 from ._data import Dataset
+from ._drift import fit_drift
 from ._metrics import (
     apply_temperature,
     fit_temperature,
@@ -179,6 +180,11 @@ def export_package(
     meta["decision"] = {"threshold": round(thr, 6), "abstain_band": [round(b, 6) for b in band]}
     meta["calibration"] = {"method": "temperature", "temperature": round(temp, 6)}
     sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    # the drift reference: the final package's signals on the raw validation frames
+    drift = fit_drift(sidecar, val, provenance)
+    if drift is not None:
+        meta["drift"] = drift
+        sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     sens = float((pos[val.positive] >= thr).mean())
     spec = float((pos[~val.positive] < thr).mean())
     summary = {

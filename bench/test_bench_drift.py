@@ -1,0 +1,201 @@
+"""Cost of drift monitoring in the watch-folder daemon (issue 18 item 1), in one run.
+
+Files: 256x256 uint8 B-mode phantoms (the training generator's distribution, one seed
+base no training set uses) as PNG; the ultrasound reference model, two workers (the
+default).
+
+Group ``drift-overhead``:
+
+* ``daemon-off`` / ``daemon-on``: ``medimg-edge watch`` with ``MEDIMG_EDGE_DRIFT=0`` and
+  with monitoring (the default), already running and idle; the time from hard-linking
+  all files into its inbox until the last ``<id>.json`` exists (as in
+  ``test_bench_daemon.py``). ``extra_info``: files/s and, for ``daemon-on``, the
+  throughput loss against ``daemon-off`` of the same run.
+* ``monitor``: what the daemon's main thread adds per result, alone: read the result's
+  JSON back from the outbox, extract its signals, update the window (a check every 10
+  results) and save the windows once per 5 s of results; ``extra_info`` has the time per
+  result and its share of the ``daemon-off`` time per file.
+
+Both daemon cases check that every file got exactly one result and the monitored one that
+its ``/healthz`` drift section counted every result. Files per case: 600 (CI with
+``--benchmark-disable``: 12).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+
+import medimg_edge as me
+
+pytest.importorskip("watchdog")
+pytest.importorskip("prometheus_client")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from daemon_helpers import DaemonProc, make_dirs, results
+
+N_FULL = 600
+N_CI = 12
+_TIMES: dict[str, float] = {}
+
+
+def _n(benchmark: Any) -> int:
+    return N_CI if getattr(benchmark, "disabled", False) else N_FULL
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], list[Path]]:
+    """``corpus(n)``: ``n`` PNG phantoms with an old modification time (made once)."""
+    from medimg_edge.training._drift import generated_frames
+
+    root = tmp_path_factory.mktemp("bench-drift")
+
+    @functools.cache
+    def make(n: int) -> list[Path]:
+        frames = generated_frames("ultrasound", n, seed=77_001, frame_size=256)
+        paths = [root / f"f{i:05d}.png" for i in range(n)]
+        old = time.time() - 60
+        for p, frame in zip(paths, frames, strict=True):
+            assert cv2.imwrite(str(p), frame)
+            os.utime(p, (old, old))
+        return paths
+
+    return make
+
+
+def _daemon(monitoring: bool) -> DaemonProc:
+    root = Path(tempfile.mkdtemp(prefix="bench-drift-watch-"))
+    inbox, outbox = make_dirs(root)
+    return DaemonProc(
+        inbox,
+        outbox,
+        "--modality",
+        "ultrasound",
+        "--workers",
+        "2",
+        "--settle",
+        "0.2",
+        "--rescan",
+        "5",
+        "--log-level",
+        "WARNING",
+        "--health-port",
+        "0",
+        env={"MEDIMG_EDGE_DRIFT": "1" if monitoring else "0"},
+    ).start()
+
+
+@pytest.mark.parametrize("role", ["daemon-off", "daemon-on", "monitor"])
+def test_drift_overhead(benchmark: Any, corpus: Any, role: str, tmp_path: Path) -> None:
+    n = _n(benchmark)
+    files: list[Path] = corpus(n)
+    benchmark.group = "drift-overhead"
+    if role == "monitor":
+        _monitor_case(benchmark, files, tmp_path)
+        return
+    monitoring = role == "daemon-on"
+    holder: dict[str, DaemonProc] = {}
+    t0 = 0.0
+
+    def setup() -> tuple[tuple[()], dict[str, Any]]:
+        nonlocal t0
+        holder["d"] = _daemon(monitoring)
+        t0 = time.perf_counter()
+        return (), {}
+
+    def run() -> None:
+        d = holder["d"]
+        assert d.proc is not None
+        for p in files:
+            os.link(p, d.inbox / p.name)
+        end = time.monotonic() + 600
+        while sum(1 for e in os.scandir(d.outbox) if e.name.endswith(".json")) < n:
+            assert time.monotonic() < end and d.proc.poll() is None
+            time.sleep(0.02)
+
+    benchmark.pedantic(run, setup=setup, rounds=1, iterations=1)
+    elapsed = time.perf_counter() - t0
+    d = holder["d"]
+    if monitoring:
+        key = f"us_lesion@{me.load_model('us_lesion', delegate='cpu').package.version}"
+        end = time.monotonic() + 60
+        while True:
+            _, body = d.http("/healthz")
+            seen = json.loads(body)["drift"]["models"].get(key, {}).get("frames")
+            if seen == n or time.monotonic() > end:
+                break
+            time.sleep(0.05)
+        assert seen == n
+    assert d.stop() == 0, d.log_text()[-2000:]
+    got = results(d.outbox)
+    shutil.rmtree(d.inbox.parent, ignore_errors=True)
+    assert len(got) == n and len({r["input"]["sha256"] for r in got}) == n
+    _TIMES[role] = elapsed
+    info: dict[str, Any] = {
+        "label": f"medimg-edge watch, 2 workers, {n} png 256x256, drift monitoring "
+        + ("on" if monitoring else "off"),
+        "role": "wrapper" if monitoring else "peer",
+        "files_per_s": n / elapsed,
+    }
+    if monitoring and "daemon-off" in _TIMES:
+        info["throughput_loss"] = 1.0 - _TIMES["daemon-off"] / elapsed
+    benchmark.extra_info.update(info)
+
+
+def _monitor_case(benchmark: Any, files: list[Path], tmp_path: Path) -> None:
+    """The main thread's work per result, on real result records written to disk."""
+    import logging
+
+    from medimg_edge.daemon._observe import Metrics
+
+    diag = me.Diagnoser("us_lesion", modality="ultrasound", delegate="cpu", num_threads=1)
+    outbox = tmp_path / "outbox"
+    state = tmp_path / "state"
+    outbox.mkdir()
+    state.mkdir()
+    rids = []
+    for i, p in enumerate(files):
+        doc = diag.diagnose(cv2.imread(str(p), cv2.IMREAD_UNCHANGED)).to_dict()
+        rid = f"bench-{i}"
+        (outbox / f"{rid}.json").write_text(json.dumps(doc) + "\n")
+        rids.append(rid)
+
+    class Cfg:
+        pass
+
+    cfg = Cfg()
+    cfg.outbox, cfg.state_dir, cfg.models = outbox, state, {}  # type: ignore[attr-defined]
+    logging.getLogger("medimg_edge.daemon").setLevel(logging.ERROR)
+
+    def run() -> int:
+        tracker = Metrics().drift
+        for rid in rids:
+            tracker.observe(cfg, rid)
+            tracker.save()
+            tracker.update_gauges()
+        tracker.save(force=True)
+        return int(tracker.section()["models"][next(iter(tracker.section()["models"]))]["frames"])
+
+    seen = benchmark.pedantic(run, rounds=3 if not benchmark.disabled else 1, iterations=1)
+    assert seen == len(rids)
+    assert json.loads((state / "drift.json").read_text())["models"]
+    per = benchmark.stats.stats.mean / len(rids) if not benchmark.disabled else float("nan")
+    info: dict[str, Any] = {
+        "label": f"drift monitor per result (read, signals, window, save), {len(rids)} results",
+        "role": "component",
+        "us_per_result": per * 1e6,
+    }
+    if "daemon-off" in _TIMES:
+        info["share_of_daemon_time_per_file"] = per / (_TIMES["daemon-off"] / len(rids))
+    benchmark.extra_info.update(info)
