@@ -800,15 +800,27 @@ class Daemon:
         assert self.ledger is not None
         c = self.config
         wanted: dict[str, str] = {m: c.models.get(m) or REFERENCE_MODELS[m] for m in MODALITIES}
-        try:
-            db = _models.connect(self.ledger.path)
+        delay = _LEDGER_RETRY_FIRST
+        while True:
             try:
-                self._champions = _models.init_state(db, wanted, pid=os.getpid())
-            finally:
-                db.close()
-            self._shadow = self._shadow_refs(self._champions)
-        except MedimgEdgeError as exc:
-            raise ConfigError(f"models: {exc}") from None
+                db = _models.connect(self.ledger.path)
+                try:
+                    self._champions = _models.init_state(db, wanted, pid=os.getpid())
+                finally:
+                    db.close()
+                self._shadow = self._shadow_refs(self._champions)
+                break
+            except MedimgEdgeError as exc:
+                raise ConfigError(f"models: {exc}") from None
+            except sqlite3.OperationalError as exc:  # a full disk: wait, as for the ledger
+                if delay == _LEDGER_RETRY_FIRST:
+                    log.error(
+                        f"the model state cannot be written to the ledger ({exc}): waiting "
+                        "for room on its disk",
+                        extra={"event": "ledger_unavailable"},
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, _LEDGER_RETRY_MAX)
         for m, spec in self._champions.items():
             with contextlib.suppress(MedimgEdgeError):
                 self._configured[m] = dataclasses.replace(_models.describe(wanted[m]), modality=m)
