@@ -417,3 +417,47 @@ def test_fit_drift_from_generated_validation_frames_and_kept_frames() -> None:
     obj2 = fit_drift(sidecar, kept, {"training_data": "user folder"})
     assert obj2 is not None and obj2["n"] == 60 and "validation split" in obj2["source"]
     assert fit_drift(sidecar, val, {"training_data": "user folder"}) is None
+
+
+def test_daemon_tracker_finds_a_promoted_champion(tmp_path: Path) -> None:
+    """A result of a package outside the model search path, recorded as champion in the
+    ledger's model_state (as ``medimg-edge promote`` does), is monitored against its own
+    reference; without that row it is unavailable."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    from medimg_edge.daemon._observe import Metrics
+
+    pkg_dir = tmp_path / "candidates"
+    pkg_dir.mkdir()
+    meta = json.loads((MODELS / "us_lesion.json").read_text())
+    meta.update(name="us_cand", model_card="us_cand.md")
+    meta["files"]["cpu"]["path"] = "us_cand.tflite"
+    shutil.copy(MODELS / "us_lesion.tflite", pkg_dir / "us_cand.tflite")
+    (pkg_dir / "us_cand.md").write_text("# us_cand\n")
+    (pkg_dir / "us_cand.json").write_text(json.dumps(meta))
+    diag = me.Diagnoser(pkg_dir / "us_cand.json", modality="ultrasound", delegate="cpu")
+    outbox, state = tmp_path / "outbox", tmp_path / "state"
+    outbox.mkdir()
+    state.mkdir()
+    frame = next(generated_frames("ultrasound", 1, seed=11))
+    (outbox / "r-1.json").write_text(json.dumps(diag.diagnose(frame).to_dict()))
+    cfg = SimpleNamespace(outbox=outbox, state_dir=state, models={})
+    key = f"us_cand@{meta['version']}"
+
+    tracker = Metrics().drift
+    tracker.observe(cfg, "r-1")
+    assert tracker.section()["models"][key]["status"] == "unavailable"
+    db = sqlite3.connect(state / "ledger.sqlite")
+    db.execute("CREATE TABLE model_state (modality TEXT, ref TEXT, previous TEXT)")
+    db.execute(
+        "INSERT INTO model_state VALUES ('ultrasound', ?, '[]')", (str(pkg_dir / "us_cand.json"),)
+    )
+    db.commit()
+    db.close()
+    tracker = Metrics().drift
+    tracker.observe(cfg, "r-1")
+    st = tracker.section()["models"][key]
+    assert st["available"] and st["frames"] == 1
+    tracker.save(force=True)
+    assert key in json.loads((state / "drift.json").read_text())["models"]

@@ -4,10 +4,12 @@ Prometheus metrics and the loopback health / metrics HTTP server."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -195,6 +197,27 @@ DRIFT_ENV = "MEDIMG_EDGE_DRIFT"
 _DRIFT_SAVE_SECONDS = 5.0
 
 
+def _champion_refs(state_dir: Any) -> list[str]:
+    """Sidecars of the champions (and their predecessors) recorded in the ledger's
+    ``model_state`` table by ``medimg-edge promote`` / ``rollback`` (``_models.py``),
+    read on a read-only connection (never waits for the main loop's transaction)."""
+    path = state_dir / "ledger.sqlite"
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            rows = db.execute("SELECT ref, previous FROM model_state").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []  # no ledger or no such table yet: nothing was promoted
+    refs: list[str] = []
+    for ref, previous in rows:
+        refs.append(str(ref))
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            refs.extend(str(p["ref"]) for p in json.loads(previous))
+    return refs
+
+
 class DriftTracker:
     """Drift monitoring of the daemon's results (:mod:`medimg_edge.monitor`).
 
@@ -292,7 +315,8 @@ class DriftTracker:
             self._start(config)
         mon = self.monitor
         if not mon.has_model(key) and key not in mon.unavailable:
-            ref, why = find_reference(doc["model"], dict(config.models).values())
+            search = [*dict(config.models).values(), *_champion_refs(config.state_dir)]
+            ref, why = find_reference(doc["model"], search)
             mon.add_model(key, ref)
             if ref is None:
                 log.warning(
