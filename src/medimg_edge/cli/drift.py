@@ -116,8 +116,11 @@ def drift_report(
         signals_of_result,
     )
 
-    mon = DriftMonitor(logger=logging.getLogger("medimg_edge.monitor.replay"))
-    logging.getLogger("medimg_edge.monitor.replay").propagate = False
+    quiet = logging.getLogger("medimg_edge.monitor.replay")  # the report lists the alarms
+    quiet.propagate = False
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+    mon = DriftMonitor(logger=quiet)
     models: dict[str, Any] = {}
     for t, doc in records:
         key = key_of_result(doc)

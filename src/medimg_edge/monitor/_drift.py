@@ -56,6 +56,7 @@ __all__ = [
     "DriftConfig",
     "DriftMonitor",
     "Reference",
+    "chi2_homogeneity",
     "chi2_sf",
     "fit_reference",
     "ks_binned",
