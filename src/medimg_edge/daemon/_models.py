@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import queue
@@ -570,15 +571,25 @@ class ResultLog:
             ]  # fmt: skip
             if not rows:
                 continue
+            ids = [(it[0],) for it in batch if it is not None]
             try:
                 with _tx(self._db):
+                    # a result processed again (after a crash) keeps only its latest rows:
+                    # no shadow row of an earlier run beside a new champion row
+                    self._db.executemany("DELETE FROM model_results WHERE result_id = ?", ids)
                     self._db.executemany(
                         "INSERT OR REPLACE INTO model_results (result_id, role, modality, "
                         "name, version, sha256, status, label, positive_score, recorded) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         rows,
                     )
-            except sqlite3.Error:  # a full disk: evaluation records only, never a finding
+            except sqlite3.Error as exc:  # a full disk: evaluation records, never a finding
+                if not self.errors:
+                    logging.getLogger("medimg_edge.daemon").warning(
+                        f"model records could not be written ({exc}): comparison records "
+                        "of these results are lost; the results themselves are not affected",
+                        extra={"event": "model_records_failed"},
+                    )
                 self.errors += 1
 
     def close(self) -> None:
