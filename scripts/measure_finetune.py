@@ -35,7 +35,14 @@ from medimg_edge.training._train import SEEDS
 FT_TRAIN_SEED, FT_TEST_SEED = 7_100_000, 7_200_000
 
 
-def frames(n: int, seed: int, blur: float | None, size: int = 256) -> list[synth.Sample]:
+def frames(
+    n: int, seed: int, blur: float | None, size: int = 256, domain: str = "blur"
+) -> list[synth.Sample]:
+    """``n`` frames of the original generator (``blur=None``) or of the shifted domain."""
+    if domain == "device" and blur is not None:
+        from medimg_edge import holdout
+
+        return [holdout.ultrasound(seed + i, size=size) for i in range(n)]
     kw = {} if blur is None else {"blur_px": blur}
     return [
         synth.ultrasound(seed + i, size=size, lesion_prior="conspicuous", **kw) for i in range(n)
@@ -66,6 +73,14 @@ def main() -> int:
     ap.add_argument("--n-train", type=int, default=300)
     ap.add_argument("--n-test", type=int, default=600)
     ap.add_argument("--blur", type=float, default=3.0)
+    ap.add_argument(
+        "--domain",
+        choices=("blur", "device"),
+        default="blur",
+        help="blur: me.synth with a wider PSF; device: the second phantom family "
+        "(medimg_edge.holdout, an RF point-scatterer simulator with convex, phased and "
+        "linear probes) standing in for a new scanner",
+    )
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--freeze", default="none")
     ap.add_argument("--replay", type=int, default=300)
@@ -78,7 +93,7 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "shifted"
-        write_folder(frames(args.n_train, FT_TRAIN_SEED, args.blur), data)
+        write_folder(frames(args.n_train, FT_TRAIN_SEED, args.blur, domain=args.domain), data)
         out = args.out or Path(tmp) / "out"
         cfg = TrainConfig(
             modality="ultrasound",
@@ -94,13 +109,14 @@ def main() -> int:
         )
         res = train(cfg)
         t_ft = time.perf_counter() - t0
-        shifted = frames(args.n_test, FT_TEST_SEED, args.blur)
+        shifted = frames(args.n_test, FT_TEST_SEED, args.blur, domain=args.domain)
         original = frames(args.n_test, SEEDS["test"] * 1000, None)
         rows = []
         for name, sc in (("us_lesion (parent)", parent), ("fine-tuned", res.sidecar)):
             rows.append((name, auc_of(sc, shifted), auc_of(sc, original)))
+    what = f"blur {args.blur} px" if args.domain == "blur" else "second phantom family"
     print(
-        f"fine-tune: {args.n_train} labelled frames (blur {args.blur} px), replay "
+        f"fine-tune: {args.n_train} labelled frames ({what}), replay "
         f"{args.replay}, freeze {args.freeze}, {args.epochs} epochs, lr {args.lr}: "
         f"{t_ft:.0f} s"
     )
