@@ -131,6 +131,7 @@ def test_cli_overrides_are_the_config_keys(tmp_path: Path) -> None:
         "min_free_mb",
         "health_port",
         "log_level",
+        "shadow",
         "dicom_port",
         "ae_title",
         "allow_ae",
