@@ -183,6 +183,7 @@ def _monitor_case(benchmark: Any, files: list[Path], tmp_path: Path) -> None:
     logging.getLogger("medimg_edge.daemon").setLevel(logging.ERROR)
 
     def run() -> int:
+        (state / "drift.json").unlink(missing_ok=True)  # every round starts afresh
         tracker = Metrics().drift
         for rid in rids:
             tracker.observe(cfg, rid)

@@ -277,6 +277,7 @@ class DriftTracker:
         self._state_path: Any = None
         self._dirty = False
         self._gauges_due = False
+        self._children: dict[tuple[int, str, str | None], Any] = {}
         self._next_save = 0.0
 
     def _start(self, config: Any) -> None:
@@ -305,16 +306,24 @@ class DriftTracker:
         if key is None:
             return
         with self._lock:
-            self._observe(config, key, doc)
-        self._dirty = self._gauges_due = True
+            checked = self._observe(config, key, doc)
+            seen = self.monitor.frames(key)
+        if seen:
+            self._child(self.frames, key).set(seen)
+        self._dirty = True
+        self._gauges_due = self._gauges_due or checked
 
-    def _observe(self, config: Any, key: str, doc: dict[str, Any]) -> None:
+    def _observe(self, config: Any, key: str, doc: dict[str, Any]) -> bool:
+        """Add one result; whether the gauges need an update (a check ran, a model was
+        added)."""
         from ..monitor import find_reference, signals_of_result
 
         if self.monitor is None:
             self._start(config)
         mon = self.monitor
+        added = False
         if not mon.has_model(key) and key not in mon.unavailable:
+            added = True
             search = [*dict(config.models).values(), *_champion_refs(config.state_dir)]
             ref, why = find_reference(doc["model"], search)
             mon.add_model(key, ref)
@@ -325,9 +334,11 @@ class DriftTracker:
                 )
             elif mon.restore(self._saved, key):
                 log.info("drift windows restored", extra={"event": "drift_restored", "model": key})
+        checks = mon.checks(key)
         for ev in mon.observe(key, *signals_of_result(doc)):
             if ev["event"] == "drift_alarm":
                 self.alarms.labels(model=key, signal=ev["signal"]).inc()
+        return added or mon.checks(key) != checks
 
     def save(self, force: bool = False) -> None:
         """Write the windows to the state folder (at most every few seconds unless
@@ -365,21 +376,30 @@ class DriftTracker:
             return {"enabled": True, **self.monitor.status()}
 
     def update_gauges(self) -> None:
-        """Set the gauges after a check (cheap to call every loop)."""
+        """Set the gauges after a check (a no-op otherwise: cheap to call every loop)."""
         if self.monitor is None or not self._gauges_due:
             return
         self._gauges_due = False
         with self._lock:
             status = self.monitor.status()["models"]
         for key, st in status.items():
-            self.available.labels(model=key).set(1 if st["available"] else 0)
+            self._child(self.available, key).set(1 if st["available"] else 0)
             if not st["available"]:
                 continue
-            self.frames.labels(model=key).set(st["frames"])
+            self._child(self.frames, key).set(st["frames"])
             for name, sig in st["signals"].items():
-                self.alarm.labels(model=key, signal=name).set(1 if sig["alarm"] else 0)
-                self.psi.labels(model=key, signal=name).set(sig["psi"])
-                self.pvalue.labels(model=key, signal=name).set(sig["p"])
+                self._child(self.alarm, key, name).set(1 if sig["alarm"] else 0)
+                self._child(self.psi, key, name).set(sig["psi"])
+                self._child(self.pvalue, key, name).set(sig["p"])
+
+    def _child(self, gauge: Any, model: str, signal: str | None = None) -> Any:
+        """The labelled child of a gauge, looked up once (``labels()`` costs microseconds)."""
+        k = (id(gauge), model, signal)
+        child = self._children.get(k)
+        if child is None:
+            kw = {"model": model} if signal is None else {"model": model, "signal": signal}
+            child = self._children[k] = gauge.labels(**kw)
+        return child
 
 
 class HealthServer:

@@ -36,8 +36,10 @@ References
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -81,16 +83,31 @@ def _sig(x: float) -> float:
 
 
 # ---- statistics -----------------------------------------------------------------------
+def _counts(x: npt.ArrayLike | Sequence[int], name: str) -> list[float]:
+    if isinstance(x, list):
+        return [float(v) for v in x]
+    arr = np.asarray(x, np.float64)
+    if arr.ndim != 1:
+        raise InvalidInputError(f"{name} must be a 1-D count vector, got shape {arr.shape}")
+    out: list[float] = arr.tolist()
+    return out
+
+
 def psi(ref_counts: npt.ArrayLike, counts: npt.ArrayLike) -> float:
     """Population stability index of two count vectors over the same bins (each count
-    + 0.5, so that an empty bin gives a finite value)."""
-    p = np.asarray(ref_counts, np.float64) + 0.5
-    q = np.asarray(counts, np.float64) + 0.5
-    if p.shape != q.shape or p.ndim != 1:
-        raise InvalidInputError(f"count vectors of different shapes: {p.shape}, {q.shape}")
-    p /= p.sum()
-    q /= q.sum()
-    return float(np.sum((q - p) * np.log(q / p)))
+    + 0.5, so that an empty bin gives a finite value). Plain Python: the vectors have a
+    few tens of bins, where NumPy's per-call overhead is most of the cost."""
+    p = _counts(ref_counts, "ref_counts")
+    q = _counts(counts, "counts")
+    if len(p) != len(q):
+        raise InvalidInputError(f"count vectors of different lengths: {len(p)}, {len(q)}")
+    sp = sum(p) + 0.5 * len(p)
+    sq = sum(q) + 0.5 * len(q)
+    total = 0.0
+    for a, b in zip(p, q, strict=True):
+        pa, qb = (a + 0.5) / sp, (b + 0.5) / sq
+        total += (qb - pa) * math.log(qb / pa)
+    return total
 
 
 def ks_pvalue(d: float, n: float, m: float) -> float:
@@ -116,12 +133,18 @@ def ks_pvalue(d: float, n: float, m: float) -> float:
 def ks_binned(ref_counts: npt.ArrayLike, counts: npt.ArrayLike) -> tuple[float, float]:
     """``(D, p)``: the Kolmogorov-Smirnov statistic of the binned CDFs of two count vectors
     and its p-value (:func:`ks_pvalue`)."""
-    p = np.asarray(ref_counts, np.float64)
-    q = np.asarray(counts, np.float64)
-    n, m = float(p.sum()), float(q.sum())
+    p = _counts(ref_counts, "ref_counts")
+    q = _counts(counts, "counts")
+    if len(p) != len(q):
+        raise InvalidInputError(f"count vectors of different lengths: {len(p)}, {len(q)}")
+    n, m = sum(p), sum(q)
     if n <= 0 or m <= 0:
         return 0.0, 1.0
-    d = float(np.max(np.abs(np.cumsum(p) / n - np.cumsum(q) / m)))
+    d = cp = cq = 0.0
+    for a, b in zip(p, q, strict=True):
+        cp += a
+        cq += b
+        d = max(d, abs(cp / n - cq / m))
     return d, ks_pvalue(d, n, m)
 
 
@@ -247,8 +270,20 @@ class Reference:
     fingerprint: str
 
     def bin_of(self, name: str, value: float) -> int:
-        """Bin index of ``value`` in signal ``name``'s histogram."""
-        return int(np.searchsorted(self.signals[name][0], value, side="left"))
+        """Bin index of ``value`` in signal ``name``'s histogram (``edges[i-1] < value <=
+        edges[i]``)."""
+        return bisect.bisect_left(self._edges[name], value)
+
+    @functools.cached_property
+    def _edges(self) -> dict[str, list[float]]:
+        return {name: edges.tolist() for name, (edges, _) in self.signals.items()}
+
+    @functools.cached_property
+    def ref_counts(self) -> dict[str, list[int]]:
+        """The reference counts as lists (``outcome`` included, its last the ``(other)``)."""
+        out = {name: counts.tolist() for name, (_, counts) in self.signals.items()}
+        out[OUTCOME] = self.outcome_counts.tolist()
+        return out
 
     def category_of(self, outcome: str) -> int:
         """Index of an outcome (unknown ones share the last index, ``(other)``)."""
@@ -355,7 +390,7 @@ class _Track:
 
     def __init__(self, n_bins: int, window: int) -> None:
         self.bins: collections.deque[int] = collections.deque(maxlen=window)
-        self.counts = np.zeros(n_bins, np.int64)
+        self.counts = [0] * n_bins
         self.breaches = 0
         self.cleans = 0
         self.in_alarm = False
@@ -413,6 +448,16 @@ class DriftMonitor:
         """Whether ``key`` is monitored (it has a reference)."""
         return key in self._models
 
+    def frames(self, key: str) -> int:
+        """Results of model ``key`` seen so far (0 when not monitored)."""
+        st = self._models.get(key)
+        return 0 if st is None else st.seen
+
+    def checks(self, key: str) -> int:
+        """Checks run so far on model ``key``'s window (0 when not monitored)."""
+        st = self._models.get(key)
+        return 0 if st is None else st.checks
+
     def add_model(self, key: str, ref: Reference | None) -> None:
         """Monitor ``key`` against ``ref`` (None: drift monitoring is unavailable for it,
         reported as such)."""
@@ -454,7 +499,7 @@ class DriftMonitor:
         level = cfg.alpha / len(ready)
         events: list[dict[str, Any]] = []
         for name, tr in ready:
-            ref_counts = st.ref.outcome_counts if name == OUTCOME else st.ref.signals[name][1]
+            ref_counts = st.ref.ref_counts[name]
             tr.psi = psi(ref_counts, tr.counts)
             if name == OUTCOME:
                 tr.d, tr.p = chi2_homogeneity(ref_counts, tr.counts)
@@ -581,7 +626,7 @@ class DriftMonitor:
                 if tr is None:
                     continue
                 bins = [int(b) for b in t.get("bins", [])][-self.config.window :]
-                if any(b < 0 or b >= tr.counts.size for b in bins):
+                if any(b < 0 or b >= len(tr.counts) for b in bins):
                     raise ValueError("bin out of range")
                 for b in bins:
                     tr.add(b)
