@@ -1092,15 +1092,18 @@ static void gradient_u8_kernel(const uint8_t* in, const uint8_t* mask, ptrdiff_t
   moments[1] = count > 0.0 ? sum / count : __builtin_nan("");
   const double var = count > 0.0 ? sq / count - moments[1] * moments[1] : __builtin_nan("");
   moments[2] = var > 0.0 ? var : 0.0;
-  // The k-th smallest m2 (0-based k < count).
-  auto select = [&](int64_t rank) -> uint32_t {
+  // The bucket of the k-th smallest m2 (0-based k < count) and the ranks before it.
+  auto bucket_of = [&](int64_t rank, int64_t* before) -> int32_t {
     int32_t b = 0;
-    int64_t before = 0;
-    while (before + static_cast<int64_t>(h0[b]) <= rank) before += h0[b++];
-    if (b == 0) return 0u;
-    const uint32_t lo = key_low(b);
+    *before = 0;
+    while (*before + static_cast<int64_t>(h0[b]) <= rank) *before += h0[b++];
+    return b;
+  };
+  // The value counts of bucket b (b >= 1) into vc: one pass over the stored m2.
+  auto count_bucket = [&](int32_t b) {
     const vi vb = zero + b;
     zero_u32(vc, kSpan);
+    const uint32_t lo = key_low(b);
     ptrdiff_t i = 0;
     for (; i + kLanes <= n; i += kLanes) {
       vi m;
@@ -1112,10 +1115,12 @@ static void gradient_u8_kernel(const uint8_t* in, const uint8_t* mask, ptrdiff_t
     }
     for (; i < n; ++i)
       if (m2s[i] != kUnselected && key_of1(m2s[i]) == b) ++vc[m2s[i] - lo];
-    int64_t r = rank - before;
+  };
+  // The (rank - before)-th smallest value of the counted bucket b.
+  auto from_counts = [&](int32_t b, int64_t r) -> uint32_t {
     uint32_t v = 0;
     while (r >= static_cast<int64_t>(vc[v])) r -= vc[v++];
-    return lo + v;
+    return key_low(b) + v;
   };
   for (int j = 0; j < nq; ++j) {
     if (!(count > 0.0)) {
@@ -1125,8 +1130,20 @@ static void gradient_u8_kernel(const uint8_t* in, const uint8_t* mask, ptrdiff_t
     int64_t rlo, rhi;
     double gamma;
     percentile_ranks(count, q[j], &rlo, &rhi, &gamma);
-    const uint32_t a = select(rlo);
-    const uint32_t b = rhi == rlo ? a : select(rhi);
+    // The two ranks of the interpolation usually share a bucket: one pass counts it.
+    int64_t before_lo, before_hi;
+    const int32_t blo = bucket_of(rlo, &before_lo), bhi = bucket_of(rhi, &before_hi);
+    uint32_t a = 0, b = 0;
+    if (blo > 0) {
+      count_bucket(blo);
+      a = from_counts(blo, rlo - before_lo);
+    }
+    if (bhi == blo) {
+      b = blo > 0 ? from_counts(blo, rhi - before_hi) : 0u;
+    } else {
+      count_bucket(bhi);  // bhi > blo >= 0
+      b = from_counts(bhi, rhi - before_hi);
+    }
     const double va = static_cast<double>(__builtin_sqrtf(static_cast<float>(a)));
     const double vb = static_cast<double>(__builtin_sqrtf(static_cast<float>(b)));
     qout[j] = np_lerp(va, vb, gamma);
