@@ -15,6 +15,7 @@ Run: ``python -m pytest bench/test_bench_ood.py --benchmark-only``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,9 @@ import pytest
 
 import medimg_edge as me
 from medimg_edge.runtime._ood import decode_matrix, guard_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import appearance_helpers  # tests/appearance_helpers.py: the NumPy composition (the peer)
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -111,29 +115,6 @@ def test_appearance_descriptor(benchmark, diagnosers) -> None:  # type: ignore[n
     assert v.shape == (len(me.features.feature_names()),)
 
 
-def _numpy_appearance(x: np.ndarray, work: dict[str, np.ndarray]) -> np.ndarray:
-    """The descriptor as the NumPy composition computed it before the fused kernel (the
-    shipped guards were fitted on it): area reduction, float32 ``* 255`` / ``np.rint`` /
-    ``np.clip`` to uint8, ``extract`` family by family, the signed ``log1p``."""
-    import cv2
-
-    from medimg_edge.features import _extract
-
-    a = x[:, :, 0] if x.ndim == 3 else x
-    small = work.setdefault("small", np.empty((64, 64), np.float32))
-    u8 = work.setdefault("u8", np.empty((64, 64), np.uint8))
-    cv2.resize(a, (64, 64), dst=small, interpolation=cv2.INTER_AREA)
-    np.multiply(small, 255.0, out=small)
-    np.rint(small, out=small)
-    np.clip(small, 0.0, 255.0, out=small)
-    u8[...] = small
-    params = _extract._params(32, (1,), 4, 8, 1.0, 64, 8)
-    v = np.asarray(_extract._composed(u8, u8, None, params), np.float64)
-    v[~np.isfinite(v)] = 0.0
-    out: np.ndarray = np.sign(v) * np.log1p(10.0 * np.abs(v))
-    return out
-
-
 def test_appearance_descriptor_numpy_peer(benchmark, diagnosers) -> None:  # type: ignore[no-untyped-def]
     """Peer: the same descriptor through the NumPy composition (five kernel calls and
     their glue); equal to the fused call's as float32 (what the guard reads)."""
@@ -142,6 +123,6 @@ def test_appearance_descriptor_numpy_peer(benchmark, diagnosers) -> None:  # typ
     name, full, _, frame = diagnosers
     benchmark.group = f"appearance-guard-{name}"
     x = me.preprocess.to_model_input(frame, full.model.package.input)
-    work: dict[str, np.ndarray] = {}
-    v = benchmark(_numpy_appearance, x, work)
+    work: dict[str, object] = {}
+    v = benchmark(appearance_helpers.numpy_appearance, x, work)
     np.testing.assert_array_equal(v.astype(np.float32), appearance_features(x).astype(np.float32))

@@ -242,30 +242,6 @@ def test_appearance_features_are_a_fixed_vector_of_the_model_input() -> None:
     assert np.isfinite(flat).all()  # undefined texture statistics of a flat frame are 0
 
 
-def _numpy_appearance(x: np.ndarray) -> np.ndarray:
-    """The descriptor as the NumPy composition computed it before the fused kernel
-    (``extract-u8-64-v1``; the shipped guards were fitted on it): area reduction, float32
-    ``* 255`` / ``np.rint`` / ``np.clip`` to uint8, extract() family by family, the
-    signed ``log1p`` transform."""
-    import cv2
-
-    from medimg_edge.features import _extract
-
-    a = np.asarray(x, dtype=np.float32)
-    if a.ndim == 3:
-        a = a[:, :, 0]
-    small = cv2.resize(a, (64, 64), interpolation=cv2.INTER_AREA)
-    np.multiply(small, 255.0, out=small)
-    np.rint(small, out=small)
-    np.clip(small, 0.0, 255.0, out=small)
-    u8 = small.astype(np.uint8)
-    params = _extract._params(32, (1,), 4, 8, 1.0, 64, 8)
-    v = np.asarray(_extract._composed(u8, u8, None, params), np.float64)
-    v[~np.isfinite(v)] = 0.0
-    out: np.ndarray = np.sign(v) * np.log1p(10.0 * np.abs(v))
-    return out
-
-
 def _appearance_inputs() -> dict[str, np.ndarray]:
     import cv2
 
@@ -292,6 +268,7 @@ def test_appearance_descriptor_equals_the_numpy_composition() -> None:
     """The fused kernel (one GIL-free call) keeps the descriptor the shipped guards were
     fitted on: every value equal to the NumPy composition's up to the last bit of NumPy's
     SIMD log1p, identical as float32 (what the guard reads), the same distances."""
+    from appearance_helpers import numpy_appearance  # tests/: the NumPy composition
     from medimg_edge._appearance import appearance_features
     from medimg_edge.runtime._ood import appearance_of
 
@@ -299,7 +276,7 @@ def test_appearance_descriptor_equals_the_numpy_composition() -> None:
     guard = appearance_of(meta, "us_lesion.json")
     assert guard is not None
     for name, x in _appearance_inputs().items():
-        got, ref = appearance_features(x), _numpy_appearance(x)
+        got, ref = appearance_features(x), numpy_appearance(x)
         np.testing.assert_array_max_ulp(got, ref, maxulp=2)
         np.testing.assert_array_equal(got.astype(np.float32), ref.astype(np.float32), name)
         assert guard.distance(got) == guard.distance(ref), name
