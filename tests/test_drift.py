@@ -68,6 +68,19 @@ def test_binned_ks_is_the_statistic_of_the_binned_cdfs_and_conservative() -> Non
     assert ks_binned([0, 0], [1, 2]) == (0.0, 1.0)
 
 
+def test_monitor_hot_path_equals_psi_and_binned_ks() -> None:
+    from medimg_edge.monitor._drift import _psi_ks
+
+    ref = reference_of({"drift": _gauss_reference()})
+    assert ref is not None
+    rng = np.random.default_rng(8)
+    for name, (_, counts) in ref.signals.items():
+        window = rng.integers(0, 15, counts.size).tolist()
+        got = _psi_ks(ref.profile[name], window)
+        want = (psi(counts, window), *ks_binned(counts, window))
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
 @pytest.mark.parametrize(("x", "k"), [(0.5, 4), (7.3, 3), (40.0, 5), (120.0, 2), (3.0, 1)])
 def test_chi2_sf_matches_scipy(x: float, k: int) -> None:
     assert chi2_sf(x, k) == pytest.approx(float(scipy_stats.chi2.sf(x, k)), rel=1e-9, abs=1e-300)

@@ -148,6 +148,29 @@ def ks_binned(ref_counts: npt.ArrayLike, counts: npt.ArrayLike) -> tuple[float, 
     return d, ks_pvalue(d, n, m)
 
 
+def _psi_ks(
+    profile: tuple[list[float], list[float], float], counts: list[int]
+) -> tuple[float, float, float]:
+    """``(PSI, D, p)`` of a window's counts against a reference :attr:`Reference.profile`
+    in one pass: :func:`psi` and :func:`ks_binned` of the monitor's hot path (a check of
+    every signal every few results), without their conversions."""
+    frac, cdf, n = profile
+    m = float(sum(counts))
+    if m <= 0 or n <= 0:
+        return 0.0, 0.0, 1.0
+    sq = m + 0.5 * len(counts)
+    total = d = acc = 0.0
+    log = math.log
+    for pa, cp, c in zip(frac, cdf, counts, strict=True):
+        qb = (c + 0.5) / sq
+        total += (qb - pa) * log(qb / pa)
+        acc += c
+        diff = abs(cp - acc / m)
+        if diff > d:
+            d = diff
+    return total, d, ks_pvalue(d, n, m)
+
+
 def _gammainc_upper(a: float, x: float) -> float:
     """Regularised upper incomplete gamma ``Q(a, x)`` (series below ``a + 1``, Lentz's
     continued fraction above; Numerical Recipes 6.2)."""
@@ -279,6 +302,23 @@ class Reference:
         return {name: edges.tolist() for name, (edges, _) in self.signals.items()}
 
     @functools.cached_property
+    def profile(self) -> dict[str, tuple[list[float], list[float], float]]:
+        """Per numeric signal what a check needs of the reference, computed once: the
+        smoothed bin fractions ``(c + 0.5) / (n + 0.5 k)`` (:func:`psi`), the CDF at the
+        bin edges and ``n`` (:func:`ks_binned`)."""
+        out = {}
+        for name, (_, counts) in self.signals.items():
+            c = counts.tolist()
+            n = float(sum(c))
+            total = n + 0.5 * len(c)
+            cdf, acc = [], 0.0
+            for v in c:
+                acc += v
+                cdf.append(acc / n if n > 0 else 0.0)
+            out[name] = ([(v + 0.5) / total for v in c], cdf, n)
+        return out
+
+    @functools.cached_property
     def ref_counts(self) -> dict[str, list[int]]:
         """The reference counts as lists (``outcome`` included, its last the ``(other)``)."""
         out = {name: counts.tolist() for name, (_, counts) in self.signals.items()}
@@ -386,7 +426,7 @@ class DriftConfig:
 class _Track:
     """The window of one signal: bin indices (a deque) and their running counts."""
 
-    __slots__ = ("bins", "breaches", "cleans", "counts", "d", "in_alarm", "p", "psi")
+    __slots__ = ("bins", "breaches", "cleans", "counts", "d", "in_alarm", "p", "psi", "view")
 
     def __init__(self, n_bins: int, window: int) -> None:
         self.bins: collections.deque[int] = collections.deque(maxlen=window)
@@ -397,6 +437,18 @@ class _Track:
         self.psi = 0.0
         self.d = 0.0
         self.p = 1.0
+        self.view: dict[str, Any] = {}
+        self.update_view()
+
+    def update_view(self) -> None:
+        """The rounded statistics :meth:`DriftMonitor.status` reports (made once per check:
+        the status is read far more often than a check runs)."""
+        self.view = {
+            "psi": round(self.psi, 4),
+            "statistic": round(self.d, 4),
+            "p": float(f"{self.p:.3g}"),
+            "alarm": self.in_alarm,
+        }
 
     def add(self, b: int) -> None:
         if len(self.bins) == self.bins.maxlen:
@@ -499,12 +551,12 @@ class DriftMonitor:
         level = cfg.alpha / len(ready)
         events: list[dict[str, Any]] = []
         for name, tr in ready:
-            ref_counts = st.ref.ref_counts[name]
-            tr.psi = psi(ref_counts, tr.counts)
             if name == OUTCOME:
+                ref_counts = st.ref.ref_counts[name]
+                tr.psi = psi(ref_counts, tr.counts)
                 tr.d, tr.p = chi2_homogeneity(ref_counts, tr.counts)
             else:
-                tr.d, tr.p = ks_binned(ref_counts, tr.counts)
+                tr.psi, tr.d, tr.p = _psi_ks(st.ref.profile[name], tr.counts)
             breach = tr.p < level and tr.psi >= cfg.psi_min
             if breach:
                 tr.breaches, tr.cleans = tr.breaches + 1, 0
@@ -516,6 +568,7 @@ class DriftMonitor:
                 st.alarms_raised += 1
             elif tr.in_alarm and tr.cleans >= cfg.persistence:
                 tr.in_alarm, change = False, "drift_cleared"
+            tr.update_view()
             if change is not None:
                 ev = {
                     "event": change,
@@ -547,16 +600,7 @@ class DriftMonitor:
         the signals in alarm and each signal's latest PSI, statistic and p-value."""
         models: dict[str, Any] = {}
         for key, st in self._models.items():
-            sigs = {
-                name: {
-                    "psi": round(tr.psi, 4),
-                    "statistic": round(tr.d, 4),
-                    "p": float(f"{tr.p:.3g}"),
-                    "alarm": tr.in_alarm,
-                    "n": len(tr.bins),
-                }
-                for name, tr in st.tracks.items()
-            }
+            sigs = {name: {**tr.view, "n": len(tr.bins)} for name, tr in st.tracks.items()}
             alarms = sorted(n for n, tr in st.tracks.items() if tr.in_alarm)
             models[key] = {
                 "available": True,
@@ -633,6 +677,7 @@ class DriftMonitor:
                 tr.breaches, tr.cleans = int(t.get("breaches", 0)), int(t.get("cleans", 0))
                 tr.in_alarm = bool(t.get("alarm", False))
                 tr.psi, tr.d, tr.p = float(t["psi"]), float(t["d"]), float(t["p"])
+                tr.update_view()
             st.seen = int(saved.get("seen", 0))
             st.since_check = int(saved.get("since_check", 0))
             st.checks = int(saved.get("checks", 0))

@@ -58,6 +58,8 @@ OUTCOME = "outcome"
 
 
 def _num(x: Any) -> float | None:
+    if type(x) is float:  # the usual case, first
+        return x if math.isfinite(x) else None
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
     v = float(x)
