@@ -402,6 +402,13 @@ def extract(
     InvalidInputError
         For an invalid image, mask or parameter.
 
+    Notes
+    -----
+    A uint8 image without a mask is computed in one C++ call that releases the GIL once
+    (csrc/kernels/extract.hpp: the same kernels and arithmetic as the family-by-family
+    path other inputs take, with bit-identical values); its intermediates live in the
+    calling thread's reusable scratch.
+
     References
     ----------
     .. [1] R. M. Haralick, K. Shanmugam and I. Dinstein, "Textural features for image
