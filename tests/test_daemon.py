@@ -303,6 +303,12 @@ def test_health_and_metrics_loopback_only(tmp_path: Path) -> None:
     code, body = d.http("/healthz")
     doc = json.loads(body)
     assert code == 200 and doc["status"] == "ok" and doc["watcher"] is True
+    # The result files appear when the finisher has written them; the counters move when
+    # the main loop applies the outcome just after: wait for that, then check everything.
+    wait_for(
+        lambda: "medimg_edge_files_processed_total 5.0" in d.http("/metrics")[1].decode(),
+        "the processed counter at 5",
+    )
     code, body = d.http("/metrics")
     text = body.decode()
     assert code == 200
