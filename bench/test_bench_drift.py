@@ -12,10 +12,13 @@ Group ``drift-overhead``:
   all files into its inbox until the last ``<id>.json`` exists (as in
   ``test_bench_daemon.py``). ``extra_info``: files/s and, for ``daemon-on``, the
   throughput loss against the ``daemon-off`` run just before it.
-* ``monitor``: what the daemon's main thread adds per result, alone: read the result's
-  JSON back from the outbox, extract its signals, update the window (a check every 10
-  results) and save the windows once per 5 s of results; ``extra_info`` has the time per
-  result and its share of the (fastest) ``daemon-off`` time per file.
+* ``monitor``: what the daemon's main thread adds per result, alone: take the drift
+  summary the worker computed beside the result and sent in its reply header
+  (``monitor.drift_summary``; decoded with the rest of the header), update the window (a
+  check every 10 results) and save the windows once per 5 s of results; ``extra_info``
+  has the time per result and its share of the (fastest) ``daemon-off`` time per file.
+  (Until 2026-12-04 the main thread read each result file back and parsed it: ~50 us more
+  per result.)
 
 Both daemon cases check that every file got exactly one result and the monitored one that
 its ``/healthz`` drift section counted every result. Files per case: 600 (CI with
@@ -193,12 +196,15 @@ def _monitor_case(benchmark: Any, files: list[Path], tmp_path: Path) -> None:
     state = tmp_path / "state"
     outbox.mkdir()
     state.mkdir()
-    rids = []
+    from medimg_edge.monitor import drift_summary
+
+    rids, summaries = [], []
     for i, p in enumerate(files):
         doc = diag.diagnose(cv2.imread(str(p), cv2.IMREAD_UNCHANGED)).to_dict()
         rid = f"bench-{i}"
         (outbox / f"{rid}.json").write_text(json.dumps(doc) + "\n")
         rids.append(rid)
+        summaries.append(json.loads(json.dumps(drift_summary(doc))))  # as off the pipe
 
     class Cfg:
         pass
@@ -215,16 +221,16 @@ def _monitor_case(benchmark: Any, files: list[Path], tmp_path: Path) -> None:
         # per daemon), the window filled
         (state / "drift.json").unlink(missing_ok=True)
         tracker = Metrics().drift
-        for rid in rids[:warm]:
-            tracker.observe(cfg, rid)
+        for rid, summary in zip(rids[:warm], summaries[:warm], strict=True):
+            tracker.observe(cfg, rid, summary)
         tracker.save()
         trackers.append(tracker)
         return (), {}
 
     def run() -> int:
         tracker = trackers[-1]
-        for rid in rids:
-            tracker.observe(cfg, rid)
+        for rid, summary in zip(rids, summaries, strict=True):
+            tracker.observe(cfg, rid, summary)
             tracker.save()  # throttled: at most one write per 5 s
             tracker.update_gauges()
         return int(next(iter(tracker.section()["models"].values()))["frames"])

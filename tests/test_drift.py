@@ -474,3 +474,32 @@ def test_daemon_tracker_finds_a_promoted_champion(tmp_path: Path) -> None:
     assert st["available"] and st["frames"] == 1
     tracker.save(force=True)
     assert key in json.loads((state / "drift.json").read_text())["models"]
+
+
+def test_daemon_tracker_takes_the_workers_summary_like_the_result_file(
+    tmp_path: Path, stream_docs: list[dict[str, Any]]
+) -> None:
+    """The summary a worker sends in its reply (``monitor.drift_summary``, through JSON as
+    on the pipe) puts a result in its model's window exactly as reading the result file
+    back does: the same frames, bins and statistics."""
+    from types import SimpleNamespace
+
+    from medimg_edge.daemon._observe import Metrics
+    from medimg_edge.monitor import drift_summary
+
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    cfg = SimpleNamespace(outbox=outbox, state_dir=tmp_path, models={})
+    by_file, by_summary = Metrics().drift, Metrics().drift
+    for i, doc in enumerate(stream_docs[:40]):
+        (outbox / f"r-{i}.json").write_text(json.dumps(doc, allow_nan=False))
+        by_file.observe(cfg, f"r-{i}")
+        summary = json.loads(json.dumps(drift_summary(doc)))
+        (outbox / f"r-{i}.json").unlink()  # the summary path never reads the file
+        by_summary.observe(cfg, f"r-{i}", summary)
+    a, b = by_file.section(), by_summary.section()
+    key = next(iter(a["models"]))
+    assert a["models"][key]["frames"] == 40 and a == b
+    assert by_file.monitor is not None and by_summary.monitor is not None
+    assert by_file.monitor.state() == by_summary.monitor.state()
+    assert drift_summary({"quality": {}}) is None  # a result that names no model

@@ -99,6 +99,7 @@ class Outcome:
     count: bool = True  # retry: whether it counts as an attempt
     status: str | None = None  # the result's (done only): for the done log line
     label: str | None = None
+    drift: dict[str, Any] | None = None  # the worker's monitor.drift_summary (done only)
 
 
 Reply = WorkerReply | WorkerDied | RuntimeError
@@ -269,6 +270,7 @@ class Finisher:
                     moved=moved,
                     status=h.get("status"),
                     label=h.get("label"),
+                    drift=h.get("drift") if isinstance(h.get("drift"), dict) else None,
                 )
             )
         self._disk_delay = 0.0

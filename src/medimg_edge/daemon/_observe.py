@@ -292,31 +292,37 @@ class DriftTracker:
         except (OSError, ValueError):
             self._saved = {}
 
-    def observe(self, config: Any, rid: str) -> None:
-        """Add the result ``<outbox>/<rid>.json`` (applied as done) to its model's window."""
+    def observe(self, config: Any, rid: str, summary: dict[str, Any] | None = None) -> None:
+        """Add a result applied as done to its model's window: ``summary`` is the worker's
+        :func:`medimg_edge.monitor.drift_summary` of it; without one, the result file
+        ``<outbox>/<rid>.json`` is read back."""
         if not self.enabled:
             return
-        from ..monitor import key_of_result
+        from ..monitor import drift_summary, key_of_result
 
-        try:
-            doc = json.loads((config.outbox / f"{rid}.json").read_bytes())
-        except (OSError, ValueError):
-            return  # replaced or removed meanwhile: one result less in the window
-        key = key_of_result(doc) if isinstance(doc, dict) else None
+        if summary is None:
+            try:
+                doc = json.loads((config.outbox / f"{rid}.json").read_bytes())
+            except (OSError, ValueError):
+                return  # replaced or removed meanwhile: one result less in the window
+            summary = drift_summary(doc) if isinstance(doc, dict) else None
+        if summary is None or not isinstance(summary.get("signals"), dict):
+            return
+        key = key_of_result(summary)
         if key is None:
             return
         with self._lock:
-            checked = self._observe(config, key, doc)
+            checked = self._observe(config, key, summary)
             seen = self.monitor.frames(key)
         if seen:
             self._child(self.frames, key).set(seen)
         self._dirty = True
         self._gauges_due = self._gauges_due or checked
 
-    def _observe(self, config: Any, key: str, doc: dict[str, Any]) -> bool:
-        """Add one result; whether the gauges need an update (a check ran, a model was
-        added)."""
-        from ..monitor import find_reference, signals_of_result
+    def _observe(self, config: Any, key: str, summary: dict[str, Any]) -> bool:
+        """Add one result (its drift summary); whether the gauges need an update (a check
+        ran, a model was added)."""
+        from ..monitor import find_reference
 
         if self.monitor is None:
             self._start(config)
@@ -325,7 +331,7 @@ class DriftTracker:
         if not mon.has_model(key) and key not in mon.unavailable:
             added = True
             search = [*dict(config.models).values(), *_champion_refs(config.state_dir)]
-            ref, why = find_reference(doc["model"], search)
+            ref, why = find_reference(summary["model"], search)
             mon.add_model(key, ref)
             if ref is None:
                 log.warning(
@@ -335,7 +341,7 @@ class DriftTracker:
             elif mon.restore(self._saved, key):
                 log.info("drift windows restored", extra={"event": "drift_restored", "model": key})
         checks = mon.checks(key)
-        for ev in mon.observe(key, *signals_of_result(doc)):
+        for ev in mon.observe(key, summary["signals"], summary.get("outcome")):
             if ev["event"] == "drift_alarm":
                 self.alarms.labels(model=key, signal=ev["signal"]).inc()
         return added or mon.checks(key) != checks

@@ -718,7 +718,7 @@ class Daemon:
                         status=o.status or "unknown", label=o.label or "none"
                     ).inc()
                     self.metrics.latency.observe(time.monotonic() - o.job.claimed)
-                    self.metrics.drift.observe(c, rid)  # the result joins its model's window
+                    self.metrics.drift.observe(c, rid, o.drift)  # joins its model's window
                     log.info(
                         f"done: {o.status}" + (f" ({o.label})" if o.label else ""),
                         extra={

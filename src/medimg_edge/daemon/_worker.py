@@ -53,6 +53,11 @@ _MAX_HEADER = 1 << 24
 # ---- the worker process ------------------------------------------------------------------
 
 
+def _monitor() -> Any:
+    """:mod:`medimg_edge.monitor`, imported at the first finding."""
+    return importlib.import_module("medimg_edge.monitor")
+
+
 def _send(out: IO[bytes], header: dict[str, Any], blobs: dict[str, bytes] | None = None) -> None:
     blobs = blobs or {}
     header = {**header, "blobs": [[k, len(v)] for k, v in blobs.items()]}
@@ -204,6 +209,9 @@ class _Work:
         if shadow is not None:
             records.append(shadow)
         header["models"] = records
+        # the drift monitor's view of the finding, computed here so that the main process
+        # adds it to its window without reading the result file back
+        header["drift"] = _monitor().drift_summary(doc)
         return header, blobs
 
 

@@ -86,4 +86,18 @@ def key_of_result(doc: Mapping[str, Any]) -> str | None:
     return model_key(m.get("name"), m.get("version")) if isinstance(m, Mapping) else None
 
 
-__all__ += ["key_of_result"]
+def drift_summary(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the monitor needs of one result, small and JSON-ready: ``{"model": ...,
+    "signals": {signal: value}, "outcome": ...}`` (None when the result names no model).
+
+    The daemon's worker process computes it beside the result it writes and sends it in its
+    reply, so the main process adds a result to its window without reading the result file
+    back."""
+    model = doc.get("model")
+    if key_of_result(doc) is None or not isinstance(model, Mapping):
+        return None
+    signals, outcome = signals_of_result(doc)
+    return {"model": dict(model), "signals": signals, "outcome": outcome}
+
+
+__all__ += ["drift_summary", "key_of_result"]
