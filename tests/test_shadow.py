@@ -204,10 +204,16 @@ def test_shadow_promote_rollback(tmp_path: Path, models: dict[str, Path]) -> Non
     old champion's answers again, bit for bit, on the same files."""
     inbox, outbox = make_dirs(tmp_path)
     cfg = config(tmp_path / "watch.toml", models["champion"], models["worse"])
-    d = DaemonProc(inbox, outbox, *FAST, "--config", str(cfg)).start()
+    d = DaemonProc(inbox, outbox, *FAST, "--config", str(cfg), "--health-port", "0").start()
     champ_sha = _sha(models["champion"].with_suffix(".tflite"))
     better_sha = _sha(US_LESION.with_suffix(".tflite"))
     worse_sha = _sha(TINY.with_suffix(".tflite"))
+
+    def running() -> tuple[str, str | None]:
+        """/healthz ``models``: the ultrasound champion's sha256 and shadow."""
+        doc = json.loads(d.http("/healthz")[1])["models"]
+        return doc["champions"]["ultrasound"]["sha256"], doc["shadow"].get("ultrasound")
+
     try:
         # -- the worse candidate in shadow --------------------------------------------
         truth = phantoms(inbox, 40, seed=7001, prefix="a")
@@ -222,6 +228,7 @@ def test_shadow_promote_rollback(tmp_path: Path, models: dict[str, Path]) -> Non
         first_ids = sorted(v[0]["id"] for v in docs.values())
         wait_for(lambda: len(state(outbox)["shadow"]) >= 40, "shadow records")
         assert {sha for _, sha in state(outbox)["shadow"]} == {worse_sha}
+        assert running() == (champ_sha, str(models["worse"]))
         assert label_all(outbox, truth, docs, models["champion"]) == 40
         r = cli("promote", str(outbox), str(models["worse"]), "--modality", "ultrasound")
         assert r.returncode == 1, r.stdout + r.stderr
@@ -260,6 +267,7 @@ def test_shadow_promote_rollback(tmp_path: Path, models: dict[str, Path]) -> Non
         assert r.returncode == 0, r.stdout + r.stderr
         assert "switched" in r.stdout
         assert state(outbox)["state"]["ultrasound"][1:] == (better_sha, "promote")
+        assert running()[0] == better_sha  # /healthz names what the workers run now
         wait_results(outbox, 110)
         docs = by_input(outbox)
         assert len(docs) == 110 and all(len(v) == 1 for v in docs.values())

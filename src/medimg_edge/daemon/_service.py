@@ -308,6 +308,11 @@ class Daemon:
             else [self.config.dicom_host, self._scp.port, self.config.ae_title],
             "forward": None if self._forward is None else self._forward.status(),
             "drift": self.metrics.drift.section(),
+            # what the workers run now (as <state_dir>/models.json): champions and shadow
+            "models": {  # both dicts are only ever replaced whole: read each once
+                "champions": {m: s.to_dict() for m, s in dict(self._champions).items()},
+                "shadow": dict(self._shadow),
+            },
         }
 
     def _write_status(self) -> None:
