@@ -48,7 +48,7 @@ pydicom = pytest.importorskip("pydicom")
 
 # the daemon and DICOM helpers of the tests (real daemon processes, the DICOM builder)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from daemon_helpers import DaemonProc, make_dirs, results  # noqa: E402
+from daemon_helpers import BENCH, DaemonProc, make_dirs, results  # noqa: E402
 from dicom_helpers import us_dataset  # noqa: E402
 
 SIZE = 512
@@ -114,16 +114,9 @@ class _Daemon:
         self.daemon = DaemonProc(
             self.inbox,
             self.outbox,
-            "--modality",
-            "ultrasound",
+            *BENCH,
             "--workers",
             str(workers),
-            "--settle",
-            "0.2",
-            "--rescan",
-            "5",
-            "--log-level",
-            "WARNING",
         ).start()
 
     def count(self) -> int:

@@ -46,7 +46,7 @@ pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("pynetdicom")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from daemon_helpers import DaemonProc, make_dirs, results  # noqa: E402
+from daemon_helpers import BENCH, DaemonProc, make_dirs, results  # noqa: E402
 from dicom_helpers import us_dataset  # noqa: E402
 
 SIZE = 512
@@ -104,16 +104,9 @@ class _Node:
         self.daemon = DaemonProc(
             self.inbox,
             self.outbox,
-            "--modality",
-            "ultrasound",
+            *BENCH,
             "--workers",
             "2",
-            "--settle",
-            "0.2",
-            "--rescan",
-            "5",
-            "--log-level",
-            "WARNING",
             "--dicom-port",
             "0",
         ).start()

@@ -47,7 +47,7 @@ pytest.importorskip("watchdog")
 pytest.importorskip("prometheus_client")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from daemon_helpers import DaemonProc, daemon_children, make_dirs, results
+from daemon_helpers import BENCH, DaemonProc, daemon_children, make_dirs, results
 
 N_FULL = 600
 N_CI = 12
@@ -97,16 +97,9 @@ def _daemon(monitoring: bool) -> DaemonProc:
     return DaemonProc(
         inbox,
         outbox,
-        "--modality",
-        "ultrasound",
+        *BENCH,
         "--workers",
         "2",
-        "--settle",
-        "0.2",
-        "--rescan",
-        "5",
-        "--log-level",
-        "WARNING",
         "--health-port",
         "0",
         env={"MEDIMG_EDGE_DRIFT": "1" if monitoring else "0"},

@@ -15,7 +15,6 @@ refit. Needs the ``[train]`` extra (scikit-learn).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -24,14 +23,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bump(version: str) -> str:
-    major, minor, patch = (int(p) for p in version.split("."))
-    return f"{major}.{minor}.{patch + 1}"
-
-
 def refit(sidecar: Path, n: int, n_val: int) -> dict[str, object]:
     from medimg_edge.training._data import augmented_inputs, synth_dataset
     from medimg_edge.training._ood import fit_appearance
+    from medimg_edge.training._package import record_refit
 
     meta = json.loads(sidecar.read_text(encoding="utf-8"))
     data = meta["provenance"]["data"]
@@ -53,16 +48,14 @@ def refit(sidecar: Path, n: int, n_val: int) -> dict[str, object]:
     )
     obj, _ = fit_appearance(x, val.x)
     meta["ood"]["appearance"] = obj
-    old = meta["version"]
-    meta["version"] = _bump(old)
-    meta["provenance"]["appearance_guard"] = {
-        "added": datetime.date.today().isoformat(),
-        "from_version": old,
-        "command": "python scripts/fit_appearance_guard.py",
-        "n_train": n,
-        "n_val": n_val,
-        "note": "network and int8 file unchanged; ood.appearance fitted afterwards",
-    }
+    record_refit(
+        meta,
+        "appearance_guard",
+        command="python scripts/fit_appearance_guard.py",
+        note="network and int8 file unchanged; ood.appearance fitted afterwards",
+        n_train=n,
+        n_val=n_val,
+    )
     sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return {
         "name": meta["name"],

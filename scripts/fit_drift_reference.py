@@ -15,7 +15,6 @@ version is bumped and the provenance records the refit.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -24,13 +23,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bump(version: str) -> str:
-    major, minor, patch = (int(p) for p in version.split("."))
-    return f"{major}.{minor}.{patch + 1}"
-
-
 def refit(sidecar: Path, n_val: int, bump: bool = True) -> dict[str, object]:
     from medimg_edge.training._drift import generated_frames, reference_from_frames
+    from medimg_edge.training._package import record_refit
 
     meta = json.loads(sidecar.read_text(encoding="utf-8"))
     data = meta["provenance"]["data"]
@@ -51,16 +46,14 @@ def refit(sidecar: Path, n_val: int, bump: bool = True) -> dict[str, object]:
         ),
     )
     meta["drift"] = obj
-    old = meta["version"]
-    if bump:
-        meta["version"] = _bump(old)
-    meta["provenance"]["drift_reference"] = {
-        "added": datetime.date.today().isoformat(),
-        "from_version": old,
-        "command": "python scripts/fit_drift_reference.py",
-        "n_val": n_val,
-        "note": "network, int8 file and every other field unchanged; drift fitted afterwards",
-    }
+    record_refit(
+        meta,
+        "drift_reference",
+        command="python scripts/fit_drift_reference.py",
+        note="network, int8 file and every other field unchanged; drift fitted afterwards",
+        bump=bump,
+        n_val=n_val,
+    )
     sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return {
         "name": meta["name"],

@@ -32,6 +32,8 @@ WAIT_S = 120.0  # liveness bound of every wait (never a speed assertion)
 
 #: Daemon options of the tests: a fixed modality, short settle and rescan intervals.
 FAST = ["--modality", "ultrasound", "--settle", "0.3", "--rescan", "0.5"]
+#: The throughput benchmarks' daemon: ultrasound, short settle, rare rescans, quiet log.
+BENCH = ["--modality", "ultrasound", "--settle", "0.2", "--rescan", "5", "--log-level", "WARNING"]
 
 
 def make_dirs(tmp_path: Path) -> tuple[Path, Path]:

@@ -191,18 +191,12 @@ class Labels:
 
     def _known(self) -> list[tuple[str, str, set[str], tuple[str, ...]]]:
         if self._sidecars is None:
-            from ..runtime import list_models, read_package
+            from ..runtime._package import iter_packages, package_sha256s
 
-            found: list[tuple[str, str, set[str], tuple[str, ...]]] = []
-            paths = [*self._extra, *(Path(m["sidecar"]) for m in list_models() if "sidecar" in m)]
-            for p in paths:
-                try:
-                    pkg = read_package(p)
-                except MedimgEdgeError:
-                    continue
-                shas = {pkg.cpu.sha256} | ({pkg.edgetpu.sha256} if pkg.edgetpu else set())
-                found.append((pkg.name, pkg.version, shas, pkg.labels))
-            self._sidecars = found
+            self._sidecars = [
+                (pkg.name, pkg.version, package_sha256s(pkg), pkg.labels)
+                for pkg in iter_packages(self._extra)
+            ]
         return self._sidecars
 
     def of(self, doc: dict[str, Any]) -> tuple[str, ...]:

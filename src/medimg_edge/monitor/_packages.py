@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ._drift import Reference, reference_of
@@ -29,31 +27,13 @@ def find_reference(
         The reference (None when none is found or the package has none) and, for None,
         why (for the log and ``/healthz``).
     """
-    from ..runtime import list_models, read_package
-    from ..runtime._package import find_sidecar
+    from ..runtime._package import find_package
 
-    name, sha = model.get("name"), model.get("sha256")
-    candidates: list[Path] = []
-    for item in search:
-        p = Path(item)
-        if p.is_dir():
-            candidates.extend(sorted(p.glob("*.json")))
-            continue
-        with contextlib.suppress(Exception):
-            candidates.append(find_sidecar(item))
-    with contextlib.suppress(Exception):
-        candidates.extend(Path(m["sidecar"]) for m in list_models())
-    for sidecar in candidates:
-        try:
-            pkg = read_package(sidecar)
-        except Exception:
-            continue
-        shas = {pkg.cpu.sha256} | ({pkg.edgetpu.sha256} if pkg.edgetpu else set())
-        if pkg.name != name or sha not in shas:
-            continue
-        try:
-            ref = reference_of(pkg.meta)
-        except ValueError as exc:
-            return None, f"the drift reference cannot be read ({exc})"
-        return ref, "" if ref is not None else "the model's sidecar has no drift reference"
-    return None, "no package of that name and sha256 was found"
+    pkg = find_package(model.get("name"), model.get("sha256"), search)
+    if pkg is None:
+        return None, "no package of that name and sha256 was found"
+    try:
+        ref = reference_of(pkg.meta)
+    except ValueError as exc:
+        return None, f"the drift reference cannot be read ({exc})"
+    return ref, "" if ref is not None else "the model's sidecar has no drift reference"

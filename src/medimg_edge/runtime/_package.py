@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -585,6 +585,46 @@ def iter_sidecars() -> Iterator[Path]:
                 continue
             seen.add(sidecar.stem)
             yield sidecar
+
+
+def iter_packages(search: Iterable[str | os.PathLike[str]] = ()) -> Iterator[ModelPackage]:
+    """The readable packages of ``search`` (model names, sidecar paths or folders of
+    sidecars), then every package of the model path (:func:`iter_sidecars`); an entry that
+    does not resolve or a sidecar that does not validate is skipped."""
+    candidates: list[Path] = []
+    for item in search:
+        p = Path(item)
+        if p.is_dir():
+            candidates.extend(sorted(p.glob("*.json")))
+            continue
+        try:
+            candidates.append(find_sidecar(item))
+        except (ModelError, OSError, ValueError):
+            continue
+    candidates.extend(iter_sidecars())
+    for sidecar in candidates:
+        try:
+            yield read_package(sidecar)
+        except (ModelError, OSError, ValueError):
+            continue
+
+
+def package_sha256s(pkg: ModelPackage) -> set[str]:
+    """The sha256 of every model file of a package (CPU, and Edge TPU if any): what a
+    result's ``model.sha256`` may be."""
+    return {pkg.cpu.sha256} | ({pkg.edgetpu.sha256} if pkg.edgetpu else set())
+
+
+def find_package(
+    name: object, sha256: object, search: Iterable[str | os.PathLike[str]] = ()
+) -> ModelPackage | None:
+    """The package named ``name`` one of whose model files has ``sha256``, among
+    :func:`iter_packages` of ``search`` (None when there is none): the package a result's
+    ``model`` names."""
+    for pkg in iter_packages(search):
+        if pkg.name == name and sha256 in package_sha256s(pkg):
+            return pkg
+    return None
 
 
 def find_sidecar(name_or_path: str | os.PathLike[str]) -> Path:

@@ -25,7 +25,13 @@ from ._metrics import (
 )
 from ._ood import DEFAULT_QUANTILE, fit_appearance, fit_ood
 
-__all__ = ["ABSTAIN_HALF_WIDTH", "code_version", "export_package", "predict_package"]
+__all__ = [
+    "ABSTAIN_HALF_WIDTH",
+    "code_version",
+    "export_package",
+    "predict_package",
+    "record_refit",
+]
 
 #: Half-width of the abstain band around the threshold (clipped to [0, 1]).
 ABSTAIN_HALF_WIDTH = 0.1
@@ -50,6 +56,27 @@ def code_version() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return text
+
+
+def record_refit(
+    meta: dict[str, Any], key: str, *, command: str, note: str, bump: bool = True, **counts: int
+) -> str:
+    """Stamp a sidecar whose guards or references were refitted in place (network and int8
+    file unchanged): with ``bump`` the patch version goes up by one, and
+    ``provenance[key]`` records the date, the version it came from, ``command``, the frame
+    ``counts`` and ``note``. Returns the version it came from."""
+    old = str(meta["version"])
+    if bump:
+        major, minor, patch = (int(p) for p in old.split("+")[0].split("."))
+        meta["version"] = f"{major}.{minor}.{patch + 1}"
+    meta["provenance"][key] = {
+        "added": datetime.date.today().isoformat(),
+        "from_version": old,
+        "command": command,
+        **counts,
+        "note": note,
+    }
+    return old
 
 
 def predict_package(path: str | Path, x: Any) -> dict[str, Any]:
