@@ -112,6 +112,9 @@ class DaemonProc:
 
     def start(self, *, wait: bool = True) -> DaemonProc:
         env = dict(os.environ, **(self.env or {}))
+        # a fatal signal (and the SIGABRT of a stop that times out, see stop()) writes
+        # every thread's stack into the log
+        env.setdefault("PYTHONFAULTHANDLER", "1")
         logfh = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [
@@ -168,10 +171,23 @@ class DaemonProc:
         self.proc.wait()
 
     def stop(self, timeout: float = WAIT_S) -> int:
+        """SIGTERM and the exit status; a daemon still running after ``timeout`` s is
+        aborted (its thread stacks go to the log) and the test fails with the log's end."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+            raise AssertionError(
+                f"the daemon did not stop within {timeout:.0f} s of SIGTERM; the end of its "
+                f"log (thread stacks last):\n{self.log_text()[-12000:]}"
+            ) from None
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
