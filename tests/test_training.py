@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -261,6 +262,65 @@ def test_batchnorm_recalibration_matches_the_final_weights() -> None:
     assert all(layer.momentum == 0.9 for layer in bns)  # the training momentum is restored
     no_bn = build_network(32, 2, NetConfig(widths=(8, 8, 8, 8), depth=1, batchnorm=False))
     assert recalibrate_batchnorm(no_bn, x) == 0
+
+
+# -- detector-first curriculum (issue 14) ----------------------------------------------------
+
+
+def test_detector_crops_centre_lesions_and_keep_negatives_clean() -> None:
+    from medimg_edge.training._network import detector_crops
+
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 256, 256, 1), dtype=np.float32)
+    heat = np.zeros((5, 32, 32, 1), np.float32)
+    heat[1, 3, 30] = 0.8  # a lesion near the top right corner
+    heat[2, 16, 16] = heat[2, 16, 17] = 0.5
+    y = np.array([0, 1, 1, 0, 1])  # frame 4: a lesion of unknown place (no target)
+    xc, yc, hc = detector_crops(x, heat, y, 0, 64, 3, rng)
+    assert xc.shape[1:] == (64, 64, 1) and hc.shape[1:] == (8, 8, 1)
+    assert len(xc) == len(yc) == len(hc) == 2 + 5 * 3
+    assert int(np.sum(yc == 1)) == 2
+    # each lesion crop holds its lesion's strongest cell and is the frame's pixels there
+    for k in np.nonzero(yc == 1)[0]:
+        assert hc[k].max() >= 0.5
+        hits = [
+            i
+            for i in (1, 2)
+            for r in range(0, 193, 8)
+            for c in range(0, 193, 8)
+            if np.array_equal(x[i, r : r + 64, c : c + 64], xc[k])
+            and np.array_equal(heat[i, r // 8 : r // 8 + 8, c // 8 : c // 8 + 8], hc[k])
+        ]
+        assert len(hits) == 1
+    assert not np.any(hc[yc == 0] > 0)  # no negative crop holds a lesion cell
+    empty = detector_crops(x[:, :32, :32], heat[:, :4, :4], y, 0, 64, 3, rng)
+    assert len(empty[0]) == 0 and empty[0].shape[1:] == (64, 64, 1)
+    with pytest.raises(ValueError, match="crop_size"):
+        training.NetConfig(crop_size=40)
+    with pytest.raises(ValueError, match="crop_epochs"):
+        training.NetConfig(crop_epochs=-1)
+
+
+def test_detector_phase_weights_start_the_whole_frame_network(tmp_path: Path) -> None:
+    """The crop-size network's weights are the whole-frame network's start (every layer,
+    same names), and a curriculum run trains, exports and loads like any other."""
+    import tensorflow as tf
+
+    from medimg_edge.training._network import NetConfig, _copy_weights, build_network
+
+    cfg = NetConfig(widths=(8, 8, 8, 8), depth=1, max_pool=True)
+    tf.keras.utils.set_random_seed(1)
+    small, big = build_network(32, 2, cfg), build_network(64, 2, cfg)
+    _copy_weights(small, big)
+    for layer in small.layers:
+        for a, b in zip(layer.get_weights(), big.get_layer(layer.name).get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    cfg_run = _cfg(tmp_path, "xray", "tiny_curriculum")
+    net = dataclasses.replace(cfg_run.net, crop_epochs=1, crop_size=32, crop_negatives=1)
+    res = training.train(dataclasses.replace(cfg_run, net=net))
+    model = me.load_model(str(res.sidecar))
+    out = model.predict(res.val.x[:4])["scores"]
+    assert out.shape == (4, 2) and np.all(np.isfinite(out))
 
 
 # -- fine-tuning from a package (issue 18 item 3) ---------------------------------------------

@@ -28,6 +28,7 @@ __all__ = [
     "FREEZE_CHOICES",
     "NetConfig",
     "build_network",
+    "detector_crops",
     "fit",
     "load_tflite_weights",
     "model_ops",
@@ -68,6 +69,8 @@ _BN_MOMENTUM = 0.9
 #: Forward passes (training batches, weights fixed) that re-estimate the BatchNorm
 #: statistics after training (:func:`recalibrate_batchnorm`).
 BN_RECALIBRATION_STEPS = 150
+#: Pixels per heatmap cell (the heatmap head reads the 1/8-resolution features).
+_HEAT_STRIDE = 8
 
 
 def recalibrate_batchnorm(
@@ -147,10 +150,24 @@ class NetConfig:
     #: ``"backbone"`` (stem and the three stages frozen; the heatmap head and the
     #: classifier learn): fine-tuning on a few hundred frames of a new device.
     freeze: str = "none"
+    #: Detector-first curriculum (0: off): before the whole frames, ``crop_epochs``
+    #: epochs train the same network on ``crop_size`` px crops, every lesion (jittered
+    #: around its centre) against ``crop_negatives`` lesion-free crops per frame taken from
+    #: anywhere in it (:func:`detector_crops`). The network is convolutional up to its
+    #: global pooling, so the weights carry over to the whole frame; a small lesion in a
+    #: frame full of stronger anatomy is found from crops long before it is found from an
+    #: image-level label (bench/RESULTS.md, "why the X-ray network does not learn").
+    crop_epochs: int = 0
+    crop_size: int = 64
+    crop_negatives: int = 4
 
     def __post_init__(self) -> None:
         if self.freeze not in FREEZE_CHOICES:
             raise ValueError(f"freeze must be one of {FREEZE_CHOICES}, got {self.freeze!r}")
+        if self.crop_epochs < 0 or self.crop_negatives < 0:
+            raise ValueError("crop_epochs and crop_negatives must be >= 0")
+        if self.crop_size < 32 or self.crop_size % 16:
+            raise ValueError(f"crop_size must be a multiple of 16 >= 32, got {self.crop_size}")
 
 
 def build_network(size: int, n_classes: int, cfg: NetConfig) -> Any:
@@ -321,6 +338,143 @@ def _heat_loss(pos_weight: float) -> Any:
     return loss
 
 
+def detector_crops(
+    x: F32,
+    heat: F32,
+    y: npt.NDArray[np.int64],
+    negative_index: int,
+    size: int,
+    negatives: int,
+    rng: np.random.Generator,
+) -> tuple[F32, npt.NDArray[np.int64], F32]:
+    """Training crops of the detector-first curriculum (:attr:`NetConfig.crop_epochs`).
+
+    Every frame whose heatmap target has a lesion gives one ``size`` px crop around the
+    lesion's strongest cell, shifted by up to ``size / 4`` px, labelled with the frame's
+    class; every frame also gives ``negatives`` crops from uniformly random places that
+    hold no lesion cell, labelled ``negative_index``. Crops start on the heatmap grid
+    (multiples of 8 px) so their heatmap targets are the matching cells. A frame
+    smaller than ``size`` gives nothing.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, H, W, 1)
+        Model inputs.
+    heat : ndarray, shape (N, H/8, W/8, 1)
+        Heatmap targets (:func:`~medimg_edge.training.heat_target`).
+    y : ndarray of int, shape (N,)
+        Class index per frame.
+
+    Returns
+    -------
+    crops : ndarray, shape (M, size, size, 1)
+    labels : ndarray of int, shape (M,)
+    heat : ndarray, shape (M, size/8, size/8, 1)
+    """
+    n, h, w = x.shape[0], x.shape[1], x.shape[2]
+    g, c = _HEAT_STRIDE, size // _HEAT_STRIDE
+    xs: list[F32] = []
+    ys: list[int] = []
+    hs: list[F32] = []
+    if h < size or w < size:
+        return (
+            np.zeros((0, size, size, 1), np.float32),
+            np.zeros(0, np.int64),
+            np.zeros((0, c, c, 1), np.float32),
+        )
+    gh, gw = (h - size) // g, (w - size) // g  # last grid start of a crop
+    for i in range(n):
+        cells = heat[i, :, :, 0]
+        if y[i] != negative_index and float(cells.max()) > 0.0:
+            cy, cx = np.unravel_index(int(np.argmax(cells)), cells.shape)
+            jy, jx = rng.integers(-(c // 4), c // 4 + 1, 2)
+            r0 = int(np.clip(cy - c // 2 + jy, 0, gh))
+            c0 = int(np.clip(cx - c // 2 + jx, 0, gw))
+            xs.append(x[i, r0 * g : r0 * g + size, c0 * g : c0 * g + size])
+            ys.append(int(y[i]))
+            hs.append(heat[i, r0 : r0 + c, c0 : c0 + c])
+        for _ in range(negatives):
+            for _try in range(8):  # a place without lesion cells (nearly always the first)
+                r0, c0 = (int(v) for v in rng.integers(0, (gh + 1, gw + 1)))
+                if not np.any(cells[r0 : r0 + c, c0 : c0 + c] > 0.0):
+                    xs.append(x[i, r0 * g : r0 * g + size, c0 * g : c0 * g + size])
+                    ys.append(negative_index)
+                    hs.append(heat[i, r0 : r0 + c, c0 : c0 + c])
+                    break
+    return (
+        np.stack(xs).astype(np.float32, copy=False),
+        np.asarray(ys, np.int64),
+        np.stack(hs).astype(np.float32, copy=False),
+    )
+
+
+def _detector_phase(train: Dataset, cfg: NetConfig, progress: bool) -> Any:
+    """The detector-first curriculum (:attr:`NetConfig.crop_epochs`): the network built at
+    the crop size and trained on :func:`detector_crops` of every epoch's augmented frames;
+    returns it (its weights are the whole-frame network's start)."""
+    import tensorflow as tf
+
+    n_classes = len(train.labels)
+    model = build_network(cfg.crop_size, n_classes, cfg)
+    rng = np.random.default_rng(cfg.seed + 7919)
+    per_epoch = int(np.sum(train.positive)) + cfg.crop_negatives * len(train)
+    steps = cfg.crop_epochs * int(np.ceil(max(1, per_epoch) / cfg.batch_size))
+    lr = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps), alpha=0.1)
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(lr),
+        loss={
+            "scores": tf.keras.losses.CategoricalCrossentropy(),
+            "heatmap": _heat_loss(cfg.heat_pos_weight),
+        },
+        loss_weights={"scores": 1.0, "heatmap": cfg.heatmap_weight},
+        metrics={"scores": ["accuracy"]},
+    )
+    verbose = 1 if progress and sys.stderr.isatty() else (2 if progress else 0)
+    xc = None
+    for epoch in range(cfg.crop_epochs):
+        if cfg.augment > 0.0 and train.frames is not None:
+            from ._data import augmented_inputs
+
+            ramp = min(1.0, 0.4 + 0.6 * epoch / max(1.0, cfg.crop_epochs / 2.0))
+            xa, heat = augmented_inputs(
+                train,
+                cfg.seed * 1_000_003 + 500_000 + epoch,
+                strength=cfg.augment * ramp,
+                workers=cfg.workers,
+            )
+        else:
+            xa, heat = train.x, train.heat
+        xc, yc, hc = detector_crops(
+            xa, heat, train.y, train.negative_index, cfg.crop_size, cfg.crop_negatives, rng
+        )
+        if progress:
+            print(
+                f"detector epoch {epoch + 1}/{cfg.crop_epochs}: {len(xc)} crops of "
+                f"{cfg.crop_size} px ({int(np.sum(yc != train.negative_index))} with a lesion)",
+                file=sys.stderr,
+                flush=True,
+            )
+        model.fit(
+            xc,
+            {"scores": np.eye(n_classes, dtype=np.float32)[yc], "heatmap": hc},
+            batch_size=cfg.batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=True,
+            verbose=verbose,
+        )
+    return model
+
+
+def _copy_weights(src: Any, dst: Any) -> None:
+    """Every layer's weights from ``src`` to the layer of the same name in ``dst`` (the
+    same network built at another input size)."""
+    for layer in src.layers:
+        weights = layer.get_weights()
+        if weights:
+            dst.get_layer(layer.name).set_weights(weights)
+
+
 def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool = True) -> Any:
     """Train the network (Adam, cosine-decayed learning rate; loss = categorical
     cross-entropy + ``heatmap_weight`` x per-cell binary cross-entropy, the latter only on
@@ -337,6 +491,8 @@ def fit(train: Dataset, val: Dataset | None, cfg: NetConfig, *, progress: bool =
     model = build_network(train.x.shape[1], n_classes, cfg)
     if cfg.init_from is not None:
         load_tflite_weights(model, Path(cfg.init_from).read_bytes())
+    elif cfg.crop_epochs > 0 and train.has_masks:
+        _copy_weights(_detector_phase(train, cfg, progress), model)
     if cfg.freeze == "backbone":
         for layer in model.layers:
             if layer.name.startswith(("stem_", "s1b", "s2b", "s3b")):
