@@ -12,6 +12,8 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,6 +26,7 @@ pytest.importorskip("prometheus_client")
 
 from daemon_helpers import (
     FAST,
+    WAIT_S,
     DaemonProc,
     make_dirs,
     png_bytes,
@@ -213,6 +216,43 @@ def test_concurrent_writers_exactly_once(tmp_path: Path) -> None:
     assert stat.S_IMODE(some.stat().st_mode) == 0o600
     assert stat.S_IMODE(outbox.stat().st_mode) == 0o700
     assert stat.S_IMODE((outbox / ".medimg-edge" / "ledger.sqlite").stat().st_mode) == 0o600
+
+
+_SIGNAL_STORM = """
+import os, signal, sys, threading, time
+from medimg_edge.daemon._finish import Waker
+w = Waker()
+handled = 0
+def on_signal(signum, frame):  # what the daemon's handler does: flags and a wake-up
+    global handled
+    handled += 1
+    w.set()
+signal.signal(signal.SIGUSR1, on_signal)
+def storm():
+    while True:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.00002)
+threading.Thread(target=storm, daemon=True).start()
+end, woken = time.monotonic() + 3.0, 0
+while time.monotonic() < end:  # the main loop: waits that signals interrupt
+    woken += w.wait(0)
+print(handled, woken)
+"""
+
+
+def test_signal_handler_wakeup_cannot_deadlock_the_main_loop() -> None:
+    """The daemon's signal handler wakes the main loop through :class:`Waker`. With a
+    ``threading.Event`` a handler that interrupts the main thread while it holds the
+    Event's lock (inside ``wait``/``clear``) blocks on that lock forever: one SIGTERM
+    left a CI daemon unable to stop. Thousands of signals landing in the middle of the
+    main loop's waits: every one handled, the loop keeps running (an Event there dies of
+    the handler's recursion on its own lock or hangs, measured 2026-12-04)."""
+    r = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_STORM], capture_output=True, text=True, timeout=WAIT_S
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    handled, woken = (int(v) for v in r.stdout.split())
+    assert handled > 100 and woken > 50
 
 
 def test_sigterm_finishes_in_flight_and_restart_completes(tmp_path: Path) -> None:

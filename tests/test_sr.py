@@ -353,9 +353,8 @@ def test_done_outcome_carries_status_and_label_and_the_source_name(tmp_path: Pat
     the status and label of the worker's reply; with ``record_source_name`` the record
     gets the original's path in the inbox (once, also when a batch is retried one by one)."""
     import queue
-    import threading
 
-    from medimg_edge.daemon._finish import Finisher, Job
+    from medimg_edge.daemon._finish import Finisher, Job, Waker
     from medimg_edge.daemon._ledger import Row
     from medimg_edge.daemon._worker import WorkerReply
 
@@ -367,7 +366,7 @@ def test_done_outcome_carries_status_and_label_and_the_source_name(tmp_path: Pat
     config = load_config(None, over)
     for d in (config.outbox, config.processed_dir):
         d.mkdir(parents=True, exist_ok=True)
-    fin = Finisher(lambda: config, queue.Queue(), threading.Event())
+    fin = Finisher(lambda: config, queue.Queue(), Waker())
     sig = (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)  # as taken: unchanged
     row = Row(1, "ward 3/scan.dcm", *sig, "processing", 0, 0.0, None, None, None, 0)
     record = json.dumps({"id": "r1", "status": "positive"}).encode()

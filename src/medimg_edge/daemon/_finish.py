@@ -47,6 +47,7 @@ __all__ = [
     "Job",
     "Outcome",
     "Reply",
+    "Waker",
     "job_suffix",
     "moved_out",
 ]
@@ -133,6 +134,39 @@ def _with_source_name(record: bytes, relpath: str) -> bytes:
     return (json.dumps(doc, allow_nan=False) + "\n").encode()
 
 
+class Waker:
+    """The main loop's wake-up call: :meth:`set` from any thread and from a signal
+    handler, :meth:`wait` in the main loop.
+
+    A :class:`threading.Event` cannot be set from a signal handler: the handler runs in
+    the main thread between two bytecodes, possibly while that thread holds the Event's
+    lock inside ``Event.wait`` or ``Event.clear``, and ``set`` then waits for that lock
+    forever (the lock is not reentrant). One such SIGTERM left the daemon unable to stop
+    (CI, 2026-12-04). A :class:`queue.SimpleQueue` put is reentrant (Python documents it
+    as safe to call from signal handlers), so this class is built on one.
+    """
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def set(self) -> None:
+        """Wake the next (or the current) :meth:`wait`."""
+        self._q.put(None)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a :meth:`set` (those made since the last wait
+        count); True when woken. Every pending wake-up is consumed: one per burst."""
+        try:
+            self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
+        except queue.Empty:
+            return False
+        while True:
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                return True
+
+
 class Finisher:
     """The writer thread (:attr:`thread`) and what it does; ``config()`` gives the
     current settings (a SIGHUP may replace them).  Replies go in :attr:`replies` (``None``
@@ -143,7 +177,7 @@ class Finisher:
         self,
         config: Callable[[], Config],
         results: queue.Queue[Outcome],
-        wake: threading.Event,
+        wake: Waker,
     ) -> None:
         self._config = config
         self._results = results

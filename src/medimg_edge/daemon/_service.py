@@ -44,7 +44,7 @@ from typing import Any
 from .._durable import atomic_write, clean_temp_files, ensure_dir
 from . import _models
 from ._config import Config, ConfigError, load_config
-from ._finish import BATCH_MAX, Finisher, Job, Outcome
+from ._finish import BATCH_MAX, Finisher, Job, Outcome, Waker
 from ._intake import Intake
 from ._ledger import Ledger, LedgerDamaged, is_damage
 from ._observe import (
@@ -122,7 +122,7 @@ class Daemon:
         self.overrides = dict(overrides or {})
         self.exit_when_idle = exit_when_idle
         self.metrics = Metrics()
-        self._wake = threading.Event()
+        self._wake = Waker()  # set from signal handlers too: never a threading.Event
         self._stop = False
         self._reload = False
         self._paused = False
@@ -403,8 +403,7 @@ class Daemon:
                 timeout = max(0.0, min(intake.next_scan - time.monotonic(), 1.0))
                 if wd is not None:
                     timeout = min(timeout, max(0.0, next_wd - time.monotonic()))
-                if self._wake.wait(timeout):
-                    self._wake.clear()
+                self._wake.wait(timeout)
                 if self._hinted:
                     # a file-system event: rescan soon, at most as often as scans take
                     # (a burst of events costs one scan)
